@@ -1,0 +1,88 @@
+"""Building blocks shared by the spiking networks (FORMULAS.md §2).
+
+Inside a model, activations are kept flat over time and batch, ``[T·B, H, W, C]``, so that
+convolutions and BatchNorm (one BN over the T·B batch, shared across time) run as one big op;
+``Spiking`` reshapes to time-major ``[T, B, ...]`` for the neuron scan and back.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from tgo_jax import neurons
+
+Array = jax.Array
+
+FMNIST_MEAN, FMNIST_STD = (0.2860,), (0.3530,)
+CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
+
+
+def check_image_batch(x: Array, channels: int, num_steps: int) -> None:
+    """Validates a model input at the edge: [B, H, W, C] float pixels, the model's C, T >= 1."""
+    if not isinstance(num_steps, int) or num_steps < 1:
+        raise ValueError(f"num_steps (T) must be an int >= 1, got {num_steps!r}")
+    if x.ndim != 4:
+        raise ValueError(f"input must be [B, H, W, C] (rank 4), got rank {x.ndim} with shape {x.shape}")
+    if x.shape[-1] != channels:
+        raise ValueError(f"input has {x.shape[-1]} channels, the model expects {channels} (shape {x.shape})")
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise ValueError(f"input dtype must be floating point pixels in [0, 1], got {x.dtype}")
+
+
+def normalize(x: Array, mean: Sequence[float], std: Sequence[float]) -> Array:
+    """(x - mean) / std per channel; inputs are [0, 1] pixels so attacks work in pixel space."""
+    return (x - jnp.asarray(mean, x.dtype)) / jnp.asarray(std, x.dtype)
+
+
+def repeat_time(x: Array, num_steps: int) -> Array:
+    """Direct encoding: the same [B, ...] tensor at every step, flattened to [T·B, ...]."""
+    return jnp.broadcast_to(x[None], (num_steps,) + x.shape).reshape((-1,) + x.shape[1:])
+
+
+def mean_over_time(logits_tb: Array) -> Array:
+    """Prediction logits: mean over T of the per-step logits [T, B, K] -> [B, K] (FORMULAS §2)."""
+    return logits_tb.mean(axis=0)
+
+
+class Spiking(nn.Module):
+    """A LIF / Noisy-LIF layer over ``[T·B, ...]`` activations; returns ``(spikes, H)``.
+
+    Spikes come back flat ``[T·B, ...]``; H comes back time-major ``[T, B, ...]`` for the
+    margin penalty and the analyses. Noise is drawn from the ``'noise'`` RNG stream.
+    """
+
+    neuron: neurons.NeuronConfig
+    num_steps: int
+
+    @nn.compact
+    def __call__(self, x: Array):
+        x_tb = x.reshape((self.num_steps, -1) + x.shape[1:])
+        key = None
+        if self.neuron.stochastic:
+            if not self.has_rng("noise"):
+                raise ValueError("a Noisy-LIF model needs a noise key: apply(..., rngs={'noise': key})")
+            key = self.make_rng("noise")
+        spikes_tb, h_tb = neurons.run(self.neuron, x_tb, key)
+        return spikes_tb.reshape(x.shape), h_tb
+
+
+def batch_norm(train: bool, dtype: Any, name: str | None = None) -> nn.BatchNorm:
+    """BatchNorm over all leading axes (T·B and space), statistics shared across time."""
+    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype,
+                        name=name)
+
+
+def conv(features: int, kernel: int = 3, stride: int = 1, use_bias: bool = True, dtype: Any = jnp.float32,
+         name: str | None = None) -> nn.Module:
+    """A 'SAME'-padded 2-D convolution (the one place the models create convolutions)."""
+    return nn.Conv(features, (kernel, kernel), strides=(stride, stride), padding="SAME",
+                   use_bias=use_bias, dtype=dtype, name=name)
+
+
+def avg_pool(x: Array) -> Array:
+    """2×2 average pool with stride 2."""
+    return nn.avg_pool(x, (2, 2), strides=(2, 2))

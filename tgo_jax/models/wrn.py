@@ -1,0 +1,89 @@
+"""Spiking WRN-16-4 with pre-activation blocks (FORMULAS.md §2), ≈ 2.75 M parameters."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from tgo_jax import neurons
+from tgo_jax.models import layers
+
+MERGES = ("convex", "sum")
+
+
+class PreActBlock(nn.Module):
+    """BN→LIF→conv3×3(stride)→BN→LIF→conv3×3, merged with the shortcut.
+
+    The shortcut is the block's input, or a 1×1 conv of its *activated* input when the shape
+    changes. ``merge="convex"`` learns ``c1·shortcut + c2·branch`` with c = (c1, c2) initialised to
+    (½, ½) (kept on the simplex by the RAT projection in training); ``merge="sum"`` adds them.
+    Returns ``(out, (h1, h2))``.
+    """
+
+    features: int
+    stride: int
+    neuron: neurons.NeuronConfig
+    num_steps: int
+    merge: str = "convex"
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        act = layers.batch_norm(train, self.dtype)(x)
+        act, h1 = layers.Spiking(self.neuron, self.num_steps)(act)
+        if self.stride != 1 or x.shape[-1] != self.features:
+            shortcut = layers.conv(self.features, 1, self.stride, use_bias=False, dtype=self.dtype)(act)
+        else:
+            shortcut = x
+        branch = layers.conv(self.features, 3, self.stride, use_bias=False, dtype=self.dtype)(act)
+        branch = layers.batch_norm(train, self.dtype)(branch)
+        branch, h2 = layers.Spiking(self.neuron, self.num_steps)(branch)
+        branch = layers.conv(self.features, 3, 1, use_bias=False, dtype=self.dtype)(branch)
+        if self.merge == "sum":
+            return shortcut + branch, (h1, h2)
+        c = self.param("merge", nn.initializers.constant(0.5), (2,), jnp.float32).astype(self.dtype)
+        return c[0] * shortcut + c[1] * branch, (h1, h2)
+
+
+class SpikingWRN(nn.Module):
+    """WRN-d-k: conv 3→16, three groups of ``blocks_per_group`` pre-activation blocks with widths
+    16k/32k/64k and strides 1/2/2, then BN→LIF→global average pool→FC. WRN-16-4 is the default.
+
+    Same call convention as ``SpikingVGG11``.
+    """
+
+    num_classes: int = 10
+    num_steps: int = 4
+    neuron: neurons.NeuronConfig = neurons.NeuronConfig()
+    widths: Sequence[int] = (64, 128, 256)
+    blocks_per_group: int = 2
+    stem: int = 16
+    merge: str = "convex"
+    in_channels: int = 3
+    mean: Sequence[float] = layers.CIFAR10_MEAN
+    std: Sequence[float] = layers.CIFAR10_STD
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, train: bool = False, return_h: bool = False):
+        layers.check_image_batch(x, self.in_channels, self.num_steps)
+        if self.merge not in MERGES:
+            raise ValueError(f"merge must be one of {MERGES}, got {self.merge!r}")
+        x = layers.normalize(x, self.mean, self.std).astype(self.dtype)
+        x = layers.conv(self.stem, 3, 1, use_bias=False, dtype=self.dtype)(x)
+        x = layers.repeat_time(x, self.num_steps)  # direct encoding
+        hs = []
+        for group, width in enumerate(self.widths):
+            for block in range(self.blocks_per_group):
+                stride = 2 if group > 0 and block == 0 else 1
+                x, block_hs = PreActBlock(width, stride, self.neuron, self.num_steps, self.merge,
+                                          self.dtype)(x, train)
+                hs.extend(block_hs)
+        x = layers.batch_norm(train, self.dtype)(x)
+        x, h = layers.Spiking(self.neuron, self.num_steps)(x)
+        hs.append(h)
+        x = x.mean(axis=(1, 2))
+        logits = nn.Dense(self.num_classes, dtype=self.dtype)(x)
+        logits_tb = logits.reshape((self.num_steps, -1, self.num_classes)).astype(jnp.float32)
+        return (logits_tb, tuple(hs)) if return_h else logits_tb
