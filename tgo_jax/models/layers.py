@@ -67,6 +67,8 @@ class Spiking(nn.Module):
                 raise ValueError("a Noisy-LIF model needs a noise key: apply(..., rngs={'noise': key})")
             key = self.make_rng("noise")
         spikes_tb, h_tb = neurons.run(self.neuron, x_tb, key)
+        # Mean firing rate, collected only when 'intermediates' is mutable (training metrics).
+        self.sow("intermediates", "spike_rate", spikes_tb.mean())
         return spikes_tb.reshape(x.shape), h_tb
 
 

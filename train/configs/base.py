@@ -1,0 +1,45 @@
+"""Defaults shared by every experiment config; each experiment file overrides what it changes."""
+import ml_collections
+
+
+def get_base_config() -> ml_collections.ConfigDict:
+    """The full set of options with their defaults (FORMULAS.md §3 for the training ones)."""
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    # Data (tgo_jax/data.py).
+    c.dataset = "fashion_mnist"  # fashion_mnist | cifar10 | cifar100
+    c.data_dir = ""  # "" = the dataset's default location (Debian package / tfds data_dir)
+    c.augment = False  # random crop (4-pixel padding) + horizontal flip (CIFAR)
+    c.train_subset = 0  # use only the first N training images (0 = all)
+    c.eval_subset = 0  # evaluate on the first N test images (0 = all)
+    # Model (tgo_jax/models): arch + keyword arguments of the model class.
+    c.model = ml_collections.ConfigDict(dict(arch="small", num_steps=4))
+    c.model_kwargs = ml_collections.ConfigDict()  # extra keyword arguments (channels, hidden, merge, ...)
+    c.dtype = "float32"  # compute dtype: float32 | bfloat16 (params and optimiser state stay float32)
+    # Neurons (tgo_jax.neurons.NeuronConfig); kind="noisy" is TGO's Noisy-LIF part.
+    c.neuron = ml_collections.ConfigDict(dict(
+        kind="lif", decay=0.5, threshold=1.0, surrogate="triangle", surrogate_param=None, reset="hard",
+        detach_reset=False, sigma=0.4, sigma_is_variance=False, expected=False, backward="surrogate",
+        remat=False))
+    # Objective: strategy tet (the paper's "vanilla"), at or rat; plus the TGO margin penalty.
+    c.strategy = "tet"  # tet | ce | at | rat
+    c.tet_lambda = 1e-3
+    c.margin = ml_collections.ConfigDict(dict(
+        enabled=False, delta=0.5, p=2, lambda_max=0.6, schedule="cosine"))  # schedule: cosine|linear|constant
+    c.at = ml_collections.ConfigDict(dict(eps=2 / 255, alpha=1 / 255, steps=2))  # FORMULAS §3 AT
+    c.rat = ml_collections.ConfigDict(dict(beta=2e-3, form="retraction"))  # form: retraction | loss
+    # Optimiser: SGD, lr 0.1, momentum 0.9, cosine annealing (paper).
+    c.optim = ml_collections.ConfigDict(dict(
+        name="sgd", lr=0.1, momentum=0.9, nesterov=False, weight_decay=5e-4, schedule="cosine"))
+    c.batch_size = 128
+    c.epochs = 300
+    c.max_steps = 0  # stop after this many steps (0 = epochs × steps per epoch); the schedules still span epochs
+    # Bookkeeping.
+    c.checkpoint_every_steps = 500
+    c.keep_checkpoints = 2
+    c.eval_batch_size = 500
+    c.eval_every_epochs = 1
+    c.eval_noise_draws = 1  # clean accuracy of a noisy model: mean over this many noise draws
+    c.num_devices = 1  # data parallelism over this many devices (0 = all visible)
+    c.progress = True
+    return c

@@ -1,0 +1,234 @@
+"""Robustness evaluation of trained checkpoints in the paper's table layout.
+
+    python -m train.evaluate --workdir runs/fmnist/tgo [--workdir runs/fmnist/vanilla ...] \
+        [--eps 8/255] [--extra apgd,mtpgd] [--eps_sweep 2/255,4/255,6/255,8/255] [--num_examples 1000]
+
+Writes ``eval.json`` and ``eval.md`` in each workdir (and ``eps_sweep.png`` for a sweep); with several
+workdirs it also prints one comparison table with a row each (``--out`` writes it to a file).
+Noisy (stochastic) models are attacked with EoT (``--eot``, default 10 draws) and their accuracy is
+the mean over fresh noise draws (``--draws``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from fractions import Fraction
+from typing import Optional, Sequence
+
+import jax
+import ml_collections
+import numpy as np
+from absl import app, flags
+
+from tgo_jax import attacks, data
+from train import train
+from train.checkpoint import Checkpoints, read_meta
+from train.progress import Progress
+
+PAPER_COLUMNS = ("Clean", "FGSM", "RFGSM", "PGD7", "PGD10", "PGD20", "PGD40")
+
+
+def parse_eps(text: str) -> float:
+    """'8/255' or '0.1' -> float; raises ValueError for text that is not a number >= 0."""
+    try:
+        value = float(Fraction(text.strip()))
+    except (ValueError, ZeroDivisionError) as e:
+        raise ValueError(f"cannot read epsilon {text!r}: use a number or a fraction like 8/255") from e
+    if value < 0:
+        raise ValueError(f"epsilon must be >= 0, got {text!r}")
+    return value
+
+
+def load_run(workdir: str, step: Optional[int] = None, num_examples: int = 0):
+    """Rebuilds the model and data of a training workdir and restores its checkpoint."""
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    if not os.path.isdir(ckpt_dir):
+        raise FileNotFoundError(f"no checkpoints in {workdir} (expected {ckpt_dir})")
+    config = ml_collections.ConfigDict(read_meta(ckpt_dir, step)["config"])
+    if num_examples:
+        config.eval_subset = num_examples
+    config.train_subset = config.batch_size  # evaluation needs the test split only
+    run = train.prepare(config)
+    optimizer = train.build_optimizer(config, train.total_steps(config, run.steps_per_epoch))
+    objective = train.build_objective(config, train.total_steps(config, run.steps_per_epoch))
+    images, labels = run.splits["train"]
+    sample = next(data.epoch_batches(images, labels, config.batch_size, seed=config.seed, epoch=0))
+    names = train.metric_names(config, run.model, objective, optimizer, sample)
+    target = train.create_train_state(config, run.model, optimizer, sample["image"],
+                                      {k: np.zeros((), np.float32) for k in names + ["count"]})
+    manager = Checkpoints(ckpt_dir, every_steps=1)
+    state, _ = manager.restore(target, step)
+    manager.close()
+    return run, {"params": state.params, "batch_stats": state.batch_stats}, int(state.step)
+
+
+def evaluate_suite(run, variables, suite, *, batch_size: int, draws: int, seed: int = 0,
+                   progress: bool = True) -> dict:
+    """Accuracy (%) of a model under each (name, attack) of ``suite`` on the run's test split.
+
+    Args:
+      suite: sequence of (name, attack or None for clean) as made by ``attacks.paper_suite``.
+      draws: noise draws per evaluation of a stochastic model (fresh noise; mean accuracy).
+    """
+    logits_fn = attacks.model_logits_fn(run.model)
+    stochastic = run.model.neuron.stochastic
+    draws = draws if stochastic else 1
+    images, labels = run.splits["test"]
+    batches = list(data.eval_batches(images, labels, batch_size))
+    jitted = {name: jax.jit(_accuracy_fn(attack, logits_fn, draws)) for name, attack in suite}
+    bar = Progress(len(batches) * len(suite), enabled=progress, desc="evaluate")
+    correct = {name: 0.0 for name, _ in suite}
+    key = jax.random.PRNGKey(seed)
+    done = 0
+    for batch in batches:
+        for name, _ in suite:
+            key, sub = jax.random.split(key)
+            correct[name] += float(jitted[name](variables, batch["image"], batch["label"], sub))
+            done += 1
+            bar.update(done)
+    bar.close()
+    return {name: 100.0 * c / len(labels) for name, c in correct.items()}
+
+
+def _accuracy_fn(attack, logits_fn, draws):
+    """Number of correctly classified examples (mean over noise draws) after ``attack``."""
+
+    def count(variables, x, y, key):
+        acc = attacks.robust_accuracy(attack, logits_fn, variables, x, y, key, draws=draws) if attack \
+            else attacks.accuracy(logits_fn, variables, x, y, key, draws=draws)
+        return acc * x.shape[0]
+
+    return count
+
+
+def markdown_table(rows: dict, columns: Sequence[str], title: str = "") -> str:
+    """rows: name -> {column: accuracy %}."""
+    lines = [f"**{title}**", ""] if title else []
+    lines.append("| model | " + " | ".join(columns) + " |")
+    lines.append("|---" * (len(columns) + 1) + "|")
+    for name, result in rows.items():
+        cells = [f"{result[c]:.2f}" if c in result else "-" for c in columns]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def eps_label(eps: float) -> str:
+    frac = Fraction(eps).limit_denominator(255)
+    return f"{frac.numerator}/255" if frac.denominator == 255 and abs(float(frac) - eps) < 1e-9 else f"{eps:g}"
+
+
+def evaluate_workdir(workdir: str, *, eps_list: Sequence[float], alpha: float, extra: Sequence[str],
+                     eot: int, draws: int, eps_sweep: Sequence[float], sweep_attack: str,
+                     num_examples: int, batch_size: int, step: Optional[int] = None,
+                     attacks_subset: Optional[Sequence[str]] = None, progress: bool = True) -> dict:
+    """Evaluates one workdir; writes eval.json / eval.md (and eps_sweep.png); returns the results."""
+    t0 = time.time()
+    run, variables, ckpt_step = load_run(workdir, step, num_examples)
+    eot = eot if run.model.neuron.stochastic else 1
+    results = {"workdir": workdir, "step": ckpt_step, "eot": eot, "draws": draws if eot > 1 else 1,
+               "num_examples": int(len(run.splits["test"][1])), "alpha": alpha, "tables": {}}
+    for eps in eps_list:
+        suite = attacks.paper_suite(eps=eps, alpha=alpha, eot=eot, extra=tuple(extra))
+        if attacks_subset:
+            suite = [(n, a) for n, a in suite if n in attacks_subset]
+        results["tables"][eps_label(eps)] = evaluate_suite(run, variables, suite, batch_size=batch_size,
+                                                           draws=draws, progress=progress)
+    if eps_sweep:
+        sweep = {}
+        for eps in eps_sweep:
+            suite = [(n, a) for n, a in attacks.paper_suite(eps=eps, alpha=alpha, eot=eot) if n == sweep_attack]
+            sweep[eps_label(eps)] = evaluate_suite(run, variables, suite, batch_size=batch_size, draws=draws,
+                                                   progress=progress)[sweep_attack]
+        results["eps_sweep"] = {"attack": sweep_attack, "accuracy": sweep}
+        plot_sweep({os.path.basename(os.path.normpath(workdir)): sweep}, sweep_attack,
+                   os.path.join(workdir, "eps_sweep.png"))
+    results["seconds"] = round(time.time() - t0, 1)
+    with open(os.path.join(workdir, "eval.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    with open(os.path.join(workdir, "eval.md"), "w") as f:
+        f.write(render(results) + "\n")
+    return results
+
+
+def render(results: dict) -> str:
+    """eval.md text: one paper-layout table per ε, then the ε sweep."""
+    name = os.path.basename(os.path.normpath(results["workdir"]))
+    parts = [f"# Robustness of {name} (step {results['step']}, {results['num_examples']} test images, "
+             f"EoT {results['eot']}, α = {results['alpha']})"]
+    for eps, table in results["tables"].items():
+        parts.append(markdown_table({name: table}, list(table), title=f"ε = {eps}"))
+    if "eps_sweep" in results:
+        sweep = results["eps_sweep"]
+        parts.append(markdown_table({name: sweep["accuracy"]}, list(sweep["accuracy"]),
+                                    title=f"{sweep['attack']} accuracy against ε"))
+    return "\n\n".join(parts)
+
+
+def comparison(all_results: Sequence[dict]) -> str:
+    """One table per ε with a row per workdir."""
+    parts = []
+    for eps in all_results[0]["tables"]:
+        rows = {os.path.basename(os.path.normpath(r["workdir"])): r["tables"][eps] for r in all_results
+                if eps in r["tables"]}
+        columns = list(all_results[0]["tables"][eps])
+        parts.append(markdown_table(rows, columns, title=f"ε = {eps}"))
+    return "\n\n".join(parts)
+
+
+def plot_sweep(curves: dict, attack: str, path: str) -> None:
+    """Accuracy against ε, one line per model."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    for name, sweep in curves.items():
+        ax.plot([parse_eps(e) * 255 for e in sweep], list(sweep.values()), marker="o", label=name)
+    ax.set_xlabel("ε (×1/255)")
+    ax.set_ylabel(f"{attack} accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+_WORKDIRS = flags.DEFINE_multi_string("workdir", None, "training workdir(s); several give a comparison")
+_STEP = flags.DEFINE_integer("step", None, "checkpoint step (default: latest)")
+_EPS = flags.DEFINE_list("eps", ["8/255"], "attack budgets (L∞, pixel units)")
+_ALPHA = flags.DEFINE_float("alpha", 0.01, "PGD step size")
+_EXTRA = flags.DEFINE_list("extra", [], "extra attacks: apgd, mtpgd")
+_EOT = flags.DEFINE_integer("eot", 10, "EoT noise draws per gradient for stochastic models")
+_DRAWS = flags.DEFINE_integer("draws", 3, "noise draws per accuracy evaluation of stochastic models")
+_SWEEP = flags.DEFINE_list("eps_sweep", [], "ε values for the sweep table/figure, e.g. 2/255,4/255,6/255,8/255")
+_SWEEP_ATTACK = flags.DEFINE_string("sweep_attack", "PGD10", "attack used in the ε sweep")
+_NUM = flags.DEFINE_integer("num_examples", 0, "evaluate on the first N test images (0 = all)")
+_BATCH = flags.DEFINE_integer("batch_size", 500, "evaluation batch size")
+_OUT = flags.DEFINE_string("out", None, "write the comparison table (markdown) here")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if not _WORKDIRS.value:
+        raise app.UsageError("--workdir is required")
+    all_results = []
+    for workdir in _WORKDIRS.value:
+        results = evaluate_workdir(
+            workdir, eps_list=[parse_eps(e) for e in _EPS.value], alpha=_ALPHA.value, extra=_EXTRA.value,
+            eot=_EOT.value, draws=_DRAWS.value, eps_sweep=[parse_eps(e) for e in _SWEEP.value],
+            sweep_attack=_SWEEP_ATTACK.value, num_examples=_NUM.value, batch_size=_BATCH.value,
+            step=_STEP.value)
+        print(render(results), flush=True)
+        all_results.append(results)
+    if len(all_results) > 1:
+        table = comparison(all_results)
+        print("\n" + table, flush=True)
+        if _OUT.value:
+            with open(_OUT.value, "w") as f:
+                f.write(table + "\n")
+
+
+if __name__ == "__main__":
+    app.run(main)

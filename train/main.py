@@ -1,0 +1,24 @@
+"""Train one experiment: ``python -m train.main --config train/configs/<name>.py --workdir DIR``.
+
+Any config field can be overridden, e.g. ``--config.epochs=10 --config.margin.enabled=True``. A rerun
+with the same workdir resumes from the latest checkpoint.
+"""
+from absl import app, flags
+from ml_collections import config_flags
+
+from train import train
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config file", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "directory for checkpoints and metrics.jsonl")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    record = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    print("final:", record, flush=True)
+
+
+if __name__ == "__main__":
+    app.run(main)
