@@ -6,9 +6,6 @@ for tests that need a model with meaningful gradients (attacks, analyses).
 """
 from __future__ import annotations
 
-import gzip
-import importlib.util
-import os
 from typing import NamedTuple
 
 import flax.linen as nn
@@ -18,35 +15,10 @@ import numpy as np
 import optax
 import pytest
 
-from tgo_jax import models
+from tgo_jax import data, models
 
-FMNIST_DIR = "/usr/share/datasets/fashion-mnist"
 NUM_TRAIN, NUM_TEST = 4096, 256
 TRAIN_STEPS, TRAIN_BATCH, TRAIN_LR = 300, 64, 3e-3
-
-
-def _read_idx(path: str) -> np.ndarray:
-    """Reads a (gzipped) IDX file: magic (2 zero bytes, dtype 0x08 = uint8, rank), big-endian dims, data."""
-    with gzip.open(path, "rb") as f:
-        raw = f.read()
-    rank = raw[3]
-    dims = np.frombuffer(raw, ">u4", count=rank, offset=4).astype(int)
-    return np.frombuffer(raw, np.uint8, offset=4 + 4 * rank).reshape(dims)
-
-
-def _read_split(prefix: str):
-    images = _read_idx(os.path.join(FMNIST_DIR, f"{prefix}-images-idx3-ubyte.gz"))
-    labels = _read_idx(os.path.join(FMNIST_DIR, f"{prefix}-labels-idx1-ubyte.gz"))
-    return (images[..., None].astype(np.float32) / 255.0, labels.astype(np.int32))
-
-
-def _load_fashion_mnist():
-    """The project's loader when it exists (tgo_jax.data), else a minimal IDX reader."""
-    if importlib.util.find_spec("tgo_jax.data") is not None:
-        from tgo_jax import data
-        if hasattr(data, "load_fashion_mnist"):
-            return data.load_fashion_mnist()
-    return {"train": _read_split("train"), "test": _read_split("t10k")}
 
 
 class Split(NamedTuple):
@@ -61,12 +33,12 @@ class FmnistSmall(NamedTuple):
 
 @pytest.fixture(scope="session")
 def fmnist_small() -> FmnistSmall:
-    if not os.path.isdir(FMNIST_DIR):
-        pytest.skip(f"Fashion-MNIST IDX files not found in {FMNIST_DIR}")
-    ds = _load_fashion_mnist()
+    try:
+        ds = data.load_fashion_mnist()
+    except data.DataUnavailableError as e:
+        pytest.skip(f"Fashion-MNIST is not available: {e}")
     (xtr, ytr), (xte, yte) = ds["train"], ds["test"]
-    return FmnistSmall(Split(np.asarray(xtr[:NUM_TRAIN]), np.asarray(ytr[:NUM_TRAIN])),
-                       Split(np.asarray(xte[:NUM_TEST]), np.asarray(yte[:NUM_TEST])))
+    return FmnistSmall(Split(xtr[:NUM_TRAIN], ytr[:NUM_TRAIN]), Split(xte[:NUM_TEST], yte[:NUM_TEST]))
 
 
 class TrainedModel(NamedTuple):

@@ -121,6 +121,7 @@ class NeuronConfig:
         _check_choice("reset", self.reset, RESETS)
         _check_choice("backward", self.backward, BACKWARDS)
         _check_choice("surrogate", self.surrogate, tuple(surrogate.FACTORIES))
+        self.spike_fn()  # checks surrogate_param here rather than inside a traced forward pass
         if not 0.0 <= self.decay <= 1.0:
             raise ValueError(f"decay must be in [0, 1], got {self.decay!r}")
         if not self.threshold > 0:

@@ -45,9 +45,9 @@ def spike_with_grad(grad_fn: Callable[[Array], Array]) -> SpikeFn:
     return spike
 
 
-def _positive(name: str, value: float) -> float:
+def _positive(surrogate: str, name: str, value: float) -> float:
     if not value > 0:
-        raise ValueError(f"surrogate parameter {name} must be > 0, got {value!r}")
+        raise ValueError(f"{surrogate} surrogate parameter {name} must be > 0, got {value!r}")
     return float(value)
 
 
@@ -85,37 +85,37 @@ def gaussian_grad(u: Array, sigma: float = 0.4) -> Array:
 
 def triangle(gamma: float = 1.0) -> SpikeFn:
     """Spike function with the triangle surrogate (the default, γ = 1)."""
-    gamma = _positive("gamma", gamma)
+    gamma = _positive("triangle", "gamma", gamma)
     return spike_with_grad(lambda u: triangle_grad(u, gamma))
 
 
 def rectangle(a: float = 1.0) -> SpikeFn:
     """Spike function with the rectangle surrogate of width a."""
-    a = _positive("a", a)
+    a = _positive("rectangle", "a", a)
     return spike_with_grad(lambda u: rectangle_grad(u, a))
 
 
 def sigmoid(k: float = 4.0) -> SpikeFn:
     """Spike function with the sigmoid-derivative surrogate of slope k."""
-    k = _positive("k", k)
+    k = _positive("sigmoid", "k", k)
     return spike_with_grad(lambda u: sigmoid_grad(u, k))
 
 
 def atan(alpha: float = 2.0) -> SpikeFn:
     """Spike function with the arctan surrogate of width α."""
-    alpha = _positive("alpha", alpha)
+    alpha = _positive("atan", "alpha", alpha)
     return spike_with_grad(lambda u: atan_grad(u, alpha))
 
 
 def exponential(a: float = 0.5) -> SpikeFn:
     """Spike function with the exponential (Laplace) surrogate of scale a."""
-    a = _positive("a", a)
+    a = _positive("exponential", "a", a)
     return spike_with_grad(lambda u: exponential_grad(u, a))
 
 
 def gaussian(sigma: float = 0.4) -> SpikeFn:
     """Spike function with the Gaussian surrogate of standard deviation σ."""
-    sigma = _positive("sigma", sigma)
+    sigma = _positive("gaussian", "sigma", sigma)
     return spike_with_grad(lambda u: gaussian_grad(u, sigma))
 
 
