@@ -19,7 +19,7 @@ from typing import Optional, Sequence
 import jax
 import ml_collections
 import numpy as np
-from absl import app, flags
+from absl import app, flags, logging
 
 from tgo_jax import attacks, data
 from train import train
@@ -209,6 +209,7 @@ _OUT = flags.DEFINE_string("out", None, "write the comparison table (markdown) h
 
 
 def main(argv):
+    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if not _WORKDIRS.value:

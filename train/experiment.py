@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from train import evaluate, train
 from train.configs import fmnist_tgo, fmnist_vanilla
@@ -35,6 +35,7 @@ def configs():
 
 
 def main(argv):
+    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     t0 = time.time()

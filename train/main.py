@@ -3,7 +3,7 @@
 Any config field can be overridden, e.g. ``--config.epochs=10 --config.margin.enabled=True``. A rerun
 with the same workdir resumes from the latest checkpoint.
 """
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from train import train
@@ -14,6 +14,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
+    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     record = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)

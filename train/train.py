@@ -86,8 +86,7 @@ def build_objective(config: ml_collections.ConfigDict, steps: int):
     terms = [losses.ce() if config.strategy == "ce" else losses.tet(lam=config.tet_lambda)]
     m = config.margin
     if m.enabled:
-        weight = {"cosine": losses.cosine_ramp, "linear": losses.linear_ramp}.get(m.schedule)
-        weight = weight(m.lambda_max, steps) if weight else losses.constant(m.lambda_max)
+        weight = losses.schedule_by_name(m.schedule, m.lambda_max, steps)
         terms.append((losses.margin(delta=m.delta, p=m.p, threshold=config.neuron.threshold), weight))
     if config.strategy == "rat" and config.rat.form == "loss":
         terms.append(losses.lipschitz(beta=config.rat.beta))
@@ -144,10 +143,9 @@ def make_train_step(config, model, objective, optimizer) -> Callable:
         metrics = dict(terms)
         metrics["accuracy"] = jnp.mean(jnp.argmax(models.mean_over_time(logits_tb), -1) == y)
         metrics["spike_rate"] = _mean_spike_rate(updated["intermediates"])
-        metrics["neighbour_share"] = losses.threshold_neighbour_share(hs, delta=delta, threshold=threshold)
+        metrics["neighbour_share"] = losses.threshold_neighbour_share(hs, delta=delta, threshold=threshold).overall
         metrics = {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
-        sums = {k: state.sums[k] + metrics[k] for k in state.sums}
-        sums["count"] = state.sums["count"] + 1.0
+        sums = {k: state.sums[k] + (1.0 if k == "count" else metrics[k]) for k in state.sums}
         new_state = TrainState(step=state.step + 1, params=params, batch_stats=updated["batch_stats"],
                                opt_state=opt_state, key=key, sums=sums)
         return new_state, metrics
@@ -197,8 +195,8 @@ class Run:
 
 def prepare(config: ml_collections.ConfigDict) -> Run:
     """Loads the data and builds the model for a config."""
-    info = data.info(config.dataset)
-    splits = data.load(config.dataset, data_dir=config.data_dir or None)
+    info = data.dataset_info(config.dataset)
+    splits = dict(data.load(config.dataset, data_dir=config.data_dir or None))  # the loader caches
     if config.train_subset:
         splits["train"] = tuple(a[:config.train_subset] for a in splits["train"])
     if config.eval_subset:

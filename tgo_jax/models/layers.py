@@ -12,7 +12,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from tgo_jax import neurons
+from tgo_jax import fastconv, neurons
 
 Array = jax.Array
 
@@ -79,10 +79,15 @@ def batch_norm(train: bool, dtype: Any, name: str | None = None) -> nn.BatchNorm
 
 
 def conv(features: int, kernel: int = 3, stride: int = 1, use_bias: bool = True, dtype: Any = jnp.float32,
-         name: str | None = None) -> nn.Module:
-    """A 'SAME'-padded 2-D convolution (the one place the models create convolutions)."""
-    return nn.Conv(features, (kernel, kernel), strides=(stride, stride), padding="SAME",
-                   use_bias=use_bias, dtype=dtype, name=name)
+         name: str | None = None, impl: str = "auto") -> nn.Module:
+    """A 'SAME'-padded 2-D convolution (the one place the models create convolutions).
+
+    ``impl`` picks the implementation (``fastconv.IMPLS``); "auto" is XLA's convolution on GPU/TPU
+    and, on CPU, the faster of im2col + matmul and XLA per layer shape (``fastconv.resolve_impl``).
+    Parameters and module names are those of ``nn.Conv``, so checkpoints are unaffected.
+    """
+    return fastconv.Conv(features, kernel, strides=stride, use_bias=use_bias, dtype=dtype, impl=impl,
+                         name=name)
 
 
 def avg_pool(x: Array) -> Array:

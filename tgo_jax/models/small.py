@@ -1,7 +1,7 @@
 """A CPU-sized spiking conv net for 28×28×1 (Fashion-MNIST) and 32×32×3 inputs.
 
 Default layout for 28×28×1: conv 16 → BN → LIF → pool → conv 32 → BN → LIF → pool →
-FC 128 → LIF → FC classes; about 1.2 M multiply-adds per image per time step.
+FC 128 → BN → LIF → FC classes; about 1.2 M multiply-adds per image per time step.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from tgo_jax.models import layers
 
 
 class SmallSNN(nn.Module):
-    """conv3×3→BN→LIF→avg-pool blocks (``channels``), then FC ``hidden`` → LIF → FC classes.
+    """conv3×3→BN→LIF→avg-pool blocks (``channels``), then FC ``hidden`` → BN → LIF → FC classes.
 
     Same call convention as ``SpikingVGG11``: returns per-step logits [T, B, classes] and, with
     ``return_h``, the tuple of per-layer H [T, B, ...].
@@ -46,6 +46,7 @@ class SmallSNN(nn.Module):
             x = layers.avg_pool(x)
         x = x.reshape((x.shape[0], -1))
         x = nn.Dense(self.hidden, dtype=self.dtype)(x)
+        x = layers.batch_norm(train, self.dtype)(x)  # keeps the hidden layer firing from the start
         x, h = layers.Spiking(self.neuron, self.num_steps)(x)
         hs.append(h)
         logits = nn.Dense(self.num_classes, dtype=self.dtype)(x)
