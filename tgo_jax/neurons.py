@@ -101,6 +101,8 @@ class NeuronConfig:
       expected: Noisy-LIF deterministic expected-firing mode Φ((H-θ)/σ).
       backward: "surrogate" or "bptr" (gradient only through neurons that fired at least once over T).
       remat: rematerialise the step in the backward pass (``jax.checkpoint``) to save memory.
+      unroll: unroll the time loop (``lax.scan(unroll=True)``): on CPU 2-3× faster steps and attacks at
+        T = 4, at the price of compile time growing with T; set False for long T.
     """
 
     kind: str = "lif"
@@ -115,6 +117,7 @@ class NeuronConfig:
     expected: bool = False
     backward: str = "surrogate"
     remat: bool = False
+    unroll: bool = True
 
     def __post_init__(self):
         _check_choice("kind", self.kind, KINDS)
@@ -193,7 +196,8 @@ def run(config: NeuronConfig, currents_tb: Array, key: Optional[Array] = None):
     else:
         keys = jnp.zeros((num_steps,), jnp.uint32)  # placeholder, unused by the step
     v0 = jnp.zeros(currents_tb.shape[1:], currents_tb.dtype)
-    _, (spikes_tb, h_tb) = lax.scan(make_step(config), v0, (currents_tb, keys))
+    _, (spikes_tb, h_tb) = lax.scan(make_step(config), v0, (currents_tb, keys),
+                                    unroll=True if config.unroll else 1)
     if config.backward == "bptr":
         spikes_tb = bptr_gate(spikes_tb)
     return spikes_tb, h_tb

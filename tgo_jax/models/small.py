@@ -30,6 +30,7 @@ class SmallSNN(nn.Module):
     mean: Sequence[float] = layers.FMNIST_MEAN
     std: Sequence[float] = layers.FMNIST_STD
     dtype: Any = jnp.float32
+    conv_impl: str = "auto"  # fastconv.IMPLS: auto (per backend and layer shape), xla, im2col, xla_flip
 
     @nn.compact
     def __call__(self, x, train: bool = False, return_h: bool = False):
@@ -37,7 +38,7 @@ class SmallSNN(nn.Module):
         x = layers.normalize(x, self.mean, self.std).astype(self.dtype)
         hs = []
         for i, width in enumerate(self.channels):
-            x = layers.conv(width, dtype=self.dtype)(x)
+            x = layers.conv(width, dtype=self.dtype, impl=self.conv_impl)(x)
             x = layers.batch_norm(train, self.dtype)(x)
             if i == 0:  # direct encoding: the first current is the same at every step
                 x = layers.repeat_time(x, self.num_steps)

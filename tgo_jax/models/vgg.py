@@ -30,6 +30,7 @@ class SpikingVGG11(nn.Module):
     mean: Sequence[float] = layers.CIFAR10_MEAN
     std: Sequence[float] = layers.CIFAR10_STD
     dtype: Any = jnp.float32
+    conv_impl: str = "auto"  # fastconv.IMPLS: auto (per backend and layer shape), xla, im2col, xla_flip
 
     @nn.compact
     def __call__(self, x, train: bool = False, return_h: bool = False):
@@ -41,7 +42,7 @@ class SpikingVGG11(nn.Module):
             if item == "M":
                 x = layers.avg_pool(x)
                 continue
-            x = layers.conv(item, dtype=self.dtype)(x)
+            x = layers.conv(item, dtype=self.dtype, impl=self.conv_impl)(x)
             x = layers.batch_norm(train, self.dtype)(x)
             if first:  # direct encoding: layer 1's current is the same at every step
                 x, first = layers.repeat_time(x, self.num_steps), False

@@ -27,19 +27,22 @@ class PreActBlock(nn.Module):
     num_steps: int
     merge: str = "convex"
     dtype: Any = jnp.float32
+    conv_impl: str = "auto"  # fastconv.IMPLS: auto (per backend and layer shape), xla, im2col, xla_flip
 
     @nn.compact
     def __call__(self, x, train: bool):
         act = layers.batch_norm(train, self.dtype)(x)
         act, h1 = layers.Spiking(self.neuron, self.num_steps)(act)
         if self.stride != 1 or x.shape[-1] != self.features:
-            shortcut = layers.conv(self.features, 1, self.stride, use_bias=False, dtype=self.dtype)(act)
+            shortcut = layers.conv(self.features, 1, self.stride, use_bias=False, dtype=self.dtype,
+                                   impl=self.conv_impl)(act)
         else:
             shortcut = x
-        branch = layers.conv(self.features, 3, self.stride, use_bias=False, dtype=self.dtype)(act)
+        conv3 = dict(use_bias=False, dtype=self.dtype, impl=self.conv_impl)
+        branch = layers.conv(self.features, 3, self.stride, **conv3)(act)
         branch = layers.batch_norm(train, self.dtype)(branch)
         branch, h2 = layers.Spiking(self.neuron, self.num_steps)(branch)
-        branch = layers.conv(self.features, 3, 1, use_bias=False, dtype=self.dtype)(branch)
+        branch = layers.conv(self.features, 3, 1, **conv3)(branch)
         if self.merge == "sum":
             return shortcut + branch, (h1, h2)
         c = self.param("merge", nn.initializers.constant(0.5), (2,), jnp.float32).astype(self.dtype)
@@ -64,6 +67,7 @@ class SpikingWRN(nn.Module):
     mean: Sequence[float] = layers.CIFAR10_MEAN
     std: Sequence[float] = layers.CIFAR10_STD
     dtype: Any = jnp.float32
+    conv_impl: str = "auto"  # fastconv.IMPLS: auto (per backend and layer shape), xla, im2col, xla_flip
 
     @nn.compact
     def __call__(self, x, train: bool = False, return_h: bool = False):
@@ -71,14 +75,14 @@ class SpikingWRN(nn.Module):
         if self.merge not in MERGES:
             raise ValueError(f"merge must be one of {MERGES}, got {self.merge!r}")
         x = layers.normalize(x, self.mean, self.std).astype(self.dtype)
-        x = layers.conv(self.stem, 3, 1, use_bias=False, dtype=self.dtype)(x)
+        x = layers.conv(self.stem, 3, 1, use_bias=False, dtype=self.dtype, impl=self.conv_impl)(x)
         x = layers.repeat_time(x, self.num_steps)  # direct encoding
         hs = []
         for group, width in enumerate(self.widths):
             for block in range(self.blocks_per_group):
                 stride = 2 if group > 0 and block == 0 else 1
                 x, block_hs = PreActBlock(width, stride, self.neuron, self.num_steps, self.merge,
-                                          self.dtype)(x, train)
+                                          self.dtype, self.conv_impl)(x, train)
                 hs.extend(block_hs)
         x = layers.batch_norm(train, self.dtype)(x)
         x, h = layers.Spiking(self.neuron, self.num_steps)(x)

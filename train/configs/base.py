@@ -20,7 +20,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.neuron = ml_collections.ConfigDict(dict(
         kind="lif", decay=0.5, threshold=1.0, surrogate="triangle", surrogate_param=None, reset="hard",
         detach_reset=False, sigma=0.4, sigma_is_variance=False, expected=False, backward="surrogate",
-        remat=False))
+        remat=False, unroll=True))
     # Objective: strategy tet (the paper's "vanilla"), at or rat; plus the TGO margin penalty.
     c.strategy = "tet"  # tet | ce | at | rat
     c.tet_lambda = 1e-3

@@ -1,0 +1,108 @@
+"""Data parallelism: a step with the batch sharded over 8 (fake CPU) devices equals the one-device step.
+
+XLA_FLAGS must be set before JAX initialises, so the 8-device run is ``tests/sharding_check.py`` in a
+subprocess; the tests below compare what it saved. The rest checks the helpers on this process's
+devices.
+"""
+import os
+import pathlib
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from jax.sharding import Mesh, PartitionSpec
+
+from tgo_jax import sharding
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+# float32 sums reduced in another order (per-shard partial sums, then an all-reduce): a few ulps.
+RTOL, ATOL = 1e-5, 1e-6  # ATOL: conv biases before BatchNorm get an exactly-zero gradient, so they are pure rounding
+
+
+@pytest.fixture(scope="module")
+def eight_devices(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sharding") / "result.npz"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "sharding_check.py"), str(out)], env=env,
+                          check=False, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    with np.load(out) as data:
+        return dict(data)
+
+
+def _pairs(result, a, b):
+    keys = sorted(k[len(a):] for k in result if k.startswith(a))
+    assert keys and keys == sorted(k[len(b):] for k in result if k.startswith(b))
+    return [(k, result[a + k], result[b + k]) for k in keys]
+
+
+def test_batch_is_split_over_eight_devices_and_params_replicated(eight_devices):
+    r = eight_devices
+    assert int(r["mesh_size"]) == 8 and int(r["batch_devices"]) == 8
+    assert int(r["batch_shard_rows"]) == 16 // 8
+    assert bool(r["params_replicated"])
+    assert int(r["eval_devices"]) == 8
+
+
+def test_sharded_train_steps_equal_single_device(eight_devices):
+    r = eight_devices
+    np.testing.assert_allclose(r["sharded_losses"], r["single_losses"], rtol=RTOL)
+    for name, sharded, single in _pairs(r, "sharded_params", "single_params"):
+        np.testing.assert_allclose(sharded, single, rtol=RTOL, atol=ATOL, err_msg=name)
+    for name, sharded, single in _pairs(r, "sharded_stats", "single_stats"):
+        np.testing.assert_allclose(sharded, single, rtol=RTOL, atol=ATOL, err_msg=name)
+
+
+def test_batchnorm_statistics_are_over_the_global_batch(eight_devices):
+    r = eight_devices
+    for name, sharded, full in _pairs(r, "sharded_fwd_stats", "full_fwd_stats"):
+        np.testing.assert_allclose(sharded, full, rtol=RTOL, atol=ATOL, err_msg=name)
+    # Control: statistics of one device's shard alone differ, so the comparison above can fail.
+    gaps = [np.max(np.abs(shard - full)) for _, shard, full in _pairs(r, "shard_only_stats", "full_fwd_stats")]
+    assert max(gaps) > 100 * ATOL
+
+
+def test_eval_logits_equal_single_device(eight_devices):
+    r = eight_devices
+    assert r["sharded_eval"].shape == r["single_eval"].shape == (2, 16, 10)
+    np.testing.assert_allclose(r["sharded_eval"], r["single_eval"], rtol=RTOL, atol=ATOL)
+
+
+def test_indivisible_batch_is_refused(eight_devices):
+    message = str(eight_devices["indivisible_error"])
+    assert "batch size 12" in message and "8" in message
+
+
+# --- on this process's devices (one CPU device in CI) ---
+
+def test_make_mesh_defaults_to_all_devices():
+    mesh = sharding.make_mesh()
+    assert isinstance(mesh, Mesh)
+    assert mesh.axis_names == ("data",) and mesh.size == jax.device_count()
+    assert sharding.make_mesh(1, axis="batch").axis_names == ("batch",)
+    assert sharding.batch_sharding(mesh).spec == PartitionSpec("data")
+    assert sharding.replicated(mesh).spec == PartitionSpec()
+
+
+@pytest.mark.parametrize("num_devices", [0, jax.device_count() + 1, 1.5])
+def test_make_mesh_rejects_bad_device_counts(num_devices):
+    with pytest.raises(ValueError, match="num_devices"):
+        sharding.make_mesh(num_devices)
+
+
+def test_shard_batch_and_replicate_place_arrays():
+    mesh = sharding.make_mesh()
+    n = mesh.size
+    images, labels = np.ones((2 * n, 3, 3, 1), np.float32), np.arange(2 * n)
+    placed = sharding.shard_batch({"x": images, "y": labels}, mesh)
+    assert placed["x"].sharding == sharding.batch_sharding(mesh)
+    np.testing.assert_array_equal(np.asarray(placed["y"]), labels)
+    tree = sharding.replicate({"w": np.zeros((2, 2), np.float32)}, mesh)
+    assert tree["w"].sharding.is_fully_replicated and len(tree["w"].sharding.device_set) == n
+
+
+def test_shard_batch_rejects_scalars():
+    with pytest.raises(ValueError, match="leading batch axis"):
+        sharding.shard_batch({"x": np.ones((4, 2)), "step": np.float32(3.0)}, sharding.make_mesh())
