@@ -1,7 +1,7 @@
 """CPU comparison: the small spiking net in plain PyTorch against tgo_jax, train step and PGD-10.
 
 The PyTorch net copies ``models.create("small")``: normalise → conv3×3 16 (bias) → BN → repeat over
-T (direct encoding) → LIF → 2×2 avg-pool → conv3×3 32 → BN → LIF → avg-pool → FC 128 → LIF → FC 10.
+T (direct encoding) → LIF → 2×2 avg-pool → conv3×3 32 → BN → LIF → avg-pool → FC 128 → BN → LIF → FC 10.
 LIF: ``H = τ·V + I``, ``S = Θ(H - θ)``, hard reset ``V = H·(1 - S)`` (gradient through S), τ = 0.5,
 θ = 1, triangle surrogate ``dS/dH = max(0, 1 - |H - θ|)``; BN 1 over B (before the repeat), BN 2 over T·B. CE of
 the time-mean logits; SGD lr 0.1, momentum 0.9. PGD-10: ε = 8/255, α = 0.01, random start, eval
@@ -18,8 +18,6 @@ benchmarks.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import functools
 import json
 import os
 import statistics
@@ -83,6 +81,7 @@ def build_torch_small(num_steps: int = 4, channels=(16, 32), hidden: int = 128, 
             self.conv1, self.bn1 = nn.Conv2d(1, c1, 3, padding=1), nn.BatchNorm2d(c1)
             self.conv2, self.bn2 = nn.Conv2d(c1, c2, 3, padding=1), nn.BatchNorm2d(c2)
             self.fc1, self.fc2 = nn.Linear(c2 * (hw // 4) ** 2, hidden), nn.Linear(hidden, classes)
+            self.bn3 = nn.BatchNorm1d(hidden)
             self.lif1, self.lif2, self.lif3 = LIF(), LIF(), LIF()
             self.pool = nn.AvgPool2d(2)
 
@@ -92,7 +91,7 @@ def build_torch_small(num_steps: int = 4, channels=(16, 32), hidden: int = 128, 
             x = x.unsqueeze(0).expand(num_steps, *x.shape).flatten(0, 1)  # direct encoding
             x = self.pool(self.lif1(x))
             x = self.pool(self.lif2(self.bn2(self.conv2(x))))
-            x = self.lif3(self.fc1(x.flatten(1)))
+            x = self.lif3(self.bn3(self.fc1(x.flatten(1))))
             return self.fc2(x).view(num_steps, b, -1).mean(0)
 
     return SmallSNN()
@@ -138,19 +137,6 @@ def time_torch_small(batch: int = 64, num_steps: int = 4, reps: int = 10, seed: 
 
 # ----------------------------------------------------------------------------- JAX
 
-@contextlib.contextmanager
-def conv_impl(impl: str):
-    """Builds models whose convolutions use ``impl`` while the block runs (benchmark-only switch)."""
-    from tgo_jax.models import layers
-
-    original = layers.conv
-    layers.conv = functools.partial(original, impl=impl)
-    try:
-        yield
-    finally:
-        layers.conv = original
-
-
 def _jax_fns(model, tx):
     import jax
     import jax.numpy as jnp
@@ -194,29 +180,28 @@ def _jax_runner(arch, batch, num_steps, image, impl, seed, pgd, model_kwargs):
 
     from tgo_jax import models
 
-    with conv_impl(impl):
-        model = models.create(arch, num_steps=num_steps, **model_kwargs)
-        tx = optax.sgd(0.1, momentum=0.9)
-        rng = np.random.default_rng(seed)
-        x = jax.numpy.asarray(rng.uniform(size=(batch, *image)).astype(np.float32))
-        y = jax.numpy.asarray(rng.integers(0, 10, batch).astype(np.int32))
-        variables = jax.jit(model.init)(jax.random.PRNGKey(seed), x)
-        state = [(variables["params"], variables["batch_stats"], tx.init(variables["params"]))]
-        train_step, pgd10 = _jax_fns(model, tx)
-        key = jax.random.PRNGKey(seed + 1)
+    model = models.create(arch, num_steps=num_steps, conv_impl=impl, **model_kwargs)
+    tx = optax.sgd(0.1, momentum=0.9)
+    rng = np.random.default_rng(seed)
+    x = jax.numpy.asarray(rng.uniform(size=(batch, *image)).astype(np.float32))
+    y = jax.numpy.asarray(rng.integers(0, 10, batch).astype(np.int32))
+    variables = jax.jit(model.init)(jax.random.PRNGKey(seed), x)
+    state = [(variables["params"], variables["batch_stats"], tx.init(variables["params"]))]
+    train_step, pgd10 = _jax_fns(model, tx)
+    key = jax.random.PRNGKey(seed + 1)
 
-        def train():
-            state[0], loss = train_step(state[0], x, y)
-            loss.block_until_ready()
+    def train():
+        state[0], loss = train_step(state[0], x, y)
+        loss.block_until_ready()
 
-        def run_pgd():
-            pgd10({"params": state[0][0], "batch_stats": state[0][1]}, x, y, key).block_until_ready()
+    def run_pgd():
+        pgd10({"params": state[0][0], "batch_stats": state[0][1]}, x, y, key).block_until_ready()
 
-        compile_s = {}
-        for name, fn in (("train", train), ("pgd10", run_pgd))[:2 if pgd else 1]:
-            t0 = time.perf_counter()
-            fn()  # traced (inside conv_impl) and compiled here
-            compile_s[name] = round(time.perf_counter() - t0, 1)
+    compile_s = {}
+    for name, fn in (("train", train), ("pgd10", run_pgd))[:2 if pgd else 1]:
+        t0 = time.perf_counter()
+        fn()  # traced and compiled here
+        compile_s[name] = round(time.perf_counter() - t0, 1)
     return train, run_pgd, compile_s
 
 

@@ -65,7 +65,7 @@ def run_bench(config, image, reps: int, apgd: bool = True) -> dict:
     model = train.build_model(config, info)
     steps = 1000
     optimizer = train.build_optimizer(config, steps)
-    objective = train.build_objective(config, steps)
+    objective = train.build_objective(config, steps, model)
     rng = np.random.default_rng(0)
     batch = {"image": jnp.asarray(rng.random((config.batch_size,) + tuple(image), np.float32)),
              "label": jnp.asarray(rng.integers(0, config.model.num_classes, config.batch_size), jnp.int32)}

@@ -17,13 +17,13 @@ from fractions import Fraction
 from typing import Optional, Sequence
 
 import jax
-import ml_collections
 import numpy as np
 from absl import app, flags, logging
 
 from tgo_jax import attacks, data
 from train import train
 from train.checkpoint import Checkpoints, read_meta
+from train.configs.base import get_base_config
 from train.progress import Progress
 
 PAPER_COLUMNS = ("Clean", "FGSM", "RFGSM", "PGD7", "PGD10", "PGD20", "PGD40")
@@ -45,13 +45,14 @@ def load_run(workdir: str, step: Optional[int] = None, num_examples: int = 0):
     ckpt_dir = os.path.join(workdir, "checkpoints")
     if not os.path.isdir(ckpt_dir):
         raise FileNotFoundError(f"no checkpoints in {workdir} (expected {ckpt_dir})")
-    config = ml_collections.ConfigDict(read_meta(ckpt_dir, step)["config"])
+    config = get_base_config()  # options added since the run was made keep their defaults
+    config.update(read_meta(ckpt_dir, step)["config"])
     if num_examples:
         config.eval_subset = num_examples
     config.train_subset = config.batch_size  # evaluation needs the test split only
     run = train.prepare(config)
     optimizer = train.build_optimizer(config, train.total_steps(config, run.steps_per_epoch))
-    objective = train.build_objective(config, train.total_steps(config, run.steps_per_epoch))
+    objective = train.build_objective(config, train.total_steps(config, run.steps_per_epoch), run.model)
     images, labels = run.splits["train"]
     sample = next(data.epoch_batches(images, labels, config.batch_size, seed=config.seed, epoch=0))
     names = train.metric_names(config, run.model, objective, optimizer, sample)
@@ -194,42 +195,46 @@ def plot_sweep(curves: dict, attack: str, path: str) -> None:
     plt.close(fig)
 
 
-_WORKDIRS = flags.DEFINE_multi_string("workdir", None, "training workdir(s); several give a comparison")
-_STEP = flags.DEFINE_integer("step", None, "checkpoint step (default: latest)")
-_EPS = flags.DEFINE_list("eps", ["8/255"], "attack budgets (L∞, pixel units)")
-_ALPHA = flags.DEFINE_float("alpha", 0.01, "PGD step size")
-_EXTRA = flags.DEFINE_list("extra", [], "extra attacks: apgd, mtpgd")
-_EOT = flags.DEFINE_integer("eot", 10, "EoT noise draws per gradient for stochastic models")
-_DRAWS = flags.DEFINE_integer("draws", 3, "noise draws per accuracy evaluation of stochastic models")
-_SWEEP = flags.DEFINE_list("eps_sweep", [], "ε values for the sweep table/figure, e.g. 2/255,4/255,6/255,8/255")
-_SWEEP_ATTACK = flags.DEFINE_string("sweep_attack", "PGD10", "attack used in the ε sweep")
-_NUM = flags.DEFINE_integer("num_examples", 0, "evaluate on the first N test images (0 = all)")
-_BATCH = flags.DEFINE_integer("batch_size", 500, "evaluation batch size")
-_OUT = flags.DEFINE_string("out", None, "write the comparison table (markdown) here")
+def define_flags():
+    """Command-line flags (defined on demand, so other programs can import this module)."""
+    flags.DEFINE_multi_string("workdir", None, "training workdir(s); several give a comparison")
+    flags.DEFINE_integer("step", None, "checkpoint step (default: latest)")
+    flags.DEFINE_list("eps", ["8/255"], "attack budgets (L∞, pixel units)")
+    flags.DEFINE_float("alpha", 0.01, "PGD step size")
+    flags.DEFINE_list("extra", [], "extra attacks: apgd, mtpgd")
+    flags.DEFINE_integer("eot", 10, "EoT noise draws per gradient for stochastic models")
+    flags.DEFINE_integer("draws", 3, "noise draws per accuracy evaluation of stochastic models")
+    flags.DEFINE_list("eps_sweep", [], "ε values for the sweep table/figure, e.g. 2/255,4/255,6/255,8/255")
+    flags.DEFINE_string("sweep_attack", "PGD10", "attack used in the ε sweep")
+    flags.DEFINE_integer("num_examples", 0, "evaluate on the first N test images (0 = all)")
+    flags.DEFINE_integer("batch_size", 500, "evaluation batch size")
+    flags.DEFINE_string("out", None, "write the comparison table (markdown) here")
 
 
 def main(argv):
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if not _WORKDIRS.value:
+    F = flags.FLAGS
+    if not F.workdir:
         raise app.UsageError("--workdir is required")
     all_results = []
-    for workdir in _WORKDIRS.value:
+    for workdir in F.workdir:
         results = evaluate_workdir(
-            workdir, eps_list=[parse_eps(e) for e in _EPS.value], alpha=_ALPHA.value, extra=_EXTRA.value,
-            eot=_EOT.value, draws=_DRAWS.value, eps_sweep=[parse_eps(e) for e in _SWEEP.value],
-            sweep_attack=_SWEEP_ATTACK.value, num_examples=_NUM.value, batch_size=_BATCH.value,
-            step=_STEP.value)
+            workdir, eps_list=[parse_eps(e) for e in F.eps], alpha=F.alpha, extra=F.extra,
+            eot=F.eot, draws=F.draws, eps_sweep=[parse_eps(e) for e in F.eps_sweep],
+            sweep_attack=F.sweep_attack, num_examples=F.num_examples, batch_size=F.batch_size,
+            step=F.step)
         print(render(results), flush=True)
         all_results.append(results)
     if len(all_results) > 1:
         table = comparison(all_results)
         print("\n" + table, flush=True)
-        if _OUT.value:
-            with open(_OUT.value, "w") as f:
+        if F.out:
+            with open(F.out, "w") as f:
                 f.write(table + "\n")
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

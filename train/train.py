@@ -79,8 +79,9 @@ def _decay_mask(params):
     return jax.tree_util.tree_map_with_path(lambda path, _: path[-1].key == "kernel", params)
 
 
-def build_objective(config: ml_collections.ConfigDict, steps: int):
-    """The composed loss: task term (TET or CE) + TGO margin penalty (dynamic λ) + RAT Lipschitz term."""
+def build_objective(config: ml_collections.ConfigDict, steps: int, model=None):
+    """The composed loss: task term (TET or CE) + TGO margin penalty (dynamic λ) + RAT Lipschitz term
+    (+ the SR gradient-sparsity term when ``config.sr.enabled``; it needs the model)."""
     if config.strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {config.strategy!r}")
     terms = [losses.ce() if config.strategy == "ce" else losses.tet(lam=config.tet_lambda)]
@@ -90,6 +91,10 @@ def build_objective(config: ml_collections.ConfigDict, steps: int):
         terms.append((losses.margin(delta=m.delta, p=m.p, threshold=config.neuron.threshold), weight))
     if config.strategy == "rat" and config.rat.form == "loss":
         terms.append(losses.lipschitz(beta=config.rat.beta))
+    if config.sr.enabled:
+        if model is None:
+            raise ValueError("config.sr.enabled needs the model: build_objective(config, steps, model)")
+        terms.append((losses.sr(losses.training_logits_fn(model), h=config.sr.h), config.sr.weight))
     return losses.compose(*terms)
 
 
@@ -131,7 +136,7 @@ def make_train_step(config, model, objective, optimizer) -> Callable:
             x = attacks.pgd(logits_fn, variables, x, y, k_attack, eps=config.at.eps, alpha=config.at.alpha,
                             steps=config.at.steps)
             x = jax.lax.stop_gradient(x)
-        batch = dict(batch, image=x)
+        batch = dict(batch, image=x, key=k_noise)  # the key feeds the SR term's noise
         grads, (terms, updated, logits_tb, hs) = jax.grad(loss_fn, has_aux=True)(
             state.params, state.batch_stats, x, batch, state.step, k_noise)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
@@ -232,7 +237,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     steps = total_steps(config, run.steps_per_epoch)
     last_step = min(steps, config.max_steps) if config.max_steps else steps
     optimizer = build_optimizer(config, steps)
-    objective = build_objective(config, steps)
+    objective = build_objective(config, steps, run.model)
     images, labels = run.splits["train"]
     sample = next(data.epoch_batches(images, labels, config.batch_size, seed=config.seed, epoch=0))
     names = metric_names(config, run.model, objective, optimizer, sample)

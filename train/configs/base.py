@@ -28,6 +28,7 @@ def get_base_config() -> ml_collections.ConfigDict:
         enabled=False, delta=0.5, p=2, lambda_max=0.6, schedule="cosine"))  # schedule: cosine|linear|constant
     c.at = ml_collections.ConfigDict(dict(eps=2 / 255, alpha=1 / 255, steps=2))  # FORMULAS §3 AT
     c.rat = ml_collections.ConfigDict(dict(beta=2e-3, form="retraction"))  # form: retraction | loss
+    c.sr = ml_collections.ConfigDict(dict(enabled=False, weight=0.01, h=0.01))  # SR term [choice: weight]
     # Optimiser: SGD, lr 0.1, momentum 0.9, cosine annealing (paper).
     c.optim = ml_collections.ConfigDict(dict(
         name="sgd", lr=0.1, momentum=0.9, nesterov=False, weight_decay=5e-4, schedule="cosine"))
