@@ -28,20 +28,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from train.bench import median_ms  # noqa: E402  (after the sys.path line)
+
 EPS, ALPHA, PGD_STEPS = 8 / 255, 0.01, 10
 MEAN, STD = 0.2860, 0.3530
-
-
-def median_ms(fn, reps: int, warmup: int = 2) -> float:
-    """Median wall milliseconds of ``fn()`` (which must finish its work before returning)."""
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(samples)
 
 
 # ----------------------------------------------------------------------------- PyTorch

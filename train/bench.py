@@ -41,9 +41,10 @@ def bench_config(arch: str, batch: int, num_steps: int, dtype: str, remat: bool,
     return c
 
 
-def _time(fn, reps: int) -> float:
-    """Median wall milliseconds of ``fn()`` (which must block) after one warm-up call."""
-    fn()
+def median_ms(fn, reps: int, warmup: int = 1) -> float:
+    """Median wall milliseconds of ``fn()`` (which must block) after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
     samples = []
     for _ in range(reps):
         t0 = time.perf_counter()
@@ -88,13 +89,14 @@ def run_bench(config, image, reps: int, apgd: bool = True) -> dict:
     record = {"arch": config.model.arch, "batch": config.batch_size, "T": config.model.num_steps,
               "dtype": config.dtype, "remat": bool(config.neuron.remat), "strategy": config.strategy,
               "device": jax.devices()[0].device_kind, "backend": jax.default_backend()}
-    record["train_ms"] = round(_time(train_once, reps), 2)
+    record["train_ms"] = round(median_ms(train_once, reps), 2)
     variables = {"params": holder["state"].params, "batch_stats": holder["state"].batch_stats}
-    record["eval_ms"] = round(_time(lambda: jax.block_until_ready(eval_fn(variables, batch, key)), reps), 2)
-    record["pgd10_ms"] = round(_time(lambda: jax.block_until_ready(
+    record["eval_ms"] = round(median_ms(lambda: jax.block_until_ready(eval_fn(variables, batch, key)),
+                                        reps), 2)
+    record["pgd10_ms"] = round(median_ms(lambda: jax.block_until_ready(
         pgd_fn(variables, batch["image"], batch["label"], key)), reps), 2)
     if apgd:
-        record["apgd10_ms"] = round(_time(lambda: jax.block_until_ready(
+        record["apgd10_ms"] = round(median_ms(lambda: jax.block_until_ready(
             apgd_fn(variables, batch["image"], batch["label"], key)), reps), 2)
     record["peak_mib"] = peak_mib()
     return record

@@ -93,3 +93,38 @@ def conv(features: int, kernel: int = 3, stride: int = 1, use_bias: bool = True,
 def avg_pool(x: Array) -> Array:
     """2×2 average pool with stride 2."""
     return nn.avg_pool(x, (2, 2), strides=(2, 2))
+
+
+class SpikingNet(nn.Module):
+    """Fields and input/output handling shared by the spiking networks.
+
+    Call convention of every subclass: ``__call__(x, train=False, return_h=False)`` takes [B, H, W, C]
+    pixels in [0, 1] and returns the per-step logits [T, B, classes] (float32), and with ``return_h``
+    also a tuple with the pre-spike potential H [T, B, ...] of every LIF layer in forward order.
+    """
+
+    num_classes: int = 10
+    num_steps: int = 4
+    neuron: neurons.NeuronConfig = neurons.NeuronConfig()
+    in_channels: int = 3
+    mean: Sequence[float] = CIFAR10_MEAN
+    std: Sequence[float] = CIFAR10_STD
+    dtype: Any = jnp.float32
+    conv_impl: str = "auto"  # fastconv.IMPLS: auto (per backend and layer shape), xla, im2col, xla_flip
+
+    def prepare_input(self, x: Array) -> Array:
+        """Validates the [B, H, W, C] pixels and normalises them in the compute dtype."""
+        check_image_batch(x, self.in_channels, self.num_steps)
+        return normalize(x, self.mean, self.std).astype(self.dtype)
+
+    def spiking(self, x: Array):
+        """A LIF / Noisy-LIF layer with the model's neuron config: ``(spikes [T·B, ...], H [T, B, ...])``."""
+        return Spiking(self.neuron, self.num_steps)(x)
+
+    def conv(self, features: int, kernel: int = 3, stride: int = 1, use_bias: bool = True) -> nn.Module:
+        return conv(features, kernel, stride, use_bias=use_bias, dtype=self.dtype, impl=self.conv_impl)
+
+    def finish(self, logits: Array, hs: list, return_h: bool):
+        """[T·B, K] logits -> [T, B, K] float32 (and the H tuple when asked)."""
+        logits_tb = logits.reshape((self.num_steps, -1, self.num_classes)).astype(jnp.float32)
+        return (logits_tb, tuple(hs)) if return_h else logits_tb

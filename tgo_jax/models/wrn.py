@@ -49,33 +49,24 @@ class PreActBlock(nn.Module):
         return c[0] * shortcut + c[1] * branch, (h1, h2)
 
 
-class SpikingWRN(nn.Module):
+class SpikingWRN(layers.SpikingNet):
     """WRN-d-k: conv 3→16, three groups of ``blocks_per_group`` pre-activation blocks with widths
     16k/32k/64k and strides 1/2/2, then BN→LIF→global average pool→FC. WRN-16-4 is the default.
 
-    Same call convention as ``SpikingVGG11``.
+    Call convention: ``layers.SpikingNet`` (13 LIF layers).
     """
 
-    num_classes: int = 10
-    num_steps: int = 4
-    neuron: neurons.NeuronConfig = neurons.NeuronConfig()
     widths: Sequence[int] = (64, 128, 256)
     blocks_per_group: int = 2
     stem: int = 16
     merge: str = "convex"
-    in_channels: int = 3
-    mean: Sequence[float] = layers.CIFAR10_MEAN
-    std: Sequence[float] = layers.CIFAR10_STD
-    dtype: Any = jnp.float32
-    conv_impl: str = "auto"  # fastconv.IMPLS: auto (per backend and layer shape), xla, im2col, xla_flip
 
     @nn.compact
     def __call__(self, x, train: bool = False, return_h: bool = False):
-        layers.check_image_batch(x, self.in_channels, self.num_steps)
         if self.merge not in MERGES:
             raise ValueError(f"merge must be one of {MERGES}, got {self.merge!r}")
-        x = layers.normalize(x, self.mean, self.std).astype(self.dtype)
-        x = layers.conv(self.stem, 3, 1, use_bias=False, dtype=self.dtype, impl=self.conv_impl)(x)
+        x = self.prepare_input(x)
+        x = self.conv(self.stem, 3, 1, use_bias=False)(x)
         x = layers.repeat_time(x, self.num_steps)  # direct encoding
         hs = []
         for group, width in enumerate(self.widths):
@@ -85,9 +76,7 @@ class SpikingWRN(nn.Module):
                                           self.dtype, self.conv_impl)(x, train)
                 hs.extend(block_hs)
         x = layers.batch_norm(train, self.dtype)(x)
-        x, h = layers.Spiking(self.neuron, self.num_steps)(x)
+        x, h = self.spiking(x)
         hs.append(h)
         x = x.mean(axis=(1, 2))
-        logits = nn.Dense(self.num_classes, dtype=self.dtype)(x)
-        logits_tb = logits.reshape((self.num_steps, -1, self.num_classes)).astype(jnp.float32)
-        return (logits_tb, tuple(hs)) if return_h else logits_tb
+        return self.finish(nn.Dense(self.num_classes, dtype=self.dtype)(x), hs, return_h)
