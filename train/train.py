@@ -249,7 +249,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     meta = {"config": config.to_dict()}
     if ckpt.latest_step() is not None:
         state, _ = ckpt.restore(state)
-        _drop_records_after(workdir, int(state.step))
+        _drop_records_after(workdir, int(state.step), drop_partial=int(state.step) < last_step)
         print(f"resumed from step {int(state.step)} in {workdir}", flush=True)
     with open(os.path.join(workdir, "config.json"), "w") as f:
         json.dump(config.to_dict(), f, indent=1, default=str)
@@ -271,9 +271,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             state, _ = train_step(state, sharding.shard_batch(batch, mesh))
             step += 1
             progress.update(step)
-            if step % run.steps_per_epoch == 0 or step >= last_step:  # before saving: sums reset
+            epoch_done = step % run.steps_per_epoch == 0
+            if epoch_done or step >= last_step:  # before saving: sums reset at an epoch's end
                 state, record = _end_epoch(run, state, epoch, step, eval_step, eval_key, workdir,
-                                           time.time() - t0)
+                                           time.time() - t0, partial=not epoch_done)
                 progress.write(_format_record(record))
             ckpt.save(step, state, dict(meta, epoch=epoch))
             if step >= last_step:
@@ -288,11 +289,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     return record
 
 
-def _end_epoch(run, state, epoch, step, eval_step, eval_key, workdir, elapsed):
-    """Averages the epoch's train metrics, evaluates, appends to metrics.jsonl, resets the sums."""
+def _end_epoch(run, state, epoch, step, eval_step, eval_key, workdir, elapsed, partial=False):
+    """Averages the epoch's train metrics, evaluates, appends to metrics.jsonl, resets the sums.
+
+    A ``max_steps`` stop inside an epoch (``partial``) writes a record marked partial and keeps the
+    sums, so a resumed run finishes the epoch's averages and replaces that record.
+    """
     sums = jax.device_get(state.sums)
     count = max(float(sums["count"]), 1.0)
     record = {"epoch": epoch + 1, "step": step, "elapsed_s": round(elapsed, 2)}
+    if partial:
+        record["partial"] = True
     record.update({f"train_{k}": float(v) / count for k, v in sums.items() if k != "count"})
     if (epoch + 1) % run.config.eval_every_epochs == 0 or step >= run.config.epochs * run.steps_per_epoch:
         variables = {"params": state.params, "batch_stats": state.batch_stats}
@@ -300,19 +307,22 @@ def _end_epoch(run, state, epoch, step, eval_step, eval_key, workdir, elapsed):
                                                  run.config.eval_noise_draws)
     with open(os.path.join(workdir, "metrics.jsonl"), "a") as f:
         f.write(json.dumps(record) + "\n")
-    state = state.replace(sums=jax.tree.map(jnp.zeros_like, state.sums))
+    if not partial:
+        state = state.replace(sums=jax.tree.map(jnp.zeros_like, state.sums))
     return state, record
 
 
-def _drop_records_after(workdir: str, step: int) -> None:
-    """On resume, forgets metrics of epochs that ended after the restored checkpoint (they are redone)."""
+def _drop_records_after(workdir: str, step: int, drop_partial: bool = True) -> None:
+    """On resume, forgets metrics of epochs that ended after the restored checkpoint (they are redone),
+    and, when training goes on (``drop_partial``), the partial record of a ``max_steps`` stop."""
     path = os.path.join(workdir, "metrics.jsonl")
     if not os.path.exists(path):
         return
     with open(path) as f:
         records = [json.loads(line) for line in f if line.strip()]
     with open(path, "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in records if r.get("step", 0) <= step)
+        f.writelines(json.dumps(r) + "\n" for r in records
+                     if r.get("step", 0) <= step and not (drop_partial and r.get("partial")))
 
 
 def _format_record(record: dict) -> str:

@@ -10,7 +10,7 @@ def get_config():
     c.dataset = "fashion_mnist"
     c.model.arch = "small"
     c.model.num_steps = 4
-    c.epochs = 3
+    c.epochs = 2
     c.batch_size = 64
     c.optim.lr = 0.05
     c.optim.weight_decay = 1e-4
