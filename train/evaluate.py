@@ -1,4 +1,4 @@
-"""Robustness evaluation of trained checkpoints in the paper's table layout.
+r"""Robustness evaluation of trained checkpoints in the paper's table layout.
 
     python -m train.evaluate --workdir runs/fmnist/tgo [--workdir runs/fmnist/vanilla ...] \
         [--eps 8/255] [--extra apgd,mtpgd] [--eps_sweep 2/255,4/255,6/255,8/255] [--num_examples 1000]
@@ -126,8 +126,9 @@ def evaluate_workdir(workdir: str, *, eps_list: Sequence[float], alpha: float, e
     """Evaluates one workdir; writes eval.json / eval.md (and eps_sweep.png); returns the results."""
     t0 = time.time()
     run, variables, ckpt_step = load_run(workdir, step, num_examples)
-    eot = eot if run.model.neuron.stochastic else 1
-    results = {"workdir": workdir, "step": ckpt_step, "eot": eot, "draws": draws if eot > 1 else 1,
+    stochastic = run.model.neuron.stochastic
+    eot, draws = (eot, draws) if stochastic else (1, 1)
+    results = {"workdir": workdir, "step": ckpt_step, "eot": eot, "draws": draws,
                "num_examples": int(len(run.splits["test"][1])), "alpha": alpha, "tables": {}}
     for eps in eps_list:
         suite = attacks.paper_suite(eps=eps, alpha=alpha, eot=eot, extra=tuple(extra))

@@ -1,0 +1,175 @@
+"""Tests for the robustness evaluation program (train/evaluate.py).
+
+One tiny workdir is trained once per module (``train/configs/test_tiny.py``, 16 steps, Fashion-MNIST)
+and attacked on 64 test images; the command line runs in a subprocess from the repository root.
+Each attack compiles once per evaluation (a few seconds on CPU), so the in-process test runs a subset
+of the rows and the command-line test the paper's full default table.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tgo_jax import data
+from train import evaluate, train
+from train.configs import test_tiny
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NUM_EXAMPLES = 64
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> str:
+    """A tiny LIF net trained for 2 epochs (16 steps, ~30 % test accuracy); its recorded test accuracy is
+    measured on the first 64 test images."""
+    try:
+        data.load("fashion_mnist")
+    except data.DataUnavailableError as e:
+        pytest.skip(f"Fashion-MNIST is not available: {e}")
+    config = test_tiny.get_config()
+    config.eval_subset = NUM_EXAMPLES
+    path = str(tmp_path_factory.mktemp("evaluate") / "tiny")
+    train.train_and_evaluate(config, path)
+    return path
+
+
+def run_program(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def last_record(workdir: str) -> dict:
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f if line.strip()][-1]
+
+
+# ----------------------------------------------------------------------------------------------------
+# evaluate_workdir
+# ----------------------------------------------------------------------------------------------------
+
+def test_evaluate_workdir_writes_the_tables_and_the_sweep(workdir):
+    rows = ("Clean", "FGSM", "PGD7", "APGD", "MTPGD")  # the paper's order; APGD and MTPGD requested
+    results = evaluate.evaluate_workdir(
+        workdir, eps_list=[8 / 255], alpha=0.01, extra=("apgd", "mtpgd"), eot=2, draws=2,
+        eps_sweep=[2 / 255, 8 / 255], sweep_attack="FGSM", num_examples=NUM_EXAMPLES,
+        batch_size=NUM_EXAMPLES, attacks_subset=("MTPGD", "APGD", "PGD7", "FGSM", "Clean"), progress=False)
+    with open(os.path.join(workdir, "eval.json")) as f:
+        assert json.load(f) == results
+    assert results["step"] == 16 and results["num_examples"] == NUM_EXAMPLES
+    assert results["eot"] == 1 and results["draws"] == 1  # a LIF model draws no noise: no EoT
+    (eps, table), = results["tables"].items()
+    assert eps == "8/255"
+    assert tuple(table) == rows
+    for name, accuracy in table.items():
+        assert 0.0 <= accuracy <= 100.0, (name, accuracy)
+        assert accuracy <= table["Clean"], (name, accuracy, table["Clean"])
+        count = accuracy / 100.0 * NUM_EXAMPLES
+        assert count == pytest.approx(round(count), abs=1e-6)  # whole images
+    # Clean accuracy is the training program's test accuracy of the same checkpoint and images.
+    assert table["Clean"] == pytest.approx(100.0 * last_record(workdir)["test_accuracy"])
+    assert table["PGD7"] < table["Clean"] and table["APGD"] < table["Clean"]  # ε = 8/255 hurts this net
+
+    sweep = results["eps_sweep"]
+    assert sweep["attack"] == "FGSM" and list(sweep["accuracy"]) == ["2/255", "8/255"]
+    assert sweep["accuracy"]["8/255"] == pytest.approx(table["FGSM"])  # FGSM on a LIF net is deterministic
+    with open(os.path.join(workdir, "eps_sweep.png"), "rb") as f:
+        assert f.read(8) == PNG_MAGIC
+
+    with open(os.path.join(workdir, "eval.md")) as f:
+        markdown = f.read()
+    assert "**ε = 8/255**" in markdown and "**FGSM accuracy against ε**" in markdown
+    assert "| model | " + " | ".join(rows) + " |" in markdown
+    assert f"| tiny | {table['Clean']:.2f} | {table['FGSM']:.2f} |" in markdown
+    assert markdown.strip() == evaluate.render(results)
+
+
+def test_missing_workdir_is_a_clear_error(tmp_path):
+    missing = tmp_path / "never_trained"
+    with pytest.raises(FileNotFoundError, match="never_trained"):
+        evaluate.load_run(str(missing))
+    (missing / "checkpoints").mkdir(parents=True)  # a run that died before its first checkpoint
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        evaluate.load_run(str(missing))
+
+
+# ----------------------------------------------------------------------------------------------------
+# command line
+# ----------------------------------------------------------------------------------------------------
+
+def test_cli_with_two_workdirs_prints_one_comparison_table(workdir, tmp_path):
+    other = str(tmp_path / "tiny_copy")
+    shutil.copytree(workdir, other, ignore=shutil.ignore_patterns("eval.*", "eps_sweep.png"))
+    out_path = tmp_path / "comparison.md"
+    out = run_program("train.evaluate", "--workdir", workdir, "--workdir", other, "--eps", "8/255",
+                      "--num_examples", "32", "--batch_size", "32", "--out", str(out_path))
+    assert out.returncode == 0, out.stderr[-3000:]
+    table = out_path.read_text().strip()
+    assert out.stdout.rstrip().endswith(table)  # printed last, after each workdir's own table
+    lines = table.splitlines()
+    assert lines[0] == "**ε = 8/255**"
+    header = "| model | " + " | ".join(evaluate.PAPER_COLUMNS) + " |"
+    assert evaluate.PAPER_COLUMNS == ("Clean", "FGSM", "RFGSM", "PGD7", "PGD10", "PGD20", "PGD40")
+    assert lines[2] == header
+    rows = [line.split(" | ")[0].lstrip("| ") for line in lines[4:]]
+    assert rows == ["tiny", "tiny_copy"]
+    # Same checkpoint, same images, same seeds: the two rows agree.
+    assert lines[4].split(" | ")[1:] == lines[5].split(" | ")[1:]
+    clean = float(lines[4].split(" | ")[1])
+    assert all(0.0 <= float(cell) <= clean for cell in lines[4].strip(" |").split(" | ")[1:])
+    for d in (workdir, other):  # each workdir also gets its own files, default columns only
+        with open(os.path.join(d, "eval.json")) as f:
+            saved = json.load(f)
+        assert saved["num_examples"] == 32 and tuple(saved["tables"]["8/255"]) == evaluate.PAPER_COLUMNS
+        with open(os.path.join(d, "eval.md")) as f:
+            assert header in f.read()
+
+
+def test_cli_missing_workdir_names_it(tmp_path):
+    missing = str(tmp_path / "no_such_run")
+    out = run_program("train.evaluate", "--workdir", missing, timeout=120)
+    assert out.returncode != 0
+    assert "FileNotFoundError" in out.stderr and missing in out.stderr, out.stderr[-3000:]
+
+
+# ----------------------------------------------------------------------------------------------------
+# pure helpers
+# ----------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, value", [("8/255", 8 / 255), (" 2/255 ", 2 / 255), ("0.1", 0.1), ("0", 0.0),
+                                         ("1e-2", 0.01)])
+def test_parse_eps_reads_numbers_and_fractions(text, value):
+    assert evaluate.parse_eps(text) == pytest.approx(value, rel=1e-12)
+
+
+@pytest.mark.parametrize("text", ["eight", "", "8/0", "-0.1", "8//255", "0.1,0.2"])
+def test_parse_eps_rejects_bad_text(text):
+    with pytest.raises(ValueError, match="eps"):
+        evaluate.parse_eps(text)
+
+
+def test_eps_label_round_trips():
+    assert evaluate.eps_label(8 / 255) == "8/255"
+    assert evaluate.eps_label(0.1) == "0.1"
+    for text in ("2/255", "8/255", "0.1"):
+        assert evaluate.eps_label(evaluate.parse_eps(text)) == text
+
+
+def test_comparison_has_one_table_per_eps_and_a_row_per_workdir():
+    def result(name, clean, fgsm):
+        return {"workdir": f"/runs/{name}/", "tables": {"8/255": {"Clean": clean, "FGSM": fgsm},
+                                                       "0.1": {"Clean": clean}}}
+
+    text = evaluate.comparison([result("vanilla", 90.0, 10.0), result("tgo", 88.5, 40.25)])
+    assert text.splitlines() == [
+        "**ε = 8/255**", "",
+        "| model | Clean | FGSM |", "|---|---|---|", "| vanilla | 90.00 | 10.00 |", "| tgo | 88.50 | 40.25 |", "",
+        "**ε = 0.1**", "",
+        "| model | Clean |", "|---|---|", "| vanilla | 90.00 |", "| tgo | 88.50 |"]
+    # A workdir without a column shows '-'.
+    assert "| b | 1.00 | - |" in evaluate.markdown_table({"b": {"Clean": 1.0}}, ["Clean", "FGSM"])

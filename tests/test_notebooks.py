@@ -1,0 +1,92 @@
+"""The notebooks run top to bottom at their small size, and match their source in notebooks/_build.py.
+
+Each notebook is executed with nbclient in a fresh ``python3`` kernel (this interpreter's ipykernel),
+with the repository root as working directory and ``TGO_NOTEBOOK_SIZE=ci`` (and XLA's lowest CPU
+optimisation level, for compile time) in the kernel's environment; any cell error fails the test. In ``ci`` size the notebooks train tiny nets in a
+temporary directory, so the run must leave the notebooks' cache folders under runs/ untouched.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import pathlib
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from tgo_jax import data
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = ROOT / "notebooks"
+CELL_TIMEOUT_S = 300
+XLA_CI_FLAGS = "--xla_backend_optimization_level=0"
+# Folders the notebooks write to in "full" size only.
+CACHE_DIRS = (ROOT / "runs" / "ablation", ROOT / "runs" / "notebooks")
+# notebook -> (needs Fashion-MNIST, figures it shows at least)
+NOTEBOOKS = {
+    "01_theory.ipynb": (False, 4),
+    "02_threshold_guarding.ipynb": (True, 2),
+    "03_robustness.ipynb": (True, 4),
+}
+
+
+def _load_build_module():
+    spec = importlib.util.spec_from_file_location("notebooks_build", NOTEBOOK_DIR / "_build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _cache_snapshot() -> set:
+    """(path, mtime) of every file under the cache folders."""
+    return {(str(p), p.stat().st_mtime_ns) for d in CACHE_DIRS if d.is_dir() for p in d.rglob("*")
+            if p.is_file()}
+
+
+def _kernel_env(tmp_path: pathlib.Path) -> dict:
+    env = dict(os.environ, TGO_NOTEBOOK_SIZE="ci", TMPDIR=str(tmp_path))
+    env.pop("MPLBACKEND", None)  # keep the kernel's inline backend, so figures become outputs
+    # The ci-size notebooks are dominated by compiling many small programs, which XLA's lowest
+    # CPU optimisation level about halves.
+    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + XLA_CI_FLAGS).strip()
+    return env
+
+
+def _outputs(nb, output_type: str):
+    return [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])
+            if o.output_type == output_type]
+
+
+def _figures(nb) -> int:
+    return sum("image/png" in o.get("data", {}) for o in _outputs(nb, "display_data"))
+
+
+@pytest.mark.parametrize("name", sorted(NOTEBOOKS))
+def test_notebook_matches_its_source(name):
+    """The .ipynb cells are the ones _build.py writes (edit the source, then rebuild)."""
+    built = _load_build_module().build(name)
+    saved = nbformat.read(NOTEBOOK_DIR / name, as_version=4)
+    assert [(c.cell_type, c.source) for c in saved.cells] == [(c.cell_type, c.source) for c in built.cells]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(NOTEBOOKS))
+def test_notebook_runs_in_ci_size(name, tmp_path):
+    needs_data, min_figures = NOTEBOOKS[name]
+    if needs_data:
+        try:
+            data.load_fashion_mnist()
+        except data.DataUnavailableError as e:
+            pytest.skip(f"Fashion-MNIST is not available: {e}")
+    nb = nbformat.read(NOTEBOOK_DIR / name, as_version=4)
+    before = _cache_snapshot()
+    client = NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
+                            resources={"metadata": {"path": str(ROOT)}})
+    client.execute(env=_kernel_env(tmp_path))  # raises CellExecutionError on a failing cell
+
+    assert not _outputs(nb, "error")
+    assert _figures(nb) >= min_figures
+    printed = "".join(o.text for o in _outputs(nb, "stream") if o.name == "stdout")
+    assert "size=ci" in printed  # the kernel saw TGO_NOTEBOOK_SIZE=ci
+    assert _cache_snapshot() == before  # ci size never writes under runs/
