@@ -115,8 +115,9 @@ def markdown_table(rows: dict, columns: Sequence[str], title: str = "") -> str:
 
 
 def eps_label(eps: float) -> str:
-    frac = Fraction(eps).limit_denominator(255)
-    return f"{frac.numerator}/255" if frac.denominator == 255 and abs(float(frac) - eps) < 1e-9 else f"{eps:g}"
+    """'8/255' when ε is a whole number of 1/255 steps, else the plain number."""
+    steps = eps * 255
+    return f"{round(steps)}/255" if abs(steps - round(steps)) < 1e-6 else f"{eps:g}"
 
 
 def evaluate_workdir(workdir: str, *, eps_list: Sequence[float], alpha: float, extra: Sequence[str],

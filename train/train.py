@@ -6,6 +6,7 @@ once here, at the program edge, with the train state donated.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -101,7 +102,9 @@ def build_objective(config: ml_collections.ConfigDict, steps: int, model=None):
 def create_train_state(config, model, optimizer, sample_x, sums) -> TrainState:
     key = jax.random.PRNGKey(config.seed)
     key, init_key, noise_key = jax.random.split(key, 3)
-    variables = model.init({"params": init_key, "noise": noise_key}, sample_x, train=False)
+    # Jitted: an eager init compiles every initializer separately (seconds on CPU).
+    variables = jax.jit(functools.partial(model.init, train=False))(
+        {"params": init_key, "noise": noise_key}, sample_x)
     params = variables["params"]
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=variables["batch_stats"],
                       opt_state=optimizer.init(params), key=key, sums=sums)
