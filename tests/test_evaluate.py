@@ -106,28 +106,37 @@ def test_cli_with_two_workdirs_prints_one_comparison_table(workdir, tmp_path):
     other = str(tmp_path / "tiny_copy")
     shutil.copytree(workdir, other, ignore=shutil.ignore_patterns("eval.*", "eps_sweep.png"))
     out_path = tmp_path / "comparison.md"
+    columns = ("Clean", "FGSM", "PGD10")
     out = run_program("train.evaluate", "--workdir", workdir, "--workdir", other, "--eps", "8/255",
-                      "--num_examples", "32", "--batch_size", "32", "--out", str(out_path))
+                      "--num_examples", "32", "--batch_size", "32", "--attacks", ",".join(columns),
+                      "--out", str(out_path))
     assert out.returncode == 0, out.stderr[-3000:]
     table = out_path.read_text().strip()
     assert out.stdout.rstrip().endswith(table)  # printed last, after each workdir's own table
     lines = table.splitlines()
     assert lines[0] == "**ε = 8/255**"
-    header = "| model | " + " | ".join(evaluate.PAPER_COLUMNS) + " |"
+    header = "| model | " + " | ".join(columns) + " |"
     assert evaluate.PAPER_COLUMNS == ("Clean", "FGSM", "RFGSM", "PGD7", "PGD10", "PGD20", "PGD40")
-    assert lines[2] == header
+    assert lines[2] == header  # only the asked columns, in the paper's order
     rows = [line.split(" | ")[0].lstrip("| ") for line in lines[4:]]
     assert rows == ["tiny", "tiny_copy"]
     # Same checkpoint, same images, same seeds: the two rows agree.
     assert lines[4].split(" | ")[1:] == lines[5].split(" | ")[1:]
     clean = float(lines[4].split(" | ")[1])
     assert all(0.0 <= float(cell) <= clean for cell in lines[4].strip(" |").split(" | ")[1:])
-    for d in (workdir, other):  # each workdir also gets its own files, default columns only
+    for d in (workdir, other):  # each workdir also gets its own files
         with open(os.path.join(d, "eval.json")) as f:
             saved = json.load(f)
-        assert saved["num_examples"] == 32 and tuple(saved["tables"]["8/255"]) == evaluate.PAPER_COLUMNS
+        assert saved["num_examples"] == 32 and tuple(saved["tables"]["8/255"]) == columns
         with open(os.path.join(d, "eval.md")) as f:
             assert header in f.read()
+
+
+def test_unknown_attack_column_is_named(workdir):
+    with pytest.raises(ValueError, match=r"unknown attack column\(s\) \['APGD', 'PGD9'\].*--extra"):
+        evaluate.evaluate_workdir(workdir, eps_list=[8 / 255], alpha=0.01, extra=(), eot=1, draws=1,
+                                  eps_sweep=[], sweep_attack="FGSM", num_examples=8, batch_size=8,
+                                  attacks_subset=("PGD9", "Clean", "APGD"), progress=False)
 
 
 def test_cli_missing_workdir_names_it(tmp_path):

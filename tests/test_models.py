@@ -232,3 +232,45 @@ def test_neuron_fields_reach_every_layer():
                                jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.float32))
     with pytest.raises(ValueError, match="noise"):
         jax.eval_shape(lambda v, x: model.apply(v, x), variables, jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.float32))
+
+
+TINY_ARCHS = {  # the block structures at a size that compiles in seconds (VGG's blocks are the small net's)
+    "small": (dict(channels=(4, 8), hidden=16, in_channels=3), 8),
+    "wrn16_4": (dict(widths=(4, 8), stem=4, blocks_per_group=1), 8),  # identity and conv shortcuts
+}
+
+
+@pytest.mark.parametrize("arch", sorted(TINY_ARCHS))
+def test_block_remat_changes_nothing_but_memory(arch):
+    """remat_blocks recomputes blocks in the backward pass: same parameter names, outputs, noise,
+    sown spike rates, BN statistics and gradients."""
+    kwargs, size = TINY_ARCHS[arch]
+    x, y = _batch((4, size, size, 3), seed=3)
+
+    def run(remat_blocks):
+        model = models.create(arch, num_steps=T, kind="noisy", unroll=False, remat_blocks=remat_blocks, **kwargs)
+        variables = jax.jit(model.init)({"params": jax.random.key(4), "noise": jax.random.key(5)}, x)
+
+        def loss_fn(params):
+            (logits, hs), state = model.apply(
+                {"params": params, "batch_stats": variables["batch_stats"]}, x, train=True, return_h=True,
+                rngs={"noise": jax.random.key(6)}, mutable=["batch_stats", "intermediates"])
+            loss = optax.softmax_cross_entropy_with_integer_labels(models.mean_over_time(logits), y).mean()
+            return loss + 0.1 * sum(jnp.mean(h**2) for h in hs), (logits, hs, state)
+        return variables, jax.jit(jax.grad(loss_fn, has_aux=True))(variables["params"])
+
+    (vars_a, (grads_a, out_a)), (vars_b, (grads_b, out_b)) = run(False), run(True)
+    assert jax.tree.structure(vars_a) == jax.tree.structure(vars_b)
+    for a, b in zip(jax.tree.leaves(out_a), jax.tree.leaves(out_b)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-6)
+    assert len(jax.tree.leaves(out_a[2]["intermediates"])) >= 3  # spike rates sown from inside the blocks
+    for a, b in zip(jax.tree.leaves(grads_a), jax.tree.leaves(grads_b)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+    assert max(float(jnp.abs(g).max()) for g in jax.tree.leaves(grads_a)) > 0
+
+
+def test_vgg_block_remat_traces_to_the_same_variables_and_outputs():
+    kwargs = dict(plan=(4, "M", 8), hidden=16, num_steps=T)
+    plain = _abstract_init(models.create("vgg11", **kwargs), (2, 8, 8, 3))
+    remat = _abstract_init(models.create("vgg11", remat_blocks=True, **kwargs), (2, 8, 8, 3))
+    assert jax.tree.map(lambda a: (a.shape, a.dtype), plain) == jax.tree.map(lambda a: (a.shape, a.dtype), remat)

@@ -178,9 +178,10 @@ def test_check_grads_with_sigmoid_spike(reset, noisy):
 
 
 def test_check_grads_through_run(monkeypatch):
-    """`run` itself (make_step, scan, remat) with the spike swapped for a sigmoid."""
+    """`run`'s plain path (make_step, scan, remat) with the spike swapped for a sigmoid; the fused
+    path is checked against this one in test_fused.py."""
     monkeypatch.setattr(neurons.NeuronConfig, "spike_fn", lambda self: _smooth)
-    config = neurons.NeuronConfig(kind="noisy", remat=True, reset="soft")
+    config = neurons.NeuronConfig(kind="noisy", remat=True, reset="soft", fused=False)
     with jax.enable_x64(True):
         currents = _currents(10, (3, 2, 2), dtype=jnp.float64)
         key = jax.random.key(11)
@@ -190,7 +191,7 @@ def test_check_grads_through_run(monkeypatch):
 
 @pytest.mark.parametrize("kind", ["lif", "noisy"])
 def test_remat_gives_identical_values_and_gradients(kind):
-    plain = neurons.NeuronConfig(kind=kind)
+    plain = neurons.NeuronConfig(kind=kind, fused=False)
     remat = dataclasses.replace(plain, remat=True)
     currents, key = _currents(12), jax.random.key(13)
     weights = jax.random.normal(jax.random.key(14), currents.shape)

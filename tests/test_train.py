@@ -291,6 +291,8 @@ def test_resumed_run_matches_an_uninterrupted_one(tmp_path, capsys):
         assert not any(r.get("partial") for r in recs)
     # The resumed epoch's averages cover all its steps, before and after the restart.
     assert [without_time(r) for r in records[interrupted]] == [without_time(r) for r in records[whole]]
+    # Training time carries over the restart (kept in the checkpoint), it does not start again at 0.
+    assert records[interrupted][0]["elapsed_s"] >= first["elapsed_s"] > 0
     (step_a, state_a), (step_b, state_b) = saved_state(interrupted), saved_state(whole)
     assert step_a == step_b == 16
     assert_trees_equal(state_a, state_b)  # params, BN statistics, optimiser state, key, sums

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.scipy.special import ndtr
 
-from tgo_jax import surrogate
+from tgo_jax import fused, surrogate
 
 Array = jax.Array
 
@@ -100,7 +100,10 @@ class NeuronConfig:
       sigma_is_variance: read ``sigma`` as a variance (the paper's "variance 0.4").
       expected: Noisy-LIF deterministic expected-firing mode Φ((H-θ)/σ).
       backward: "surrogate" or "bptr" (gradient only through neurons that fired at least once over T).
-      remat: rematerialise the step in the backward pass (``jax.checkpoint``) to save memory.
+      fused: run the layer as one ``custom_vjp`` with a hand-written BPTT backward (``tgo_jax.fused``)
+        that stores only H; False differentiates the scan of steps below with autodiff (the reference).
+      remat: rematerialise the step in the backward pass (``jax.checkpoint``) to save memory
+        (plain path only: the fused path already stores only H).
       unroll: unroll the time loop (``lax.scan(unroll=True)``): on CPU 2-3× faster steps and attacks at
         T = 4, at the price of compile time growing with T; set False for long T.
     """
@@ -116,6 +119,7 @@ class NeuronConfig:
     sigma_is_variance: bool = False
     expected: bool = False
     backward: str = "surrogate"
+    fused: bool = True
     remat: bool = False
     unroll: bool = True
 
@@ -188,16 +192,15 @@ def run(config: NeuronConfig, currents_tb: Array, key: Optional[Array] = None):
     """
     if currents_tb.ndim < 2:
         raise ValueError(f"currents must be time-major [T, B, ...], got shape {currents_tb.shape}")
-    num_steps = currents_tb.shape[0]
-    if config.stochastic:
-        if key is None:
-            raise ValueError("a Noisy-LIF layer needs a PRNG key: pass rngs={'noise': key}")
-        keys = jax.random.split(key, num_steps)
+    if config.stochastic and key is None:
+        raise ValueError("a Noisy-LIF layer needs a PRNG key: pass rngs={'noise': key}")
+    keys = fused.step_keys(config, key, currents_tb.shape[0])
+    if config.fused:
+        spikes_tb, h_tb = fused.run(config, currents_tb, keys)
     else:
-        keys = jnp.zeros((num_steps,), jnp.uint32)  # placeholder, unused by the step
-    v0 = jnp.zeros(currents_tb.shape[1:], currents_tb.dtype)
-    _, (spikes_tb, h_tb) = lax.scan(make_step(config), v0, (currents_tb, keys),
-                                    unroll=True if config.unroll else 1)
+        v0 = jnp.zeros(currents_tb.shape[1:], currents_tb.dtype)
+        _, (spikes_tb, h_tb) = lax.scan(make_step(config), v0, (currents_tb, keys),
+                                        unroll=True if config.unroll else 1)
     if config.backward == "bptr":
         spikes_tb = bptr_gate(spikes_tb)
     return spikes_tb, h_tb

@@ -1,13 +1,21 @@
 """Benchmark: jitted train step, eval step, PGD-10 and APGD of a spiking net; prints one JSON line per config.
 
-    python -m train.bench --arch vgg11 --batch 128 --T 4 [--dtype bfloat16] [--remat] [--reps 20]
+    python -m train.bench --arch vgg11,wrn16_4 --batch 128 --T 4 --image 32,32,3 \
+        [--dtype float32,bfloat16] [--remat none,block] [--fused true,false] [--reps 20]
     python -m train.bench --arch small --batch 64 --T 4 --image 28,28,1
 
+Each flag takes a comma-separated list; every combination is timed. ``--remat``: none, step
+(``NeuronConfig.remat``, per time step, plain path) or block (``remat_blocks``, per conv/BN/LIF or
+residual block). ``--fused``: the fused LIF layer with a hand-written backward (default) or autodiff.
+
 Timings are medians over ``--reps`` runs after warm-up, each ended with ``block_until_ready``. Peak device
-memory comes from the device's memory statistics (GPU/TPU; null on CPU, which has none).
+memory (``peak_mib``) comes from the device's memory statistics (GPU/TPU; null on CPU, which has none);
+``step_estimate_mib`` is the compiler's buffer-assignment estimate for the train step alone (every backend).
+Run one configuration per process for per-configuration peaks: the device's peak is process-wide.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import statistics
 import time
@@ -23,8 +31,12 @@ from train import train
 from train.configs.base import get_base_config
 
 
-def bench_config(arch: str, batch: int, num_steps: int, dtype: str, remat: bool, strategy: str = "tet",
-                 tgo: bool = False, image=(32, 32, 3), num_classes: int = 10) -> ml_collections.ConfigDict:
+REMATS = ("none", "step", "block")
+
+
+def bench_config(arch: str, batch: int, num_steps: int, dtype: str, remat: str = "none", strategy: str = "tet",
+                 tgo: bool = False, image=(32, 32, 3), num_classes: int = 10,
+                 fused: bool = True, surrogate: str = "triangle") -> ml_collections.ConfigDict:
     c = get_base_config()
     c.model.arch = arch
     c.model.num_steps = num_steps
@@ -33,7 +45,12 @@ def bench_config(arch: str, batch: int, num_steps: int, dtype: str, remat: bool,
     c.batch_size = batch
     c.epochs = 1
     c.dtype = dtype
-    c.neuron.remat = remat
+    if remat not in REMATS:
+        raise ValueError(f"remat must be one of {REMATS}, got {remat!r}")
+    c.neuron.remat = remat == "step"
+    c.model_kwargs.remat_blocks = remat == "block"
+    c.neuron.fused = fused
+    c.neuron.surrogate = surrogate
     c.strategy = strategy
     if tgo:
         c.margin.enabled = True
@@ -59,6 +76,17 @@ def peak_mib():
     return None if peak is None else round(peak / 2**20, 1)
 
 
+def footprint_mib(compiled) -> float | None:
+    """The compiler's estimate of a compiled step's device memory: arguments + temporaries + outputs
+    not aliased to (donated) arguments. Available on every backend, CPU included; None if not reported."""
+    mem = compiled.memory_analysis()
+    if mem is None:
+        return None
+    total = (mem.argument_size_in_bytes + mem.temp_size_in_bytes + mem.output_size_in_bytes
+             - mem.alias_size_in_bytes)
+    return round(total / 2**20, 1)
+
+
 def run_bench(config, image, reps: int, apgd: bool = True) -> dict:
     """Times one config on random data; returns the JSON record."""
     info = data.DatasetInfo(name="bench", num_classes=config.model.num_classes, shape=tuple(image),
@@ -74,6 +102,7 @@ def run_bench(config, image, reps: int, apgd: bool = True) -> dict:
     state = train.create_train_state(config, model, optimizer, batch["image"],
                                      {k: jnp.zeros(()) for k in names + ["count"]})
     step_fn = jax.jit(train.make_train_step(config, model, objective, optimizer), donate_argnums=0)
+    step_fn = step_fn.lower(state, batch).compile()  # compiled once: timed below, and its memory read
     eval_fn = jax.jit(train.make_eval_step(model))
     logits_fn = attacks.model_logits_fn(model)
     pgd_fn = jax.jit(lambda v, x, y, k: attacks.pgd(logits_fn, v, x, y, k, eps=8 / 255, alpha=0.01, steps=10))
@@ -87,7 +116,8 @@ def run_bench(config, image, reps: int, apgd: bool = True) -> dict:
         jax.block_until_ready(m)
 
     record = {"arch": config.model.arch, "batch": config.batch_size, "T": config.model.num_steps,
-              "dtype": config.dtype, "remat": bool(config.neuron.remat), "strategy": config.strategy,
+              "dtype": config.dtype, "remat": _remat_name(config), "fused": bool(config.neuron.fused),
+              "surrogate": config.neuron.surrogate, "strategy": config.strategy,
               "device": jax.devices()[0].device_kind, "backend": jax.default_backend()}
     record["train_ms"] = round(median_ms(train_once, reps), 2)
     variables = {"params": holder["state"].params, "batch_stats": holder["state"].batch_stats}
@@ -99,17 +129,32 @@ def run_bench(config, image, reps: int, apgd: bool = True) -> dict:
         record["apgd10_ms"] = round(median_ms(lambda: jax.block_until_ready(
             apgd_fn(variables, batch["image"], batch["label"], key)), reps), 2)
     record["peak_mib"] = peak_mib()
+    record["step_estimate_mib"] = footprint_mib(step_fn)
     return record
+
+
+def _remat_name(config) -> str:
+    if config.model_kwargs.get("remat_blocks", False):
+        return "block"
+    return "step" if config.neuron.remat else "none"
+
+
+def _bool(text: str) -> bool:
+    if text.lower() not in ("true", "false"):
+        raise app.UsageError(f"expected true or false, got {text!r}")
+    return text.lower() == "true"
 
 
 _ARCH = flags.DEFINE_list("arch", ["small"], "architectures: small, vgg11, wrn16_4")
 _BATCH = flags.DEFINE_integer("batch", 64, "batch size")
 _T = flags.DEFINE_list("T", ["4"], "time steps (several give the cost against T)")
 _DTYPE = flags.DEFINE_list("dtype", ["float32"], "compute dtypes: float32, bfloat16")
-_REMAT = flags.DEFINE_list("remat", ["false"], "remat options: false, true")
+_REMAT = flags.DEFINE_list("remat", ["none"], "remat options: none, step, block")
+_FUSED = flags.DEFINE_list("fused", ["true"], "LIF layer: fused custom_vjp (true) or autodiff of the scan (false)")
 _IMAGE = flags.DEFINE_list("image", ["28", "28", "1"], "input shape H,W,C (32,32,3 for vgg11/wrn16_4)")
 _REPS = flags.DEFINE_integer("reps", 20, "timed repetitions (median reported)")
 _STRATEGY = flags.DEFINE_string("strategy", "tet", "training strategy: tet, at, rat")
+_SURROGATE = flags.DEFINE_string("surrogate", "triangle", "surrogate gradient (rectangle matches the PyTorch peer)")
 _NO_APGD = flags.DEFINE_bool("no_apgd", False, "skip the APGD timing")
 
 
@@ -118,13 +163,11 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     image = tuple(int(v) for v in _IMAGE.value)
-    for arch in _ARCH.value:
-        for t in _T.value:
-            for dtype in _DTYPE.value:
-                for remat in _REMAT.value:
-                    config = bench_config(arch, _BATCH.value, int(t), dtype, remat.lower() == "true",
-                                          _STRATEGY.value, image=image)
-                    print(json.dumps(run_bench(config, image, _REPS.value, apgd=not _NO_APGD.value)), flush=True)
+    grid = itertools.product(_ARCH.value, _T.value, _DTYPE.value, _REMAT.value, _FUSED.value)
+    for arch, t, dtype, remat, fused in grid:
+        config = bench_config(arch, _BATCH.value, int(t), dtype, remat, _STRATEGY.value, image=image,
+                              fused=_bool(fused), surrogate=_SURROGATE.value)
+        print(json.dumps(run_bench(config, image, _REPS.value, apgd=not _NO_APGD.value)), flush=True)
 
 
 if __name__ == "__main__":

@@ -134,6 +134,10 @@ def evaluate_workdir(workdir: str, *, eps_list: Sequence[float], alpha: float, e
     for eps in eps_list:
         suite = attacks.paper_suite(eps=eps, alpha=alpha, eot=eot, extra=tuple(extra))
         if attacks_subset:
+            unknown = sorted(set(attacks_subset) - {n for n, _ in suite})
+            if unknown:
+                raise ValueError(f"unknown attack column(s) {unknown}; this suite has {[n for n, _ in suite]} "
+                                 "(APGD and MTPGD need --extra)")
             suite = [(n, a) for n, a in suite if n in attacks_subset]
         results["tables"][eps_label(eps)] = evaluate_suite(run, variables, suite, batch_size=batch_size,
                                                            draws=draws, progress=progress)
@@ -204,6 +208,7 @@ def define_flags():
     flags.DEFINE_list("eps", ["8/255"], "attack budgets (L∞, pixel units)")
     flags.DEFINE_float("alpha", 0.01, "PGD step size")
     flags.DEFINE_list("extra", [], "extra attacks: apgd, mtpgd")
+    flags.DEFINE_list("attacks", [], "only these columns, e.g. Clean,FGSM,PGD10 (default: all)")
     flags.DEFINE_integer("eot", 10, "EoT noise draws per gradient for stochastic models")
     flags.DEFINE_integer("draws", 3, "noise draws per accuracy evaluation of stochastic models")
     flags.DEFINE_list("eps_sweep", [], "ε values for the sweep table/figure, e.g. 2/255,4/255,6/255,8/255")
@@ -226,7 +231,7 @@ def main(argv):
             workdir, eps_list=[parse_eps(e) for e in F.eps], alpha=F.alpha, extra=F.extra,
             eot=F.eot, draws=F.draws, eps_sweep=[parse_eps(e) for e in F.eps_sweep],
             sweep_attack=F.sweep_attack, num_examples=F.num_examples, batch_size=F.batch_size,
-            step=F.step)
+            step=F.step, attacks_subset=F.attacks or None)
         print(render(results), flush=True)
         all_results.append(results)
     if len(all_results) > 1:

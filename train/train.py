@@ -127,7 +127,9 @@ def make_train_step(config, model, objective, optimizer) -> Callable:
             {"params": params, "batch_stats": batch_stats}, x, train=True, return_h=True,
             rngs={"noise": noise_key}, mutable=["batch_stats", "intermediates"])
         total, terms = objective(losses.Outputs(logits_tb, hs), batch, params, step)
-        return total, (dict(terms, loss=total), updated, logits_tb, hs)
+        # Reduced here so that no H tensor outlives the forward pass (memory).
+        share = losses.threshold_neighbour_share(hs, delta=delta, threshold=threshold).overall
+        return total, (dict(terms, loss=total, neighbour_share=share), updated, logits_tb)
 
     def train_step(state: TrainState, batch):
         key, k_aug, k_attack, k_noise = jax.random.split(state.key, 4)
@@ -140,7 +142,7 @@ def make_train_step(config, model, objective, optimizer) -> Callable:
                             steps=config.at.steps)
             x = jax.lax.stop_gradient(x)
         batch = dict(batch, image=x, key=k_noise)  # the key feeds the SR term's noise
-        grads, (terms, updated, logits_tb, hs) = jax.grad(loss_fn, has_aux=True)(
+        grads, (terms, updated, logits_tb) = jax.grad(loss_fn, has_aux=True)(
             state.params, state.batch_stats, x, batch, state.step, k_noise)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
@@ -151,7 +153,6 @@ def make_train_step(config, model, objective, optimizer) -> Callable:
         metrics = dict(terms)
         metrics["accuracy"] = jnp.mean(jnp.argmax(models.mean_over_time(logits_tb), -1) == y)
         metrics["spike_rate"] = _mean_spike_rate(updated["intermediates"])
-        metrics["neighbour_share"] = losses.threshold_neighbour_share(hs, delta=delta, threshold=threshold).overall
         metrics = {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
         sums = {k: state.sums[k] + (1.0 if k == "count" else metrics[k]) for k in state.sums}
         new_state = TrainState(step=state.step + 1, params=params, batch_stats=updated["batch_stats"],
@@ -250,8 +251,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     ckpt = Checkpoints(os.path.join(workdir, "checkpoints"), config.checkpoint_every_steps,
                        config.keep_checkpoints)
     meta = {"config": config.to_dict()}
+    elapsed_before = 0.0  # training seconds of earlier sessions of this run (checkpoint meta)
     if ckpt.latest_step() is not None:
-        state, _ = ckpt.restore(state)
+        state, restored_meta = ckpt.restore(state)
+        elapsed_before = float(restored_meta.get("elapsed_s", 0.0))
         _drop_records_after(workdir, int(state.step), drop_partial=int(state.step) < last_step)
         print(f"resumed from step {int(state.step)} in {workdir}", flush=True)
     with open(os.path.join(workdir, "config.json"), "w") as f:
@@ -266,7 +269,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     record = {}
     step = int(state.step)
     progress = Progress(last_step, initial=step, enabled=config.progress, desc=os.path.basename(workdir))
-    t0 = time.time()
+    t0 = time.time() - elapsed_before  # elapsed_s counts this run's training time across resumes
     while step < last_step:
         epoch, start = divmod(step, run.steps_per_epoch)
         for batch in data.epoch_batches(images, labels, config.batch_size, seed=config.seed, epoch=epoch,
@@ -279,11 +282,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 state, record = _end_epoch(run, state, epoch, step, eval_step, eval_key, workdir,
                                            time.time() - t0, partial=not epoch_done)
                 progress.write(_format_record(record))
-            ckpt.save(step, state, dict(meta, epoch=epoch))
+            ckpt.save(step, state, dict(meta, epoch=epoch, elapsed_s=time.time() - t0))
             if step >= last_step:
                 break
     progress.close()
-    ckpt.save(step, state, dict(meta, epoch=step // run.steps_per_epoch), force=ckpt.latest_step() != step)
+    ckpt.save(step, state, dict(meta, epoch=step // run.steps_per_epoch, elapsed_s=time.time() - t0),
+              force=ckpt.latest_step() != step)
     ckpt.close()
     if not record:  # resumed an already finished run: evaluate once more
         variables = {"params": state.params, "batch_stats": state.batch_stats}

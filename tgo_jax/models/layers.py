@@ -111,6 +111,19 @@ class SpikingNet(nn.Module):
     std: Sequence[float] = CIFAR10_STD
     dtype: Any = jnp.float32
     conv_impl: str = "auto"  # fastconv.IMPLS: auto (per backend and layer shape), xla, im2col, xla_flip
+    remat_blocks: bool = False  # recompute each block in the backward pass (see ``block``)
+
+    def block(self, fn, x, **static):
+        """``fn(self, x, **static)``, one block of layers; with ``remat_blocks`` it runs under ``nn.remat``.
+
+        A rematerialised block keeps only its inputs for the backward pass and recomputes its
+        activations there, one block at a time: peak memory falls to about one block's activations
+        plus the block inputs, for roughly one extra forward pass. Parameter names do not change.
+        """
+        def run(mdl, x):
+            return fn(mdl, x, **static)
+
+        return (nn.remat(run) if self.remat_blocks else run)(self, x)
 
     def prepare_input(self, x: Array) -> Array:
         """Validates the [B, H, W, C] pixels and normalises them in the compute dtype."""

@@ -27,18 +27,22 @@ class SmallSNN(layers.SpikingNet):
     @nn.compact
     def __call__(self, x, train: bool = False, return_h: bool = False):
         x = self.prepare_input(x)
+
+        def conv_block(mdl, x, width, first):  # conv3×3 → BN → LIF → pool
+            x = layers.batch_norm(train, mdl.dtype)(mdl.conv(width)(x))
+            if first:  # direct encoding: the first current is the same at every step
+                x = layers.repeat_time(x, mdl.num_steps)
+            x, h = mdl.spiking(x)
+            return layers.avg_pool(x), h
+
+        def dense_block(mdl, x):  # FC → BN → LIF; the BN keeps the hidden layer firing from the start
+            x = nn.Dense(mdl.hidden, dtype=mdl.dtype)(x)
+            return mdl.spiking(layers.batch_norm(train, mdl.dtype)(x))
+
         hs = []
-        for i, width in enumerate(self.channels):
-            x = self.conv(width)(x)
-            x = layers.batch_norm(train, self.dtype)(x)
-            if i == 0:  # direct encoding: the first current is the same at every step
-                x = layers.repeat_time(x, self.num_steps)
-            x, h = self.spiking(x)
+        for width in self.channels:
+            x, h = self.block(conv_block, x, width=width, first=not hs)
             hs.append(h)
-            x = layers.avg_pool(x)
-        x = x.reshape((x.shape[0], -1))
-        x = nn.Dense(self.hidden, dtype=self.dtype)(x)
-        x = layers.batch_norm(train, self.dtype)(x)  # keeps the hidden layer firing from the start
-        x, h = self.spiking(x)
+        x, h = self.block(dense_block, x.reshape((x.shape[0], -1)))
         hs.append(h)
         return self.finish(nn.Dense(self.num_classes, dtype=self.dtype)(x), hs, return_h)

@@ -23,20 +23,25 @@ class SpikingVGG11(layers.SpikingNet):
     @nn.compact
     def __call__(self, x, train: bool = False, return_h: bool = False):
         x = self.prepare_input(x)
+
+        def conv_block(mdl, x, width, first):  # conv3×3 → BN → LIF
+            x = layers.batch_norm(train, mdl.dtype)(mdl.conv(width)(x))
+            if first:  # direct encoding: layer 1's current is the same at every step
+                x = layers.repeat_time(x, mdl.num_steps)
+            return mdl.spiking(x)
+
+        def dense_block(mdl, x):  # FC → LIF
+            return mdl.spiking(nn.Dense(mdl.hidden, dtype=mdl.dtype)(x))
+
         hs = []
-        first = True
         for item in self.plan:
             if item == "M":
                 x = layers.avg_pool(x)
                 continue
-            x = self.conv(item)(x)
-            x = layers.batch_norm(train, self.dtype)(x)
-            if first:  # direct encoding: layer 1's current is the same at every step
-                x, first = layers.repeat_time(x, self.num_steps), False
-            x, h = self.spiking(x)
+            x, h = self.block(conv_block, x, width=item, first=not hs)
             hs.append(h)
         x = x.reshape((x.shape[0], -1))
         for _ in range(2):
-            x, h = self.spiking(nn.Dense(self.hidden, dtype=self.dtype)(x))
+            x, h = self.block(dense_block, x)
             hs.append(h)
         return self.finish(nn.Dense(self.num_classes, dtype=self.dtype)(x), hs, return_h)

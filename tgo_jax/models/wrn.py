@@ -68,12 +68,16 @@ class SpikingWRN(layers.SpikingNet):
         x = self.prepare_input(x)
         x = self.conv(self.stem, 3, 1, use_bias=False)(x)
         x = layers.repeat_time(x, self.num_steps)  # direct encoding
+
+        def pre_act_block(mdl, x, width, stride):
+            return PreActBlock(width, stride, mdl.neuron, mdl.num_steps, mdl.merge, mdl.dtype,
+                               mdl.conv_impl)(x, train)
+
         hs = []
         for group, width in enumerate(self.widths):
             for block in range(self.blocks_per_group):
                 stride = 2 if group > 0 and block == 0 else 1
-                x, block_hs = PreActBlock(width, stride, self.neuron, self.num_steps, self.merge,
-                                          self.dtype, self.conv_impl)(x, train)
+                x, block_hs = self.block(pre_act_block, x, width=width, stride=stride)
                 hs.extend(block_hs)
         x = layers.batch_norm(train, self.dtype)(x)
         x, h = self.spiking(x)

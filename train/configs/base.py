@@ -14,13 +14,13 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.eval_subset = 0  # evaluate on the first N test images (0 = all)
     # Model (tgo_jax/models): arch + keyword arguments of the model class.
     c.model = ml_collections.ConfigDict(dict(arch="small", num_steps=4))
-    c.model_kwargs = ml_collections.ConfigDict()  # extra keyword arguments (channels, hidden, merge, ...)
+    c.model_kwargs = ml_collections.ConfigDict()  # extra keyword arguments (channels, hidden, merge, remat_blocks, ...)
     c.dtype = "float32"  # compute dtype: float32 | bfloat16 (params and optimiser state stay float32)
     # Neurons (tgo_jax.neurons.NeuronConfig); kind="noisy" is TGO's Noisy-LIF part.
     c.neuron = ml_collections.ConfigDict(dict(
         kind="lif", decay=0.5, threshold=1.0, surrogate="triangle", surrogate_param=None, reset="hard",
         detach_reset=False, sigma=0.4, sigma_is_variance=False, expected=False, backward="surrogate",
-        remat=False, unroll=True))
+        fused=True, remat=False, unroll=True))
     # Objective: strategy tet (the paper's "vanilla"), at or rat; plus the TGO margin penalty.
     c.strategy = "tet"  # tet | ce | at | rat
     c.tet_lambda = 1e-3

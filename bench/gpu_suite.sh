@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Checks and times everything the GPU performance targets name, in one run on one GPU.
+#
+#   bench/gpu_suite.sh OUT_DIR [PEER_SCRIPT] [WHEEL_DIR]
+#
+# OUT_DIR      receives gpu.txt, tests.txt, jax.jsonl (train.bench records), peers.jsonl, log.txt.
+# PEER_SCRIPT  the PyTorch peer benchmark (peer_torch.py); skipped when absent.
+# WHEEL_DIR    wheels to install first on a machine without internet (bench/fetch_wheels.sh makes them:
+#              ml_collections for train.bench; spikingjelly, loguru, scienceplots for the peer).
+# SECTIONS     environment variable, default "tests,jax,peers": which parts to run.
+#
+# Every tgo_jax configuration of an architecture runs in one process: "step_estimate_mib" is the
+# compiler's per-configuration memory for the train step; "peak_mib" is the device's peak so far in the
+# process (configurations run from the expected smallest to the largest). Budget: about 8-10 minutes on
+# one H100, most of it compilation; run the sections in two calls if one call must stay shorter.
+set -uo pipefail
+out=${1:?usage: bench/gpu_suite.sh OUT_DIR [PEER_SCRIPT] [WHEEL_DIR]}
+peer=${2:-}
+wheels=${3:-}
+sections=${SECTIONS:-tests,jax,peers}
+py=${PYTHON:-python3}
+mkdir -p "$out"
+cd "$(dirname "$0")/.."
+export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+exec > >(tee -a "$out/log.txt") 2>&1
+
+if [ -n "$wheels" ]; then
+  $py -m pip install -q --no-index --no-deps --no-compile --target /tmp/tgo_site "$wheels"/*.whl || exit 1
+  export PYTHONPATH=$PYTHONPATH:/tmp/tgo_site
+fi
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >"$out/gpu.txt" 2>&1
+$py -c "import jax, torch; print('jax', jax.__version__, jax.devices(), '| torch', torch.__version__)" \
+  | tee -a "$out/gpu.txt"
+has() { [[ ",$sections," == *",$1,"* ]]; }
+stamp() { echo "== $(date +%T) $*"; }
+
+if has tests; then  # the fast paths against the plain paths, on the GPU backend
+  stamp tests
+  timeout 240 $py -m pytest -q -p no:cacheprovider tests/test_fastconv.py tests/test_fused.py \
+    tests/test_models.py -k "not block_remat" >"$out/tests.txt" 2>&1
+  tail -3 "$out/tests.txt"
+fi
+
+bench() {  # one process: train.bench with its flags; JSON lines to jax.jsonl
+  stamp "train.bench $*"
+  timeout 420 $py -m train.bench --image 32,32,3 --batch 128 --reps 20 --surrogate rectangle "$@" \
+    | grep '^{' | tee -a "$out/jax.jsonl"
+}
+if has jax; then
+  for arch in vgg11 wrn16_4; do
+    # Smallest first, so that the process peak after each line is that configuration's peak.
+    bench --arch "$arch" --T 4 --dtype bfloat16,float32 --remat block,none --no_apgd
+    bench --arch "$arch" --T 4 --fused false --no_apgd
+  done
+  bench --arch vgg11 --T 2,8 --no_apgd  # cost against T
+  bench --arch vgg11,wrn16_4 --T 4 --reps 10  # APGD timing, default configuration
+fi
+
+if has peers && [ -n "$peer" ]; then
+  for arch in vgg11 wrn16; do
+    stamp "peer $arch"
+    timeout 400 $py "$peer" --arch "$arch" --batch 128 --T 4 --iters 20 | grep '^{' | tee -a "$out/peers.jsonl"
+  done
+fi
+stamp done

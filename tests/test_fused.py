@@ -1,0 +1,91 @@
+"""The fused LIF layer (``tgo_jax.fused``): same outputs and gradients as autodiff of the plain scan."""
+import dataclasses
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from tgo_jax import fused, neurons, surrogate
+
+SHAPE = (5, 3, 7)  # [T, B, N]
+
+
+def _inputs(dtype):
+    k1, k2, k3 = jax.random.split(jax.random.key(0), 3)
+    currents = jax.random.uniform(k1, SHAPE, dtype, -0.5, 1.6)
+    # Cotangents on both outputs: spikes feed the next layer, H feeds the margin penalty.
+    return currents, jax.random.normal(k2, SHAPE, dtype), jax.random.normal(k3, SHAPE, dtype)
+
+
+def _value_and_vjp(config, currents, ds, dh, key):
+    outputs, vjp = jax.vjp(lambda c: neurons.run(config, c, key), currents)
+    (grad,) = vjp((ds, dh))
+    return outputs, grad
+
+
+def _fused_and_plain(config, dtype):
+    """((spikes, H), input gradient) of the fused layer and of the plain path, in one compilation."""
+    plain = dataclasses.replace(config, fused=False)
+
+    def both(currents, ds, dh, key):
+        return _value_and_vjp(config, currents, ds, dh, key), _value_and_vjp(plain, currents, ds, dh, key)
+
+    return jax.jit(both)(*_inputs(dtype), jax.random.key(1))
+
+
+CASES = [dict(kind=k, reset=r, detach_reset=d)
+         for k, r, d in itertools.product(("lif", "noisy"), ("hard", "soft"), (False, True))]
+CASES += [dict(kind="lif", surrogate=name) for name in surrogate.FACTORIES]
+CASES += [dict(kind="lif", surrogate="sigmoid", surrogate_param=2.5),
+          dict(kind="noisy", expected=True), dict(kind="noisy", expected=True, reset="soft"),
+          dict(kind="noisy", sigma=0.3, sigma_is_variance=True, surrogate="atan"),
+          dict(kind="lif", decay=0.9, threshold=0.7), dict(kind="lif", unroll=False),
+          dict(kind="noisy", backward="bptr")]
+
+
+@pytest.mark.parametrize("fields", CASES, ids=lambda f: "-".join(f"{k}={v}" for k, v in f.items()))
+def test_fused_matches_autodiff_of_the_plain_scan(fields):
+    fused_cfg = neurons.NeuronConfig(fused=True, **fields)
+    plain_cfg = dataclasses.replace(fused_cfg, fused=False)
+    def both(currents, ds, dh, key):  # one compilation for the pair
+        return (_value_and_vjp(fused_cfg, currents, ds, dh, key),
+                _value_and_vjp(plain_cfg, currents, ds, dh, key))
+
+    with jax.enable_x64(True):
+        currents, ds, dh = _inputs(jnp.float64)
+        ((s_f, h_f), g_f), ((s_p, h_p), g_p) = jax.jit(both)(currents, ds, dh, jax.random.key(1))
+    np.testing.assert_array_equal(np.asarray(s_f), np.asarray(s_p))  # same noise, same spikes
+    np.testing.assert_array_equal(np.asarray(h_f), np.asarray(h_p))
+    np.testing.assert_allclose(np.asarray(g_f), np.asarray(g_p), rtol=1e-12, atol=1e-12)
+    assert np.abs(np.asarray(g_f)).max() > 0
+    if not fused_cfg.expected:
+        assert 0 < np.asarray(s_f).mean() < 1  # both firing and silent neurons are exercised
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_fused_keeps_the_dtype_and_agrees_in_low_precision(dtype):
+    ((s_f, h_f), g_f), ((s_p, _), g_p) = _fused_and_plain(neurons.NeuronConfig(kind="noisy"), dtype)
+    assert s_f.dtype == h_f.dtype == g_f.dtype == dtype
+    np.testing.assert_array_equal(np.asarray(s_f, np.float32), np.asarray(s_p, np.float32))
+    tol = 1e-5 if dtype == jnp.float32 else 5e-2
+    np.testing.assert_allclose(np.asarray(g_f, np.float32), np.asarray(g_p, np.float32), rtol=tol, atol=tol)
+
+
+def test_hand_written_backward_of_two_steps():
+    """T = 2, hard reset, triangle surrogate, cotangent on S[1] only, worked by hand:
+    H0 = I0, S0 = Θ(H0-1), V0 = H0(1-S0); H1 = 0.5·V0 + I1; dL/dI1 = g(H1-1), and
+    dL/dI0 = 0.5·g(H1-1)·[(1-S0) - H0·g(H0-1)]."""
+    config = neurons.NeuronConfig()
+    currents = jnp.array([[1.2], [0.6]])  # H0 = 1.2 fires; H1 = 0.6 (V0 = 0 after the reset)
+    _, vjp = jax.vjp(lambda c: fused.run(config, c, fused.step_keys(config, None, 2)), currents)
+    (grad,) = vjp((jnp.array([[0.0], [1.0]]), jnp.zeros((2, 1))))
+    g1 = surrogate.triangle_grad(0.6 - 1.0)
+    g0 = surrogate.triangle_grad(1.2 - 1.0)
+    np.testing.assert_allclose(np.asarray(grad)[:, 0], [0.5 * g1 * (0.0 - 1.2 * g0), g1], rtol=1e-6)
+
+
+def test_fused_layer_needs_a_key_when_noisy():
+    with pytest.raises(ValueError, match="PRNG key"):
+        neurons.run(neurons.NeuronConfig(kind="noisy"), jnp.zeros(SHAPE))
