@@ -8,6 +8,9 @@
 # WHEEL_DIR    wheels to install first on a machine without internet (bench/fetch_wheels.sh makes them:
 #              ml_collections for train.bench; spikingjelly, loguru, scienceplots for the peer).
 # SECTIONS     environment variable, default "tests,jax,peers": which parts to run.
+# ARCHS, PEER_ARCHS, BATCH, IMAGE, REPS   environment overrides of the sizes (defaults: "vgg11 wrn16_4",
+#              "vgg11 wrn16", 128, 32,32,3, 20); e.g. a CPU smoke run of the script itself:
+#              ARCHS=small PEER_ARCHS=vgg11 BATCH=2 IMAGE=28,28,1 REPS=2 PYTHON=.venv/bin/python bench/gpu_suite.sh /tmp/out
 #
 # Every tgo_jax configuration of an architecture runs in one process: "step_estimate_mib" is the
 # compiler's per-configuration memory for the train step; "peak_mib" is the device's peak so far in the
@@ -19,6 +22,11 @@ peer=${2:-}
 wheels=${3:-}
 sections=${SECTIONS:-tests,jax,peers}
 py=${PYTHON:-python3}
+archs=${ARCHS:-vgg11 wrn16_4}
+peer_archs=${PEER_ARCHS:-vgg11 wrn16}
+batch=${BATCH:-128}
+image=${IMAGE:-32,32,3}
+reps=${REPS:-20}
 mkdir -p "$out"
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
@@ -43,23 +51,24 @@ fi
 
 bench() {  # one process: train.bench with its flags; JSON lines to jax.jsonl
   stamp "train.bench $*"
-  timeout 420 $py -m train.bench --image 32,32,3 --batch 128 --reps 20 --surrogate rectangle "$@" \
+  timeout 420 $py -m train.bench --image "$image" --batch "$batch" --reps "$reps" --surrogate rectangle "$@" \
     | grep '^{' | tee -a "$out/jax.jsonl"
 }
 if has jax; then
-  for arch in vgg11 wrn16_4; do
+  first=${archs%% *}
+  for arch in $archs; do
     # Smallest first, so that the process peak after each line is that configuration's peak.
     bench --arch "$arch" --T 4 --dtype bfloat16,float32 --remat block,none --no_apgd
     bench --arch "$arch" --T 4 --fused false --no_apgd
   done
-  bench --arch vgg11 --T 2,8 --no_apgd  # cost against T
-  bench --arch vgg11,wrn16_4 --T 4 --reps 10  # APGD timing, default configuration
+  bench --arch "$first" --T 2,8 --no_apgd  # cost against T
+  bench --arch "${archs// /,}" --T 4 --reps 10  # APGD timing, default configuration
 fi
 
 if has peers && [ -n "$peer" ]; then
-  for arch in vgg11 wrn16; do
+  for arch in $peer_archs; do
     stamp "peer $arch"
-    timeout 400 $py "$peer" --arch "$arch" --batch 128 --T 4 --iters 20 | grep '^{' | tee -a "$out/peers.jsonl"
+    timeout 400 $py "$peer" --arch "$arch" --batch "$batch" --T 4 --iters "$reps" | grep '^{' | tee -a "$out/peers.jsonl"
   done
 fi
 stamp done
