@@ -182,6 +182,10 @@ def make_step(config: NeuronConfig):
 def run(config: NeuronConfig, currents_tb: Array, key: Optional[Array] = None):
     """Runs a spiking layer over time with ``lax.scan``.
 
+    With ``config.fused`` (default) the layer is ``fused.run``: the same forward, and a hand-written
+    backward through time that stores only H; otherwise autodiff differentiates the scan of
+    ``make_step`` (the reference; both give the same values and gradients).
+
     Args:
       config: the neuron hyper-parameters.
       currents_tb: input currents, time-major [T, B, ...].
