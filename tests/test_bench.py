@@ -29,6 +29,8 @@ def test_bench_cli_prints_one_record_per_configuration():
 def test_bench_rejects_unknown_remat_and_bool_flags():
     with pytest.raises(ValueError, match="remat must be one of"):
         bench.bench_config("small", 4, 2, "float32", remat="yes")
-    cmd = [sys.executable, "-m", "train.bench", "--fused", "maybe", "--reps", "1"]
-    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert result.returncode != 0 and "expected true or false" in result.stderr
+    for flags, message in ((["--fused", "maybe"], "expected true or false"),
+                           (["--remat", "step"], "use it with --fused false")):
+        cmd = [sys.executable, "-m", "train.bench", *flags, "--reps", "1"]
+        result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert result.returncode != 0 and message in result.stderr, result.stderr[-1000:]

@@ -89,3 +89,9 @@ def test_hand_written_backward_of_two_steps():
 def test_fused_layer_needs_a_key_when_noisy():
     with pytest.raises(ValueError, match="PRNG key"):
         neurons.run(neurons.NeuronConfig(kind="noisy"), jnp.zeros(SHAPE))
+
+
+def test_per_step_remat_asks_for_the_plain_path():
+    with pytest.raises(ValueError, match="set fused=False"):
+        neurons.NeuronConfig(remat=True)
+    assert neurons.NeuronConfig(remat=True, fused=False).remat

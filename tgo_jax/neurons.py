@@ -103,7 +103,7 @@ class NeuronConfig:
       fused: run the layer as one ``custom_vjp`` with a hand-written BPTT backward (``tgo_jax.fused``)
         that stores only H; False differentiates the scan of steps below with autodiff (the reference).
       remat: rematerialise the step in the backward pass (``jax.checkpoint``) to save memory
-        (plain path only: the fused path already stores only H).
+        (plain path only, so it needs ``fused=False``: the fused layer already stores only H).
       unroll: unroll the time loop (``lax.scan(unroll=True)``): on CPU 2-3× faster steps and attacks at
         T = 4, at the price of compile time growing with T; set False for long T.
     """
@@ -134,6 +134,9 @@ class NeuronConfig:
         if not self.threshold > 0:
             raise ValueError(f"threshold must be > 0, got {self.threshold!r}")
         noise_std(self.sigma, self.sigma_is_variance)
+        if self.remat and self.fused:
+            raise ValueError("remat=True rematerialises the plain path's steps: set fused=False with it "
+                             "(the fused layer already stores only H)")
 
     @property
     def stochastic(self) -> bool:

@@ -163,6 +163,8 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     image = tuple(int(v) for v in _IMAGE.value)
+    if "step" in _REMAT.value and "true" in [f.lower() for f in _FUSED.value]:
+        raise app.UsageError("--remat step applies to the plain LIF path: use it with --fused false")
     grid = itertools.product(_ARCH.value, _T.value, _DTYPE.value, _REMAT.value, _FUSED.value)
     for arch, t, dtype, remat, fused in grid:
         config = bench_config(arch, _BATCH.value, int(t), dtype, remat, _STRATEGY.value, image=image,
