@@ -30,6 +30,7 @@ def test_bench_rejects_unknown_remat_and_bool_flags():
     with pytest.raises(ValueError, match="remat must be one of"):
         bench.bench_config("small", 4, 2, "float32", remat="yes")
     for flags, message in ((["--fused", "maybe"], "expected true or false"),
+                           (["--remat", "none,all"], "--remat takes none, step, block"),
                            (["--remat", "step"], "use it with --fused false")):
         cmd = [sys.executable, "-m", "train.bench", *flags, "--reps", "1"]
         result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)

@@ -163,12 +163,15 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     image = tuple(int(v) for v in _IMAGE.value)
-    if "step" in _REMAT.value and "true" in [f.lower() for f in _FUSED.value]:
+    fused_values = [_bool(f) for f in _FUSED.value]  # every flag checked before anything runs
+    if set(_REMAT.value) - set(REMATS):
+        raise app.UsageError(f"--remat takes {', '.join(REMATS)}, got {','.join(_REMAT.value)}")
+    if "step" in _REMAT.value and True in fused_values:
         raise app.UsageError("--remat step applies to the plain LIF path: use it with --fused false")
-    grid = itertools.product(_ARCH.value, _T.value, _DTYPE.value, _REMAT.value, _FUSED.value)
+    grid = itertools.product(_ARCH.value, _T.value, _DTYPE.value, _REMAT.value, fused_values)
     for arch, t, dtype, remat, fused in grid:
         config = bench_config(arch, _BATCH.value, int(t), dtype, remat, _STRATEGY.value, image=image,
-                              fused=_bool(fused), surrogate=_SURROGATE.value)
+                              fused=fused, surrogate=_SURROGATE.value)
         print(json.dumps(run_bench(config, image, _REPS.value, apgd=not _NO_APGD.value)), flush=True)
 
 
