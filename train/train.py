@@ -127,7 +127,7 @@ def make_train_step(config, model, objective, optimizer) -> Callable:
             {"params": params, "batch_stats": batch_stats}, x, train=True, return_h=True,
             rngs={"noise": noise_key}, mutable=["batch_stats", "intermediates"])
         total, terms = objective(losses.Outputs(logits_tb, hs), batch, params, step)
-        # Reduced here so that no H tensor outlives the forward pass (memory).
+        # Reduced inside the loss, so the step keeps no H tensor as an output.
         share = losses.threshold_neighbour_share(hs, delta=delta, threshold=threshold).overall
         return total, (dict(terms, loss=total, neighbour_share=share), updated, logits_tb)
 
