@@ -3,6 +3,7 @@ import dataclasses
 import itertools
 
 import jax
+import jax.ad_checkpoint
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -95,3 +96,16 @@ def test_per_step_remat_asks_for_the_plain_path():
     with pytest.raises(ValueError, match="set fused=False"):
         neurons.NeuronConfig(remat=True)
     assert neurons.NeuronConfig(remat=True, fused=False).remat
+
+
+def test_fused_layer_keeps_only_h_for_the_backward(capsys):
+    """The point of the fused layer: one saved [T, B, N] tensor (H) instead of the plain path's several."""
+    currents = _inputs(jnp.float32)[0]
+
+    def saved_layer_tensors(config):
+        jax.ad_checkpoint.print_saved_residuals(lambda c: jnp.sum(neurons.run(config, c)[0]), currents)
+        lines = capsys.readouterr().out.splitlines()
+        return [line for line in lines if "[5,3,7]" in line and "argument" not in line]
+
+    assert len(saved_layer_tensors(neurons.NeuronConfig())) == 1
+    assert len(saved_layer_tensors(neurons.NeuronConfig(fused=False))) >= 2
