@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Downloads the pure-Python wheels that bench/gpu_suite.sh installs on a GPU machine without internet:
-# ml_collections (train.bench) and spikingjelly + loguru + scienceplots (the PyTorch peer benchmark).
+# ml_collections (tgo_train.bench) and spikingjelly + loguru + scienceplots (the PyTorch peer benchmark).
 #   bench/fetch_wheels.sh [DEST]   (default .whl, which git ignores)
 set -euo pipefail
 dest=${1:-.whl}

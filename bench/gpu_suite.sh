@@ -3,10 +3,10 @@
 #
 #   bench/gpu_suite.sh OUT_DIR [PEER_SCRIPT] [WHEEL_DIR]
 #
-# OUT_DIR      receives gpu.txt, tests.txt, jax.jsonl (train.bench records), peers.jsonl, log.txt.
-# PEER_SCRIPT  the PyTorch peer benchmark (peer_torch.py); skipped when absent.
+# OUT_DIR      receives gpu.txt, tests.txt, jax.jsonl (tgo_train.bench records), peers.jsonl, log.txt.
+# PEER_SCRIPT  the PyTorch peer benchmark, default bench/peer_torch.py; skipped when absent.
 # WHEEL_DIR    wheels to install first on a machine without internet (bench/fetch_wheels.sh makes them:
-#              ml_collections for train.bench; spikingjelly, loguru, scienceplots for the peer).
+#              ml_collections for tgo_train.bench; spikingjelly, loguru, scienceplots for the peer).
 # SECTIONS     environment variable, default "tests,jax,peers": which parts to run.
 # ARCHS, PEER_ARCHS, BATCH, IMAGE, REPS   environment overrides of the sizes (defaults: "vgg11 wrn16_4",
 #              "vgg11 wrn16", 128, 32,32,3, 20); e.g. a CPU smoke run of the script itself:
@@ -18,7 +18,7 @@
 # one H100, most of it compilation; run the sections in two calls if one call must stay shorter.
 set -uo pipefail
 out=${1:?usage: bench/gpu_suite.sh OUT_DIR [PEER_SCRIPT] [WHEEL_DIR]}
-peer=${2:-}
+peer=${2:-$(dirname "$0")/peer_torch.py}
 wheels=${3:-}
 sections=${SECTIONS:-tests,jax,peers}
 py=${PYTHON:-python3}
@@ -49,9 +49,9 @@ if has tests; then  # the fast paths against the plain paths, on the GPU backend
   tail -3 "$out/tests.txt"
 fi
 
-bench() {  # one process: train.bench with its flags; JSON lines to jax.jsonl
-  stamp "train.bench $*"
-  timeout 420 $py -m train.bench --image "$image" --batch "$batch" --reps "$reps" --surrogate rectangle "$@" \
+bench() {  # one process: tgo_train.bench with its flags; JSON lines to jax.jsonl
+  stamp "tgo_train.bench $*"
+  timeout 420 $py -m tgo_train.bench --image "$image" --batch "$batch" --reps "$reps" --surrogate rectangle "$@" \
     | grep '^{' | tee -a "$out/jax.jsonl"
 }
 if has jax; then

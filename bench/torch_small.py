@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from train.bench import median_ms  # noqa: E402  (after the sys.path line)
+from tgo_train.bench import median_ms  # noqa: E402  (after the sys.path line)
 
 EPS, ALPHA, PGD_STEPS = 8 / 255, 0.01, 10
 MEAN, STD = 0.2860, 0.3530

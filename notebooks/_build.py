@@ -70,7 +70,7 @@ def theory():
         # 01 · Noisy-LIF theory: flip probability, firing probability and its sensitivity
 
         Checks the closed forms of the TGO paper against a Monte-Carlo simulation of Noisy-LIF neurons
-        (`tgo_jax.neurons.noisy_lif_step`), following `FORMULAS.md` §1:
+        (`tgo_jax.neurons.noisy_lif_step`), following docs/FORMULAS.md §1:
 
         * **Theorem 1** — under noise ξ ~ N(0, σ²) the spike `Θ(H + ξ − θ)` differs from the noise-free
           `Θ(H − θ)` with probability `P_flip(H) = Φ(−|H − θ| / σ)`.
@@ -299,7 +299,7 @@ def threshold_guarding():
         # 02 · Threshold guarding: vanilla vs TGO small spiking nets on Fashion-MNIST
 
         Compares a vanilla (TET) small spiking net with a TGO one (TET + membrane margin penalty with
-        dynamic λ + Noisy-LIF neurons, `train/configs/fmnist_tgo.py`) on the quantities of `FORMULAS.md` §5:
+        dynamic λ + Noisy-LIF neurons, `tgo_train/configs/fmnist_tgo.py`) on the quantities of docs/FORMULAS.md §5:
 
         1. membrane-potential (H) distributions per LIF layer;
         2. the threshold-neighbour share `|H − θ| < δ` per layer and overall (the paper's Fig. 4);
@@ -308,7 +308,7 @@ def threshold_guarding():
         5. activation regions met in an ε-ball and the spike flips a perturbation causes (Theorem 2).
 
         **Models.** In `full` size (default) the notebook loads `runs/fmnist/vanilla` and `runs/fmnist/tgo`
-        when both are finished (`python -m train.experiment --workdir runs/fmnist`); otherwise it trains the
+        when both are finished (`python -m tgo_train.experiment --workdir runs/fmnist`); otherwise it trains the
         same two configs at a reduced size (1 epoch on 20k images) under `runs/notebooks/02_threshold_guarding/`
         (reused on a rerun). `TGO_NOTEBOOK_SIZE=ci` trains tiny nets for a few dozen steps in a temporary
         directory (for the tests; its numbers mean nothing).
@@ -329,8 +329,8 @@ import numpy as np
 from absl import logging as absl_logging
 
 from tgo_jax import analysis, attacks
-from train import evaluate, train
-from train.configs import fmnist_tgo, fmnist_vanilla
+from tgo_train import evaluate, train
+from tgo_train.configs import fmnist_tgo, fmnist_vanilla
 
 absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every checkpoint at INFO
 
@@ -348,7 +348,7 @@ print(f"size={SIZE}: {S}; jax {jax.__version__} on {jax.devices()[0].platform} "
         '''),
         code(PRINT_TABLE + '''
 
-RUNS_DIR = os.path.join("runs", "fmnist")  # python -m train.experiment --workdir runs/fmnist
+RUNS_DIR = os.path.join("runs", "fmnist")  # python -m tgo_train.experiment --workdir runs/fmnist
 NAMES = ("vanilla", "tgo")
 CONFIGS = {"vanilla": fmnist_vanilla.get_config, "tgo": fmnist_tgo.get_config}
 
@@ -390,7 +390,7 @@ def reduced_config(name):
 
 
 if SIZE == "full" and all(finished(os.path.join(RUNS_DIR, n)) for n in NAMES):
-    ROOT, ORIGIN = RUNS_DIR, f"loaded from {RUNS_DIR} (made by python -m train.experiment)"
+    ROOT, ORIGIN = RUNS_DIR, f"loaded from {RUNS_DIR} (made by python -m tgo_train.experiment)"
 else:
     if SIZE == "ci":
         _tmp = tempfile.TemporaryDirectory(prefix="tgo_nb02_")  # removed when the kernel exits
@@ -712,8 +712,8 @@ import optax
 from absl import logging as absl_logging
 
 from tgo_jax import analysis, attacks, models
-from train import evaluate, train
-from train.configs import fmnist_tgo
+from tgo_train import evaluate, train
+from tgo_train.configs import fmnist_tgo
 
 absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every checkpoint at INFO
 
@@ -732,7 +732,7 @@ def eps_label(eps):
 
 ATTACKS = ("Clean", "FGSM", "RFGSM", PGD)
 EPS_TABLE = (8 / 255, 0.1)
-ALPHA = 0.01  # PGD step (FORMULAS §4)
+ALPHA = 0.01  # PGD step (docs/FORMULAS.md §4)
 SEED = 0
 print(f"size={SIZE}: {S}; jax {jax.__version__} on {jax.devices()[0].platform} "
       f"({os.cpu_count()} CPU cores visible)")
@@ -740,7 +740,7 @@ print(f"size={SIZE}: {S}; jax {jax.__version__} on {jax.devices()[0].platform} "
         md('''
         ## Training the ablation grid
 
-        Each config is `train/configs/fmnist_tgo.py` with the margin penalty and the neuron kind switched
+        Each config is `tgo_train/configs/fmnist_tgo.py` with the margin penalty and the neuron kind switched
         (`vanilla` is then exactly `fmnist_vanilla.py`), at the size above: 1 epoch on the first
         `train_subset` training images in `full` size. A finished run in the cache is reused; a cached run whose
         config differs from the one asked for is an error (delete its folder to retrain).

@@ -1,6 +1,6 @@
 """Tests of tgo_jax.attacks on a small trained spiking net (see conftest.trained_small).
 
-Comparisons run at ε = 0.1 (on Fashion-MNIST 8/255 is a mild attack, FORMULAS §4) and, where the
+Comparisons run at ε = 0.1 (on Fashion-MNIST 8/255 is a mild attack, docs/FORMULAS.md §4) and, where the
 paper's budget matters, at ε = 8/255. ε and α are traced arguments of the jitted attacks below, so each
 attack configuration compiles once for every ε.
 """

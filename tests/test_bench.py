@@ -1,4 +1,4 @@
-"""The benchmark program (train/bench.py): records, flags and errors. No timing is asserted."""
+"""The benchmark program (tgo_train/bench.py): records, flags and errors. No timing is asserted."""
 import json
 import os
 import subprocess
@@ -6,13 +6,13 @@ import sys
 
 import pytest
 
-from train import bench
+from tgo_train import bench
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_bench_cli_prints_one_record_per_configuration():
-    cmd = [sys.executable, "-m", "train.bench", "--arch", "small", "--batch", "4", "--T", "2",
+    cmd = [sys.executable, "-m", "tgo_train.bench", "--arch", "small", "--batch", "4", "--T", "2",
            "--remat", "none,block", "--fused", "false", "--reps", "1", "--no_apgd",
            "--surrogate", "rectangle"]
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -32,6 +32,6 @@ def test_bench_rejects_unknown_remat_and_bool_flags():
     for flags, message in ((["--fused", "maybe"], "expected true or false"),
                            (["--remat", "none,all"], "--remat takes none, step, block"),
                            (["--remat", "step"], "use it with --fused false")):
-        cmd = [sys.executable, "-m", "train.bench", *flags, "--reps", "1"]
+        cmd = [sys.executable, "-m", "tgo_train.bench", *flags, "--reps", "1"]
         result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert result.returncode != 0 and message in result.stderr, result.stderr[-1000:]

@@ -1,6 +1,6 @@
-"""Tests for the robustness evaluation program (train/evaluate.py).
+"""Tests for the robustness evaluation program (tgo_train/evaluate.py).
 
-One tiny workdir is trained once per module (``train/configs/test_tiny.py``, 16 steps, Fashion-MNIST)
+One tiny workdir is trained once per module (``tgo_train/configs/test_tiny.py``, 16 steps, Fashion-MNIST)
 and attacked on 64 test images; the command line runs in a subprocess from the repository root.
 Each attack compiles once per evaluation (a few seconds on CPU), so the in-process test runs a subset
 of the rows and the command-line test the paper's full default table.
@@ -16,8 +16,8 @@ import sys
 import pytest
 
 from tgo_jax import data
-from train import evaluate, train
-from train.configs import test_tiny
+from tgo_train import evaluate, train
+from tgo_train.configs import test_tiny
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_EXAMPLES = 64
@@ -107,7 +107,7 @@ def test_cli_with_two_workdirs_prints_one_comparison_table(workdir, tmp_path):
     shutil.copytree(workdir, other, ignore=shutil.ignore_patterns("eval.*", "eps_sweep.png"))
     out_path = tmp_path / "comparison.md"
     columns = ("Clean", "FGSM", "PGD10")
-    out = run_program("train.evaluate", "--workdir", workdir, "--workdir", other, "--eps", "8/255",
+    out = run_program("tgo_train.evaluate", "--workdir", workdir, "--workdir", other, "--eps", "8/255",
                       "--num_examples", "32", "--batch_size", "32", "--attacks", ",".join(columns),
                       "--out", str(out_path))
     assert out.returncode == 0, out.stderr[-3000:]
@@ -141,7 +141,7 @@ def test_unknown_attack_column_is_named(workdir):
 
 def test_cli_missing_workdir_names_it(tmp_path):
     missing = str(tmp_path / "no_such_run")
-    out = run_program("train.evaluate", "--workdir", missing, timeout=120)
+    out = run_program("tgo_train.evaluate", "--workdir", missing, timeout=120)
     assert out.returncode != 0
     assert "FileNotFoundError" in out.stderr and missing in out.stderr, out.stderr[-3000:]
 

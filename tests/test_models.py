@@ -1,4 +1,4 @@
-"""Spiking models (FORMULAS.md §2): shapes, parameter counts, forward/backward, noise, input checks.
+"""Spiking models (docs/FORMULAS.md §2): shapes, parameter counts, forward/backward, noise, input checks.
 
 VGG-11 and WRN-16-4 are only traced (``jax.eval_shape``), never run; the small net runs in a tiny
 configuration.
@@ -20,7 +20,7 @@ T, BATCH = 2, 8
 TINY = dict(channels=(4, 8), hidden=16, num_steps=T)
 CIFAR = dict(in_channels=3, mean=layers.CIFAR10_MEAN, std=layers.CIFAR10_STD)
 
-# FORMULAS §2, written out here independently of the model code.
+# docs/FORMULAS.md §2, written out here independently of the model code.
 VGG11_WIDTHS = (64, "pool", 128, 256, "pool", 512, 512, 512, "pool", 512, 512)
 WRN16_4 = dict(stem=16, widths=(64, 128, 256), blocks=2)
 

@@ -1,4 +1,4 @@
-"""LIF and Noisy-LIF neurons (FORMULAS.md §1, paper eq. 15-17 and Theorem 1)."""
+"""LIF and Noisy-LIF neurons (docs/FORMULAS.md §1, paper eq. 15-17 and Theorem 1)."""
 import dataclasses
 import functools
 import math
@@ -297,7 +297,7 @@ def test_firing_and_flip_rates_match_theory(sigma, sigma_is_variance):
 
 @pytest.mark.parametrize("sigma_is_variance", [False, True])
 def test_noisy_spike_and_backward_use_the_noisy_potential(sigma_is_variance):
-    """S = Θ(H + ξ - θ) and dS/dH = g(H + ξ - θ) (FORMULAS §1). An identity "spike" exposes
+    """S = Θ(H + ξ - θ) and dS/dH = g(H + ξ - θ) (docs/FORMULAS.md §1). An identity "spike" exposes
     u = H + ξ - θ for the same key, so ξ itself can be checked: mean 0, std σ (or √σ)."""
     sigma, n = 0.4, DRAWS
     std = math.sqrt(sigma) if sigma_is_variance else sigma

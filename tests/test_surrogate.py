@@ -1,4 +1,4 @@
-"""Spike functions (FORMULAS.md §1): exact Heaviside forward, closed-form surrogate backward."""
+"""Spike functions (docs/FORMULAS.md §1): exact Heaviside forward, closed-form surrogate backward."""
 import math
 
 import chex
@@ -12,7 +12,7 @@ from jax import lax
 from tgo_jax import neurons, surrogate
 
 
-# Closed forms of FORMULAS §1, written here in float64 NumPy independently of the library.
+# Closed forms of docs/FORMULAS.md §1, written here in float64 NumPy independently of the library.
 def _triangle(u, gamma):
     return np.maximum(0.0, gamma - np.abs(u)) / gamma**2
 
@@ -47,7 +47,7 @@ CLOSED_FORMS = {
     "exponential": _exponential,
     "gaussian": _gaussian,
 }
-# FORMULAS §1 defaults (gamma, a, k, alpha, a, sigma) and the name of each shape parameter.
+# docs/FORMULAS.md §1 defaults (gamma, a, k, alpha, a, sigma) and the name of each shape parameter.
 DEFAULTS = {"triangle": 1.0, "rectangle": 1.0, "sigmoid": 4.0, "atan": 2.0, "exponential": 0.5, "gaussian": 0.4}
 PARAM_NAMES = {"triangle": "gamma", "rectangle": "a", "sigmoid": "k", "atan": "alpha", "exponential": "a",
                "gaussian": "sigma"}
@@ -105,7 +105,7 @@ def test_triangle_is_the_default_with_gamma_one():
 
 
 def test_gaussian_surrogate_is_the_derivative_of_the_normal_cdf():
-    """φ(u/σ)/σ = d/du Φ(u/σ): the exact gradient of the Noisy-LIF firing probability (FORMULAS §1)."""
+    """φ(u/σ)/σ = d/du Φ(u/σ): the exact gradient of the Noisy-LIF firing probability (docs/FORMULAS.md §1)."""
     sigma = 0.4
     with jax.enable_x64(True):
         u = jnp.linspace(-2.0, 2.0, 81, dtype=jnp.float64)

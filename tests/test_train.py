@@ -1,6 +1,6 @@
-"""Tests for the training program (train/train.py, train/main.py, train/configs).
+"""Tests for the training program (tgo_train/train.py, tgo_train/main.py, tgo_train/configs).
 
-Everything runs the tiny config ``train/configs/test_tiny.py`` (a 4/8-channel net, T = 2, 256 training
+Everything runs the tiny config ``tgo_train/configs/test_tiny.py`` (a 4/8-channel net, T = 2, 256 training
 images) on Fashion-MNIST from the Debian package; the paper's CIFAR networks are only traced
 (``jax.eval_shape``). Command-line programs run in a subprocess from the repository root.
 """
@@ -22,11 +22,11 @@ import orbax.checkpoint as ocp
 import pytest
 
 from tgo_jax import data, losses
-from train import train
-from train.configs import cifar, test_tiny
+from tgo_train import train
+from tgo_train.configs import cifar, test_tiny
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY_CONFIG = os.path.join("train", "configs", "test_tiny.py")
+TINY_CONFIG = os.path.join("tgo_train", "configs", "test_tiny.py")
 # Hosts that cannot answer: a reserved TLD (fails at name lookup) and a TEST-NET address (times out).
 UNREACHABLE_HOSTS = (("tgo-offline-test.invalid", 443), ("192.0.2.1", 443))
 CLI_TIMEOUT_S = 180
@@ -90,7 +90,7 @@ def train_batches(run: train.Run, num_steps: int):
 
 
 def neighbour_share(run: train.Run, state: train.TrainState, x: np.ndarray) -> float:
-    """Share of |H − θ| < δ over every LIF layer, eval mode, on inputs x (FORMULAS §5)."""
+    """Share of |H − θ| < δ over every LIF layer, eval mode, on inputs x (docs/FORMULAS.md §5)."""
     variables = {"params": state.params, "batch_stats": state.batch_stats}
     _, hs = run.model.apply(variables, x, train=False, return_h=True, rngs={"noise": jax.random.PRNGKey(0)})
     share = losses.threshold_neighbour_share(hs, delta=run.config.margin.delta,
@@ -305,7 +305,7 @@ def test_resumed_run_matches_an_uninterrupted_one(tmp_path, capsys):
 @pytest.mark.usefixtures("fashion_mnist")
 def test_cli_trains_and_writes_checkpoints_and_config(tmp_path):
     workdir = tmp_path / "cli"
-    out = run_program("train.main", "--config", TINY_CONFIG, "--workdir", str(workdir), "--config.max_steps=2")
+    out = run_program("tgo_train.main", "--config", TINY_CONFIG, "--workdir", str(workdir), "--config.max_steps=2")
     assert out.returncode == 0, out.stderr[-3000:]
     assert "final:" in out.stdout
     with open(workdir / "config.json") as f:
@@ -317,7 +317,7 @@ def test_cli_trains_and_writes_checkpoints_and_config(tmp_path):
 
 @pytest.mark.usefixtures("fashion_mnist")
 def test_cli_rejects_a_bad_strategy_naming_it(tmp_path):
-    out = run_program("train.main", "--config", TINY_CONFIG, "--workdir", str(tmp_path / "bad"),
+    out = run_program("tgo_train.main", "--config", TINY_CONFIG, "--workdir", str(tmp_path / "bad"),
                       "--config.strategy=bogus")
     assert out.returncode != 0
     assert "strategy" in out.stderr and "'bogus'" in out.stderr, out.stderr[-3000:]
@@ -325,7 +325,7 @@ def test_cli_rejects_a_bad_strategy_naming_it(tmp_path):
 
 
 def test_experiment_help_lists_its_flags():
-    out = run_program("train.experiment", "--help", timeout=60)
+    out = run_program("tgo_train.experiment", "--help", timeout=60)
     text = out.stdout + out.stderr
     assert "Traceback" not in text, text
     assert "vanilla vs TGO" in text

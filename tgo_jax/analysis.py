@@ -1,4 +1,4 @@
-"""Analysis quantities of the TGO paper (FORMULAS.md §1 and §5).
+"""Analysis quantities of the TGO paper (docs/FORMULAS.md §1 and §5).
 
 Closed forms for Noisy-LIF neurons (Theorem 1, eq. 16-17) with a Monte-Carlo counterpart, and the
 measurements the paper reports on trained networks: the threshold-neighbour share of membrane
@@ -12,7 +12,7 @@ expect them as static arguments). Function-valued arguments follow ``tgo_jax.att
 ``x`` [B, H, W, C] in [0, 1]; for a model, ``params`` is its full variables dict.
 
 Potentials come time-major: ``hs`` is a sequence of per-layer pre-spike potentials H [T, B, ...].
-``threshold_neighbour_share`` (FORMULAS §5) lives in ``tgo_jax.losses`` and is re-exported here.
+``threshold_neighbour_share`` (docs/FORMULAS.md §5) lives in ``tgo_jax.losses`` and is re-exported here.
 """
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ def _check_batch(name: str, x: Array, min_rank: int = 2) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Noisy-LIF closed forms (Theorem 1, eq. 16-17, FORMULAS §1)
+# Noisy-LIF closed forms (Theorem 1, eq. 16-17, docs/FORMULAS.md §1)
 # --------------------------------------------------------------------------------------------
 
 def _normal_pdf(z: Array) -> Array:
@@ -82,7 +82,7 @@ def _normal_pdf(z: Array) -> Array:
 
 
 def flip_probability(h: Array, threshold: float = 1.0, sigma: float = 0.4) -> Array:
-    """State-flip probability under Gaussian noise (Theorem 1, FORMULAS §1).
+    """State-flip probability under Gaussian noise (Theorem 1, docs/FORMULAS.md §1).
 
         P_flip(H) = Φ(-|H - θ| / σ)
 
@@ -101,13 +101,13 @@ def flip_probability(h: Array, threshold: float = 1.0, sigma: float = 0.4) -> Ar
 
 
 def firing_probability(h: Array, threshold: float = 1.0, sigma: float = 0.4) -> Array:
-    """Noisy-LIF firing probability (paper eq. 16, FORMULAS §1): ``P(H) = Φ((H - θ) / σ)``."""
+    """Noisy-LIF firing probability (paper eq. 16, docs/FORMULAS.md §1): ``P(H) = Φ((H - θ) / σ)``."""
     _check_positive("sigma", sigma)
     return ndtr((h - threshold) / sigma)
 
 
 def firing_sensitivity(h: Array, threshold: float = 1.0, sigma: float = 0.4) -> Array:
-    """Sensitivity of the firing probability to the potential (paper eq. 17, FORMULAS §1).
+    """Sensitivity of the firing probability to the potential (paper eq. 17, docs/FORMULAS.md §1).
 
         dP/dH = φ(z) / σ,   z = (H - θ) / σ
 
@@ -118,7 +118,7 @@ def firing_sensitivity(h: Array, threshold: float = 1.0, sigma: float = 0.4) -> 
 
 
 def sensitivity_dsigma(h: Array, threshold: float = 1.0, sigma: float = 0.4) -> Array:
-    """Derivative of the sensitivity with respect to the noise level (FORMULAS §1).
+    """Derivative of the sensitivity with respect to the noise level (docs/FORMULAS.md §1).
 
         ∂/∂σ [φ(z)/σ] = φ(z)·(z² - 1) / σ²,   z = (H - θ) / σ
 
@@ -161,7 +161,7 @@ def simulate_flip_rate(key: Array, h: Array, sigma: float = 0.4, n: int = 1000, 
 
 
 # --------------------------------------------------------------------------------------------
-# Membrane potentials of a model (FORMULAS §5)
+# Membrane potentials of a model (docs/FORMULAS.md §5)
 # --------------------------------------------------------------------------------------------
 
 def _noise_rngs(model: Any, key: Optional[Array]) -> dict:
@@ -209,12 +209,12 @@ def potential_histograms(hs: Sequence[Array], bins: int = 50,
 
 
 # --------------------------------------------------------------------------------------------
-# Input-gradient sparsity (App. F, FORMULAS §5)
+# Input-gradient sparsity (App. F, docs/FORMULAS.md §5)
 # --------------------------------------------------------------------------------------------
 
 def input_gradients(logits_fn: LogitsFn, params: PyTree, x: Array, y: Array,
                     key: Optional[Array] = None) -> Array:
-    """Per-example input gradients ``g = ∇_x CE(f(x), y)`` (App. F eq. 45, FORMULAS §5).
+    """Per-example input gradients ``g = ∇_x CE(f(x), y)`` (App. F eq. 45, docs/FORMULAS.md §5).
 
     ``f(x) = logits_fn(params, x, key)`` are the mean-over-T logits; the summed (not averaged)
     batch loss is differentiated, so ``g[b]`` is example b's own gradient whatever the batch size
@@ -246,7 +246,7 @@ def _flat(g: Array) -> Array:
 
 
 def gradient_sparsity(g: Array, tol: float = 1e-6) -> dict:
-    """Norms and near-zero share of per-example input gradients (App. F, FORMULAS §5).
+    """Norms and near-zero share of per-example input gradients (App. F, docs/FORMULAS.md §5).
 
     Args:
       g: gradients [B, ...].

@@ -1,9 +1,9 @@
-"""White-box L∞ attacks on spiking networks, EoT, and robust-accuracy evaluation (FORMULAS.md §4).
+"""White-box L∞ attacks on spiking networks, EoT, and robust-accuracy evaluation (docs/FORMULAS.md §4).
 
 Every attack is a pure function ``attack(logits_fn, params, x, y, key, *, eps, ...) -> x_adv`` of
 
 * a *logit function* ``logits_fn(params, x, key) -> [B, K]``: the prediction logits (mean over time
-  of the per-step logits, FORMULAS §2) of pixels ``x`` in [0, 1]; ``key`` is the noise key of the
+  of the per-step logits, docs/FORMULAS.md §2) of pixels ``x`` in [0, 1]; ``key`` is the noise key of the
   Noisy-LIF layers (ignored by deterministic models). ``model_logits_fn`` builds one from a flax model
   and picks the backward rule the attack differentiates through (surrogate, BPTR);
 * the variables ``params``, a batch ``x`` [B, ...] in [0, 1] with integer labels ``y`` [B], and a PRNG key
@@ -39,7 +39,7 @@ LogitsFn = Callable[[Any, Array, Array], Array]
 Objective = Callable[[Array, Array], Array]
 AttackFn = Callable[..., Array]
 
-# Paper defaults (FORMULAS §4).
+# Paper defaults (docs/FORMULAS.md §4).
 EPS = 8 / 255
 ALPHA = 0.01
 
@@ -54,7 +54,7 @@ def model_logits_fn(model, *, surrogate: str | None = None, surrogate_param: flo
 
     The forward pass is the model's own (eval-mode BatchNorm, ``train=False``); only the gradient an
     attack follows changes: ``surrogate``/``surrogate_param`` swap the surrogate of every spiking layer
-    (FORMULAS §1), ``backward="bptr"`` gates it to neurons that fired (BPTR). Choosing a new
+    (docs/FORMULAS.md §1), ``backward="bptr"`` gates it to neurons that fired (BPTR). Choosing a new
     ``surrogate`` without ``surrogate_param`` uses that surrogate's default shape parameter.
 
     Args:
@@ -204,7 +204,7 @@ def _loss_grad_once(objective, logits_fn, params, x, y, key, grad_clip) -> LossG
 
 def loss_and_grad(objective: Objective, logits_fn: LogitsFn, params, x: Array, y: Array, key: Array, *,
                   eot: int = 1, grad_clip: float | None = None) -> LossGrad:
-    """Per-example loss, logits and input gradient, averaged over ``eot`` noise draws (EoT, FORMULAS §4).
+    """Per-example loss, logits and input gradient, averaged over ``eot`` noise draws (EoT, docs/FORMULAS.md §4).
 
     ``∇̂ = (1/n) Σ_{i=1..n} ∇_x L(f(x; ξ_i), y)``, with the ξ_i drawn from ``n`` keys split from ``key``.
     With ``grad_clip`` each draw's per-example gradient is first clipped to L2 norm ``grad_clip``.
@@ -268,7 +268,7 @@ def no_attack(logits_fn: LogitsFn, params, x: Array, y: Array, key: Array) -> Ar
 
 
 def fgsm(logits_fn: LogitsFn, params, x: Array, y: Array, key: Array, *, eps=EPS, eot: int = 1) -> Array:
-    """FGSM (Goodfellow et al. 2014; FORMULAS §4): ``x' = clip(x + ε·sign(∇_x CE(f(x), y)), 0, 1)``.
+    """FGSM (Goodfellow et al. 2014; docs/FORMULAS.md §4): ``x' = clip(x + ε·sign(∇_x CE(f(x), y)), 0, 1)``.
 
     Args:
       logits_fn: ``logits_fn(params, x, key) -> [B, K]``.
@@ -290,7 +290,7 @@ def fgsm(logits_fn: LogitsFn, params, x: Array, y: Array, key: Array, *, eps=EPS
 
 
 def rfgsm(logits_fn: LogitsFn, params, x: Array, y: Array, key: Array, *, eps=EPS, eot: int = 1) -> Array:
-    """R-FGSM (FORMULAS §4): a random sign step of ε/2, then an FGSM step of ε/2.
+    """R-FGSM (docs/FORMULAS.md §4): a random sign step of ε/2, then an FGSM step of ε/2.
 
     ``x0 = clip(x + (ε/2)·sign(N(0, I)), 0, 1)``, ``x' = Π_ε(x0 + (ε/2)·sign(∇_x CE(f(x0), y)))``.
     Arguments as in ``fgsm``; ``key`` also draws the random step.
@@ -326,7 +326,7 @@ def _evaluate(objective, logits_fn, params, x_adv, y, key, eot) -> _Worst:
 def pgd(logits_fn: LogitsFn, params, x: Array, y: Array, key: Array, *, eps=EPS, alpha=ALPHA,
         steps: int = 10, restarts: int = 1, random_start: bool = True, eot: int = 1,
         loss: str = "ce") -> Array:
-    """PGD-k (Madry et al. 2018; FORMULAS §4) with optional restarts.
+    """PGD-k (Madry et al. 2018; docs/FORMULAS.md §4) with optional restarts.
 
     From a uniform random start in the ε-ball, ``steps`` times ``x ← Π_ε(x + α·sign(∇_x L(f(x), y)))``.
     With ``restarts > 1`` the runs start from independent points and each example keeps its worst
@@ -365,7 +365,7 @@ def pgd(logits_fn: LogitsFn, params, x: Array, y: Array, key: Array, *, eps=EPS,
 
 
 def apgd_checkpoints(steps: int) -> tuple[int, ...]:
-    """APGD checkpoints ``w_j ≈ p_j·N`` (Croce & Hein 2020; FORMULAS §4), as iteration counts.
+    """APGD checkpoints ``w_j ≈ p_j·N`` (Croce & Hein 2020; docs/FORMULAS.md §4), as iteration counts.
 
     ``p_0 = 0``, ``p_1 = 0.22``, ``p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06)``; in iterations (as the
     reference implementation): first period ``max(⌊0.22N⌋, 1)``, each next period shorter by
@@ -433,7 +433,7 @@ def _checkpoint_schedule(steps: int) -> tuple[Array, Array]:
 
 def apgd(logits_fn: LogitsFn, params, x: Array, y: Array, key: Array, *, eps=EPS, steps: int = 100,
          eot: int = 1, rho: float = 0.75) -> Array:
-    """APGD-CE, L∞ (Croce & Hein 2020; FORMULAS §4).
+    """APGD-CE, L∞ (Croce & Hein 2020; docs/FORMULAS.md §4).
 
     Start ``x_0 = Π(x + ε·u/||u||∞)``, u ~ U[-1, 1]; step ``η = 2ε``; momentum 0.75:
     ``z = Π(x_k + η·sign(∇CE))``, ``x_{k+1} = Π(x_k + 0.75(z - x_k) + 0.25(x_k - x_{k-1}))``.
@@ -493,7 +493,7 @@ def apgd(logits_fn: LogitsFn, params, x: Array, y: Array, key: Array, *, eps=EPS
 
 def mtpgd(logits_fn: LogitsFn, params, x: Array, y: Array, key: Array, *, eps=EPS, alpha=ALPHA,
           steps: int = 10, num_targets: int = 9, grad_clip: float | None = None, eot: int = 1) -> Array:
-    """Multi-targeted PGD (Gowal et al. 2019; FORMULAS §4).
+    """Multi-targeted PGD (Gowal et al. 2019; docs/FORMULAS.md §4).
 
     For each of the ``num_targets`` highest-scoring wrong classes t (ranked on the clean logits), a PGD
     run with random start maximises the targeted margin ``z_t - z_y``. Each example returns the worst
@@ -558,7 +558,7 @@ def correct(logits_fn: LogitsFn, params, x: Array, y: Array, key: Array, *, draw
 
 
 def accuracy(logits_fn: LogitsFn, params, x: Array, y: Array, key: Array, *, draws: int = 1) -> Array:
-    """Accuracy, averaged over ``draws`` fresh noise draws for a stochastic model (FORMULAS §4)."""
+    """Accuracy, averaged over ``draws`` fresh noise draws for a stochastic model (docs/FORMULAS.md §4)."""
     return correct(logits_fn, params, x, y, key, draws=draws).mean()
 
 
@@ -610,7 +610,7 @@ class EnsembleResult(NamedTuple):
 def ensemble_robust_accuracy(model, params, x: Array, y: Array, key: Array, *,
                              attack: AttackFn = DEFAULT_ENSEMBLE_ATTACK,
                              rules: Sequence[Rule] = DEFAULT_RULES, draws: int = 1) -> EnsembleResult:
-    """Surrogate-ensemble robust accuracy (SR, Ding et al. 2024; FORMULAS §4).
+    """Surrogate-ensemble robust accuracy (SR, Ding et al. 2024; docs/FORMULAS.md §4).
 
     The attack runs once per backward rule; an example counts as robust only if it survives all of
     them: ``acc = mean_b min_r c_r(b)`` with ``c_r(b)`` the share of evaluation draws under which the

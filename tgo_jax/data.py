@@ -2,7 +2,7 @@
 
 Every loader returns ``{'train': (images, labels), 'test': (images, labels)}`` with images float32
 ``[N, H, W, C]`` pixels in [0, 1] and labels int32 ``[N]``. Normalisation is not applied here: it is
-inside the models (FORMULAS.md §2, direct encoding), so attacks work on [0, 1] pixels; the constants
+inside the models (docs/FORMULAS.md §2, direct encoding), so attacks work on [0, 1] pixels; the constants
 are in ``DATASETS[name].mean/std`` for building a model.
 
 Where the data comes from:
@@ -43,7 +43,7 @@ _PROBE_TIMEOUT_S = 3.0  # socket timeout of the download-host check
 
 
 class DatasetInfo(NamedTuple):
-    """Static facts about a dataset (the mean/std are the model's input normalisation, FORMULAS.md §2)."""
+    """Static facts about a dataset (the mean/std are the model's input normalisation, docs/FORMULAS.md §2)."""
 
     name: str
     num_classes: int
@@ -305,7 +305,7 @@ def _load_tfds_cached(name: str, data_dir: str | None) -> dict[str, Split]:
 
 
 def _tfds_sources(name: str, data_dir: str | None) -> dict[str, Any]:
-    """The train/test ``tfds.data_source``s, or a fast ``DataUnavailableError`` when none can be had.
+    """The tgo_train/test ``tfds.data_source``s, or a fast ``DataUnavailableError`` when none can be had.
 
     Why the checks: offline, a plain ``tfds.data_source`` retries its download for minutes before failing.
     """

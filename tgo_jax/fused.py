@@ -1,6 +1,6 @@
 """A whole LIF / Noisy-LIF layer as one ``jax.custom_vjp`` with a hand-written BPTT backward.
 
-The forward is the same ``lax.scan`` as ``neurons.run``'s plain path (FORMULAS.md §1, paper eq. 15);
+The forward is the same ``lax.scan`` as ``neurons.run``'s plain path (docs/FORMULAS.md §1, paper eq. 15);
 the backward runs the time loop in reverse by hand. Autodiff of the plain scan stores several
 tensors per time step (H, S, H−θ, the reset terms); this path stores only the pre-spike potential
 H, which the layer returns anyway, and the per-step PRNG keys, and recomputes S, the noise ξ and the
@@ -34,9 +34,10 @@ def _noise(config, key: Array, shape, dtype) -> Array:
 
 
 def _centred(config, h: Array, key: Array) -> Array:
-    """u = H + ξ − θ (Noisy-LIF) or H − θ."""
-    u = h - config.threshold
-    return u + _noise(config, key, h.shape, h.dtype) if config.stochastic else u
+    """u = H + ξ − θ (Noisy-LIF) or H − θ, rounded in the plain path's order (bit-equal spikes)."""
+    if config.stochastic:
+        h = h + _noise(config, key, h.shape, h.dtype)
+    return h - config.threshold
 
 
 def _spike(config, u: Array) -> Array:

@@ -1,4 +1,4 @@
-"""Loss transforms: task losses, the TGO membrane-margin penalty, weight regularisers (FORMULAS.md §3).
+"""Loss transforms: task losses, the TGO membrane-margin penalty, weight regularisers (docs/FORMULAS.md §3).
 
 A *term* is a pure function ``term(outputs, batch, params, step) -> scalar``:
 
@@ -120,14 +120,14 @@ def _progress(step: Array, total_steps: int) -> Array:
 
 
 def linear_ramp(value_max: float, total_steps: int) -> Schedule:
-    """λ(e) = λ_max·min(e, E)/E (the linear option of FORMULAS §3, dynamic λ)."""
+    """λ(e) = λ_max·min(e, E)/E (the linear option of docs/FORMULAS.md §3, dynamic λ)."""
     value_max = _check_nonnegative("value_max", value_max)
     total_steps = _check_total_steps(total_steps)
     return lambda step: value_max * _progress(step, total_steps)
 
 
 def cosine_ramp(value_max: float, total_steps: int) -> Schedule:
-    """λ(e) = λ_max·(1 − cos(π·min(e, E)/E))/2 (paper eq. 14 as reconstructed in FORMULAS §3).
+    """λ(e) = λ_max·(1 − cos(π·min(e, E)/E))/2 (paper eq. 14 as reconstructed in docs/FORMULAS.md §3).
 
     Starts at 0, reaches λ_max/2 at E/2 and λ_max at E, and stays there after E.
     """
@@ -154,7 +154,7 @@ def schedule_by_name(name: str, value_max: float, total_steps: int) -> Schedule:
 # Task terms.
 
 def ce(per_step: bool = True) -> Term:
-    """Cross-entropy (FORMULAS §3): ``mean_t CE(o[t], y)`` (per_step) or ``CE(mean_t o[t], y)``.
+    """Cross-entropy (docs/FORMULAS.md §3): ``mean_t CE(o[t], y)`` (per_step) or ``CE(mean_t o[t], y)``.
 
     Both are averaged over the batch.
     """
@@ -171,7 +171,7 @@ def ce(per_step: bool = True) -> Term:
 
 
 def tet(lam: float = 1e-3, phi: float = 1.0) -> Term:
-    """Temporal efficient training loss (Deng et al. 2022; FORMULAS §3, the paper's "vanilla")::
+    """Temporal efficient training loss (Deng et al. 2022; docs/FORMULAS.md §3, the paper's "vanilla")::
 
         L_TET = (1 − λ_T)·(1/T) Σ_t CE(o[t], y) + λ_T·(1/T) Σ_t MSE(o[t], φ)
 
@@ -206,7 +206,7 @@ def _check_hs(hs: Sequence[Array]) -> tuple:
 
 
 def layer_margin_penalty(h_tb: Array, *, delta: float = 0.5, p: int = 2, threshold: float = 1.0) -> Array:
-    """One layer's margin cost (paper eq. 12, FORMULAS §3)::
+    """One layer's margin cost (paper eq. 12, docs/FORMULAS.md §3)::
 
         C_l = (1/(T·N_l)) Σ_t Σ_i max(0, δ − |H_i^l[t] − θ|)^p,   averaged over the batch,
 
@@ -217,13 +217,13 @@ def layer_margin_penalty(h_tb: Array, *, delta: float = 0.5, p: int = 2, thresho
 
 
 def margin_penalty(hs: Sequence[Array], *, delta: float = 0.5, p: int = 2, threshold: float = 1.0) -> Array:
-    """L_MC = Σ_l C_l over every LIF layer (paper eq. 12-13, FORMULAS §3)."""
+    """L_MC = Σ_l C_l over every LIF layer (paper eq. 12-13, docs/FORMULAS.md §3)."""
     hs = _check_hs(hs)
     return sum(layer_margin_penalty(h, delta=delta, p=p, threshold=threshold) for h in hs)
 
 
 def margin(delta: float = 0.5, p: int = 2, threshold: float = 1.0) -> Term:
-    """The TGO membrane margin penalty term ``L_MC = Σ_l C_l`` (paper eq. 12, FORMULAS §3).
+    """The TGO membrane margin penalty term ``L_MC = Σ_l C_l`` (paper eq. 12, docs/FORMULAS.md §3).
 
     Potentials within δ of the threshold θ pay ``(δ − |H − θ|)^p``; p = 2 (quadratic, default) or 1.
     Pair it with a dynamic weight, e.g. ``(margin(0.5), cosine_ramp(0.6, E))`` (eq. 13-14).
@@ -246,7 +246,7 @@ class NeighbourShare(NamedTuple):
 
 
 def threshold_neighbour_share(hs: Sequence[Array], delta: float = 0.5, threshold: float = 1.0) -> NeighbourShare:
-    """Threshold-neighbour fraction (FORMULAS §5, paper Fig. 4): share of entries with |H − θ| < δ.
+    """Threshold-neighbour fraction (docs/FORMULAS.md §5, paper Fig. 4): share of entries with |H − θ| < δ.
 
     ``overall`` counts every (layer, neuron, t, example) entry once, so wide layers weigh more;
     ``per_layer`` [L] gives each layer's own share.
@@ -260,7 +260,7 @@ def threshold_neighbour_share(hs: Sequence[Array], delta: float = 0.5, threshold
 
 
 # ----------------------------------------------------------------------------------------------
-# Lipschitz (Parseval) regulariser, retraction and merge-simplex projection (RAT, FORMULAS §3).
+# Lipschitz (Parseval) regulariser, retraction and merge-simplex projection (RAT, docs/FORMULAS.md §3).
 
 def _leaf_name(path) -> str:
     last = path[-1] if path else None
@@ -313,7 +313,7 @@ def lipschitz_penalty(params: PyTree, beta: float = 2e-3) -> Array:
 
 
 def lipschitz(beta: float = 2e-3) -> Term:
-    """RAT's Lipschitz (Parseval) term ``(β/4)·Σ_W ‖W Wᵀ − I‖²_F`` on ``params`` (FORMULAS §3).
+    """RAT's Lipschitz (Parseval) term ``(β/4)·Σ_W ‖W Wᵀ − I‖²_F`` on ``params`` (docs/FORMULAS.md §3).
 
     β is part of the term's value, so compose it with weight 1 (the default).
     """
@@ -366,7 +366,7 @@ def is_merge_param(path, leaf) -> bool:
 
 
 def project_merge_simplex(params: PyTree) -> PyTree:
-    """Projects every WRN block's 'merge' (c1, c2) onto {c ≥ 0, c1 + c2 = 1} (FORMULAS §2, RAT).
+    """Projects every WRN block's 'merge' (c1, c2) onto {c ≥ 0, c1 + c2 = 1} (docs/FORMULAS.md §2, RAT).
 
     Call it after each optimiser step, or chain ``merge_simplex_projection()`` into the optimiser.
     """
@@ -439,7 +439,7 @@ def top_wrong_class(logits: Array, labels: Array) -> Array:
 
 def sr_penalty(logits_fn: LogitsFn, params: PyTree, x: Array, labels: Array, key: Array,
                h: float = 0.01) -> Array:
-    """mean_b R_b, the SR regulariser (Ding et al. 2024, FORMULAS §3)::
+    """mean_b R_b, the SR regulariser (Ding et al. 2024, docs/FORMULAS.md §3)::
 
         p = e^{z_y}/(e^{z_y} + e^{z_j}),  j = top wrong class at x,
         d = sign(∇_x p),  R = ((p(x + h·d) − p(x)) / h)²  ≈ ‖∇_x p‖₁².
@@ -460,7 +460,7 @@ def sr_penalty(logits_fn: LogitsFn, params: PyTree, x: Array, labels: Array, key
 
 
 def sr(logits_fn: LogitsFn, h: float = 0.01) -> Term:
-    """SR gradient-sparsity term (Ding et al. 2024, FORMULAS §3): ``mean_b ((p(x+h·d) − p(x))/h)²``.
+    """SR gradient-sparsity term (Ding et al. 2024, docs/FORMULAS.md §3): ``mean_b ((p(x+h·d) − p(x))/h)²``.
 
     Needs a logit function ``logits_fn(params, x, key) -> [B, K]`` whose ``params`` is what the loss
     receives (the 'params' collection); ``training_logits_fn(model)`` builds one. It runs the model
@@ -514,7 +514,7 @@ def _as_weighted(item) -> Weighted:
 
 
 def compose(*weighted_terms) -> Callable[[Outputs, Batch, PyTree, Array], tuple[Array, dict]]:
-    """Sums weighted terms (FORMULAS §3, eq. 13: ``L = L_task + λ(e)·L_MC``).
+    """Sums weighted terms (docs/FORMULAS.md §3, eq. 13: ``L = L_task + λ(e)·L_MC``).
 
     Args:
       *weighted_terms: each a term (weight 1), a ``(term, weight)`` or ``(term, weight, name)`` tuple,
@@ -557,11 +557,11 @@ TASKS = ("tet", "ce")
 def tgo_objective(strategy: str = "tet", *, task: str = "tet", tet_lambda: float = 1e-3,
                   margin_weight: Optional[Weight] = None, delta: float = 0.5, p: int = 2,
                   threshold: float = 1.0, lipschitz_beta: Optional[float] = None):
-    """The composed loss for vanilla / TGO × TET / AT / RAT (FORMULAS §3).
+    """The composed loss for vanilla / TGO × TET / AT / RAT (docs/FORMULAS.md §3).
 
     Args:
       strategy: "tet" or "ce" (clean training with that loss), "at" or "rat" (the ``task`` loss; the
-        training program feeds them PGD examples, see FORMULAS §3 AT).
+        training program feeds them PGD examples, see docs/FORMULAS.md §3 AT).
       task: the loss used under "at"/"rat": "tet" (default) or "ce".
       tet_lambda: λ_T of the TET loss.
       margin_weight: None for vanilla training; for TGO the margin weight λ(e), a number or a schedule

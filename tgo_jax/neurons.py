@@ -1,4 +1,4 @@
-"""LIF and Noisy-LIF neurons: pure steps and a ``lax.scan`` time loop (FORMULAS.md §1).
+"""LIF and Noisy-LIF neurons: pure steps and a ``lax.scan`` time loop (docs/FORMULAS.md §1).
 
 A step maps ``(v, current) -> (v_new, (spike, h))`` where ``h`` is the pre-spike membrane
 potential H compared with the threshold θ:
@@ -29,7 +29,7 @@ BACKWARDS = ("surrogate", "bptr")
 
 
 def reset_potential(h: Array, spike: Array, *, threshold: float, reset: str, detach_reset: bool) -> Array:
-    """V[t] from H[t] and S[t]: hard reset ``H·(1-S)`` or soft reset ``H - θ·S`` (FORMULAS §1)."""
+    """V[t] from H[t] and S[t]: hard reset ``H·(1-S)`` or soft reset ``H - θ·S`` (docs/FORMULAS.md §1)."""
     s = lax.stop_gradient(spike) if detach_reset else spike
     if reset == "hard":
         return h * (1.0 - s)
@@ -41,7 +41,7 @@ def reset_potential(h: Array, spike: Array, *, threshold: float, reset: str, det
 def lif_step(v: Array, current: Array, *, decay: float = 0.5, threshold: float = 1.0,
              spike_fn: surrogate.SpikeFn = surrogate.triangle(), reset: str = "hard",
              detach_reset: bool = False):
-    """One LIF step (FORMULAS §1): ``H = τ·V + I``, ``S = Θ(H - θ)``, then reset.
+    """One LIF step (docs/FORMULAS.md §1): ``H = τ·V + I``, ``S = Θ(H - θ)``, then reset.
 
     Args:
       v: membrane potential after the previous reset, [B, ...].
@@ -158,7 +158,7 @@ def _check_choice(name, value, choices):
 
 
 def bptr_gate(spikes_tb: Array) -> Array:
-    """BPTR backward rule (FORMULAS §1): identity forward; the gradient reaches the layer only
+    """BPTR backward rule (docs/FORMULAS.md §1): identity forward; the gradient reaches the layer only
     for neurons that fired at least once over T (axis 0)."""
     fired = lax.stop_gradient(jnp.any(spikes_tb > 0, axis=0, keepdims=True))
     return jnp.where(fired, spikes_tb, lax.stop_gradient(spikes_tb))

@@ -3,7 +3,7 @@
 The same jitted train step runs on one CPU, one GPU or many devices: place the batch with
 ``shard_batch`` and the train state with ``replicate``, and ``jax.jit`` partitions the step
 (GSPMD). Reductions over the batch are over the *global* batch, so a mean loss, its gradient and
-train-mode BatchNorm statistics (mean and variance over T·B and space, FORMULAS.md §2) equal
+train-mode BatchNorm statistics (mean and variance over T·B and space, docs/FORMULAS.md §2) equal
 those of one device holding the whole batch; XLA inserts the all-reduces. No ``pmap``, no
 ``axis_name`` plumbing::
 

@@ -1,4 +1,4 @@
-"""Spike functions: exact Heaviside forward, surrogate-gradient backward (FORMULAS.md §1).
+"""Spike functions: exact Heaviside forward, surrogate-gradient backward (docs/FORMULAS.md §1).
 
 Every spike function takes the threshold-centred potential ``u = H - θ`` and returns
 ``Θ(u) = 1[u >= 0]`` in the dtype of ``u``. The backward pass replaces the (zero almost
@@ -52,33 +52,33 @@ def _positive(surrogate: str, name: str, value: float) -> float:
 
 
 def triangle_grad(u: Array, gamma: float = 1.0) -> Array:
-    """Triangle surrogate, FORMULAS §1: dS/dH = max(0, γ - |H-θ|) / γ²."""
+    """Triangle surrogate, docs/FORMULAS.md §1: dS/dH = max(0, γ - |H-θ|) / γ²."""
     return jnp.maximum(0.0, gamma - jnp.abs(u)) / gamma**2
 
 
 def rectangle_grad(u: Array, a: float = 1.0) -> Array:
-    """Rectangle surrogate, FORMULAS §1: dS/dH = 1[|H-θ| < a/2] / a."""
+    """Rectangle surrogate, docs/FORMULAS.md §1: dS/dH = 1[|H-θ| < a/2] / a."""
     return (jnp.abs(u) < a / 2).astype(u.dtype) / a
 
 
 def sigmoid_grad(u: Array, k: float = 4.0) -> Array:
-    """Sigmoid surrogate, FORMULAS §1: k·σ(k(H-θ))·(1-σ(k(H-θ)))."""
+    """Sigmoid surrogate, docs/FORMULAS.md §1: k·σ(k(H-θ))·(1-σ(k(H-θ)))."""
     s = jax.nn.sigmoid(k * u)
     return k * s * (1.0 - s)
 
 
 def atan_grad(u: Array, alpha: float = 2.0) -> Array:
-    """Arctan surrogate, FORMULAS §1: α / (2·(1 + (π/2·α·(H-θ))²))."""
+    """Arctan surrogate, docs/FORMULAS.md §1: α / (2·(1 + (π/2·α·(H-θ))²))."""
     return alpha / (2.0 * (1.0 + (math.pi / 2 * alpha * u) ** 2))
 
 
 def exponential_grad(u: Array, a: float = 0.5) -> Array:
-    """Exponential surrogate, FORMULAS §1: (1/2a)·exp(-|H-θ|/a)."""
+    """Exponential surrogate, docs/FORMULAS.md §1: (1/2a)·exp(-|H-θ|/a)."""
     return jnp.exp(-jnp.abs(u) / a) / (2.0 * a)
 
 
 def gaussian_grad(u: Array, sigma: float = 0.4) -> Array:
-    """Gaussian surrogate, FORMULAS §1 (NSNN): φ((H-θ)/σ)/σ, the derivative of Φ((H-θ)/σ)."""
+    """Gaussian surrogate, docs/FORMULAS.md §1 (NSNN): φ((H-θ)/σ)/σ, the derivative of Φ((H-θ)/σ)."""
     z = u / sigma
     return jnp.exp(-0.5 * z * z) / (_SQRT_2PI * sigma)
 

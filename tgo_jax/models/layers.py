@@ -1,4 +1,4 @@
-"""Building blocks shared by the spiking networks (FORMULAS.md §2).
+"""Building blocks shared by the spiking networks (docs/FORMULAS.md §2).
 
 Inside a model, activations are kept flat over time and batch, ``[T·B, H, W, C]``, so that
 convolutions and BatchNorm (one BN over the T·B batch, shared across time) run as one big op;
@@ -44,7 +44,7 @@ def repeat_time(x: Array, num_steps: int) -> Array:
 
 
 def mean_over_time(logits_tb: Array) -> Array:
-    """Prediction logits: mean over T of the per-step logits [T, B, K] -> [B, K] (FORMULAS §2)."""
+    """Prediction logits: mean over T of the per-step logits [T, B, K] -> [B, K] (docs/FORMULAS.md §2)."""
     return logits_tb.mean(axis=0)
 
 

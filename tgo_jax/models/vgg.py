@@ -1,4 +1,4 @@
-"""Spiking VGG-11 in the SNN-RAT layout (FORMULAS.md §2), ≈ 61.4 M parameters for 10 classes."""
+"""Spiking VGG-11 in the SNN-RAT layout (docs/FORMULAS.md §2), ≈ 61.4 M parameters for 10 classes."""
 from __future__ import annotations
 
 from typing import Any, Sequence

@@ -1,4 +1,4 @@
-"""Spiking WRN-16-4 with pre-activation blocks (FORMULAS.md §2), ≈ 2.75 M parameters."""
+"""Spiking WRN-16-4 with pre-activation blocks (docs/FORMULAS.md §2), ≈ 2.75 M parameters."""
 from __future__ import annotations
 
 from typing import Any, Sequence

@@ -1,6 +1,6 @@
 r"""Robustness evaluation of trained checkpoints in the paper's table layout.
 
-    python -m train.evaluate --workdir runs/fmnist/tgo [--workdir runs/fmnist/vanilla ...] \
+    python -m tgo_train.evaluate --workdir runs/fmnist/tgo [--workdir runs/fmnist/vanilla ...] \
         [--eps 8/255] [--extra apgd,mtpgd] [--eps_sweep 2/255,4/255,6/255,8/255] [--num_examples 1000]
 
 Writes ``eval.json`` and ``eval.md`` in each workdir (and ``eps_sweep.png`` for a sweep); with several
@@ -21,10 +21,10 @@ import numpy as np
 from absl import app, flags, logging
 
 from tgo_jax import attacks, data
-from train import train
-from train.checkpoint import Checkpoints, read_meta
-from train.configs.base import get_base_config
-from train.progress import Progress
+from tgo_train import train
+from tgo_train.checkpoint import Checkpoints, read_meta
+from tgo_train.configs.base import get_base_config
+from tgo_train.progress import Progress
 
 PAPER_COLUMNS = ("Clean", "FGSM", "RFGSM", "PGD7", "PGD10", "PGD20", "PGD40")
 

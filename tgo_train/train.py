@@ -20,8 +20,8 @@ import numpy as np
 import optax
 
 from tgo_jax import attacks, data, losses, models, neurons, sharding
-from train.checkpoint import Checkpoints
-from train.progress import Progress
+from tgo_train.checkpoint import Checkpoints
+from tgo_train.progress import Progress
 
 STRATEGIES = ("tet", "ce", "at", "rat")
 
@@ -116,7 +116,7 @@ def make_train_step(config, model, objective, optimizer) -> Callable:
     """``train_step(state, batch) -> (state, metrics)``: one SGD step of the configured strategy.
 
     AT / RAT replace the batch by PGD examples made on the fly with the model in eval mode
-    (FORMULAS §3); RAT's Parseval retraction and the WRN merge projection follow the update.
+    (docs/FORMULAS.md §3); RAT's Parseval retraction and the WRN merge projection follow the update.
     """
     adversarial = config.strategy in ("at", "rat")
     logits_fn = attacks.model_logits_fn(model)

@@ -2,7 +2,7 @@
 
 Sized for 2 CPU cores: ~1.2 M multiply-adds per image per step, T = 4.
 """
-from train.configs.base import get_base_config
+from tgo_train.configs.base import get_base_config
 
 
 def get_config():

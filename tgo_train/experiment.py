@@ -1,8 +1,8 @@
 """The default experiment: vanilla vs TGO small spiking nets on Fashion-MNIST, trained and attacked.
 
-    python -m train.experiment --workdir runs/fmnist
+    python -m tgo_train.experiment --workdir runs/fmnist
 
-Trains ``train/configs/fmnist_vanilla.py`` and ``fmnist_tgo.py`` (resuming if interrupted), evaluates
+Trains ``tgo_train/configs/fmnist_vanilla.py`` and ``fmnist_tgo.py`` (resuming if interrupted), evaluates
 both under Clean / FGSM / RFGSM / PGD at ε = 8/255 and ε = 0.1 (EoT for the noisy TGO model) and
 prints a side-by-side table, also written to ``<workdir>/results.md``. Sized for 2 CPU cores.
 """
@@ -13,8 +13,8 @@ import time
 
 from absl import app, flags, logging
 
-from train import evaluate, train
-from train.configs import fmnist_tgo, fmnist_vanilla
+from tgo_train import evaluate, train
+from tgo_train.configs import fmnist_tgo, fmnist_vanilla
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/fmnist", "directory for both runs and the results table")
 _EPOCHS = flags.DEFINE_integer("epochs", None, "override the configs' epochs")

@@ -14,7 +14,7 @@ class Checkpoints:
     """Saves every ``every_steps`` steps and on demand; restores the latest into a target state.
 
     The state is stored as a plain pytree (``flax.serialization.to_state_dict``) next to a JSON
-    record holding the config, so ``train.evaluate`` can rebuild the model from a workdir alone.
+    record holding the config, so ``tgo_train.evaluate`` can rebuild the model from a workdir alone.
     """
 
     def __init__(self, directory: str, every_steps: int, keep: int = 2):

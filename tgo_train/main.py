@@ -1,4 +1,4 @@
-"""Train one experiment: ``python -m train.main --config train/configs/<name>.py --workdir DIR``.
+"""Train one experiment: ``python -m tgo_train.main --config tgo_train/configs/<name>.py --workdir DIR``.
 
 Any config field can be overridden, e.g. ``--config.epochs=10 --config.margin.enabled=True``. A rerun
 with the same workdir resumes from the latest checkpoint.
@@ -6,7 +6,7 @@ with the same workdir resumes from the latest checkpoint.
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from train import train
+from tgo_train import train
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config file", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "directory for checkpoints and metrics.jsonl")

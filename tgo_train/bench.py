@@ -1,8 +1,8 @@
 """Benchmark: jitted train step, eval step, PGD-10 and APGD of a spiking net; prints one JSON line per config.
 
-    python -m train.bench --arch vgg11,wrn16_4 --batch 128 --T 4 --image 32,32,3 \
+    python -m tgo_train.bench --arch vgg11,wrn16_4 --batch 128 --T 4 --image 32,32,3 \
         [--dtype float32,bfloat16] [--remat none,block] [--fused true,false] [--reps 20]
-    python -m train.bench --arch small --batch 64 --T 4 --image 28,28,1
+    python -m tgo_train.bench --arch small --batch 64 --T 4 --image 28,28,1
 
 Each flag takes a comma-separated list; every combination is timed. ``--remat``: none, step
 (``NeuronConfig.remat``, per time step, plain path) or block (``remat_blocks``, per conv/BN/LIF or
@@ -27,8 +27,8 @@ import numpy as np
 from absl import app, flags, logging
 
 from tgo_jax import attacks, data
-from train import train
-from train.configs.base import get_base_config
+from tgo_train import train
+from tgo_train.configs.base import get_base_config
 
 
 REMATS = ("none", "step", "block")

@@ -1,5 +1,5 @@
 """Fashion-MNIST, small spiking net, TGO = TET + membrane margin penalty (dynamic λ) + Noisy-LIF."""
-from train.configs import fmnist_vanilla
+from tgo_train.configs import fmnist_vanilla
 
 
 def get_config():

@@ -3,7 +3,7 @@ import ml_collections
 
 
 def get_base_config() -> ml_collections.ConfigDict:
-    """The full set of options with their defaults (FORMULAS.md §3 for the training ones)."""
+    """The full set of options with their defaults (docs/FORMULAS.md §3 for the training ones)."""
     c = ml_collections.ConfigDict()
     c.seed = 0
     # Data (tgo_jax/data.py).
@@ -26,7 +26,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.tet_lambda = 1e-3
     c.margin = ml_collections.ConfigDict(dict(
         enabled=False, delta=0.5, p=2, lambda_max=0.6, schedule="cosine"))  # schedule: cosine|linear|constant
-    c.at = ml_collections.ConfigDict(dict(eps=2 / 255, alpha=1 / 255, steps=2))  # FORMULAS §3 AT
+    c.at = ml_collections.ConfigDict(dict(eps=2 / 255, alpha=1 / 255, steps=2))  # docs/FORMULAS.md §3 AT
     c.rat = ml_collections.ConfigDict(dict(beta=2e-3, form="retraction"))  # form: retraction | loss
     c.sr = ml_collections.ConfigDict(dict(enabled=False, weight=0.01, h=0.01))  # SR term [choice: weight]
     # Optimiser: SGD, lr 0.1, momentum 0.9, cosine annealing (paper).

@@ -1,5 +1,5 @@
 """A seconds-long run for the tests: tiny net, few images, few steps."""
-from train.configs.base import get_base_config
+from tgo_train.configs.base import get_base_config
 
 
 def get_config():

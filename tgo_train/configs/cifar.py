@@ -2,13 +2,13 @@
 
 Select with a config argument, e.g.::
 
-    python -m train.main --config train/configs/cifar.py:cifar10,wrn16_4,rat,tgo --workdir runs/c10_wrn_rat_tgo
+    python -m tgo_train.main --config tgo_train/configs/cifar.py:cifar10,wrn16_4,rat,tgo --workdir runs/c10_wrn_rat_tgo
 
 dataset ∈ {cifar10, cifar100}, arch ∈ {vgg11, wrn16_4}, strategy ∈ {tet, at, rat} (tet = the paper's vanilla
 BPTT/TET), method ∈ {vanilla, tgo}. Paper settings: SGD lr 0.1, momentum 0.9, cosine, 300 epochs, T = 4,
 λ_max 0.6 (VGG-11) / 0.4 (WRN-16), AT ε = 2/255 with 2 PGD steps, RAT β = 0.002 with weight decay off.
 """
-from train.configs.base import get_base_config
+from tgo_train.configs.base import get_base_config
 
 DATASETS = {"cifar10": 10, "cifar100": 100}
 ARCHS = ("vgg11", "wrn16_4")

@@ -1,0 +1,118 @@
+"""Argument checks shared by the whole library: one line naming the field, its value and what is allowed.
+
+Checks on numbers run on concrete Python / NumPy / JAX values only; a traced value (under ``jax.jit`` or
+``jax.grad``) passes through untouched, so library functions stay jittable and closed-over constants work.
+Every check raises ``ValueError``.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+
+
+def is_concrete(value: Any) -> bool:
+    """True when ``value`` can be read on the host now (not a tracer inside a transformation)."""
+    return not isinstance(value, jax.core.Tracer)
+
+
+def _number(name: str, value: Any, expected: str) -> float | None:
+    """``float(value)`` for a concrete scalar; None for a tracer; a ValueError naming ``name`` otherwise."""
+    if not is_concrete(value):
+        return None
+    if isinstance(value, (bool, np.bool_, str)) or np.ndim(value) != 0:
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be {expected}, got {value!r}") from None
+
+
+def finite(name: str, value: Any) -> Any:
+    """A finite real number (NaN and ±inf refused)."""
+    number = _number(name, value, "a finite number")
+    if number is not None and not math.isfinite(number):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return value
+
+
+def positive(name: str, value: Any) -> Any:
+    """A finite number > 0."""
+    number = _number(name, value, "a finite number > 0")
+    if number is not None and not (math.isfinite(number) and number > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return value
+
+
+def non_negative(name: str, value: Any) -> Any:
+    """A finite number >= 0."""
+    number = _number(name, value, "a finite number >= 0")
+    if number is not None and not (math.isfinite(number) and number >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return value
+
+
+def in_range(name: str, value: Any, lo: float, hi: float) -> Any:
+    """A number in the closed interval [lo, hi]."""
+    number = _number(name, value, f"a number in [{lo}, {hi}]")
+    if number is not None and not lo <= number <= hi:
+        raise ValueError(f"{name} must be a number in [{lo}, {hi}], got {value!r}")
+    return value
+
+
+def count(name: str, value: Any, minimum: int = 1) -> int:
+    """A Python / NumPy integer >= ``minimum`` (bool refused). Always concrete: counts shape programs."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def choice(name: str, value: Any, choices: Sequence[Any]) -> Any:
+    """One of ``choices``."""
+    if value not in tuple(choices):
+        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
+    return value
+
+
+def rank_at_least(name: str, x: Any, rank: int) -> None:
+    """An array of rank >= ``rank`` (shapes are static, so this runs under jit too)."""
+    if np.ndim(x) < rank:
+        raise ValueError(f"{name} must have rank >= {rank}, got shape {np.shape(x)}")
+
+
+def non_empty_batch(name: str, x: Any) -> None:
+    """A batch [B, ...] with B >= 1."""
+    rank_at_least(name, x, 1)
+    if np.shape(x)[0] < 1:
+        raise ValueError(f"{name} must hold at least one example, got shape {np.shape(x)}")
+
+
+def finite_array(name: str, x: Any) -> None:
+    """No NaN or ±inf entry (checked on concrete arrays only)."""
+    if is_concrete(x) and not bool(np.all(np.isfinite(np.asarray(x)))):
+        raise ValueError(f"{name} must be finite, got {int(np.sum(~np.isfinite(np.asarray(x))))} NaN/inf entries")
+
+
+def pixels(name: str, x: Any) -> None:
+    """Finite floating-point pixels in [0, 1] (the range is checked on concrete arrays only)."""
+    if not np.issubdtype(np.asarray(x).dtype if is_concrete(x) else x.dtype, np.floating):
+        raise ValueError(f"{name} must be floating-point pixels in [0, 1], got dtype {x.dtype}")
+    if is_concrete(x):
+        a = np.asarray(x)
+        finite_array(name, a)
+        if a.size and (a.min() < 0.0 or a.max() > 1.0):
+            raise ValueError(f"{name} must be pixels in [0, 1], got values in [{a.min()}, {a.max()}]")
+
+
+def labels(name: str, y: Any, num_classes: int | None = None) -> None:
+    """Integer class labels, each in [0, num_classes) when that is known (values checked on concrete arrays)."""
+    dtype = np.asarray(y).dtype if is_concrete(y) else y.dtype
+    if not np.issubdtype(dtype, np.integer):
+        raise ValueError(f"{name} must hold integer class labels, got dtype {dtype}")
+    if num_classes is not None and is_concrete(y):
+        a = np.asarray(y)
+        if a.size and (a.min() < 0 or a.max() >= num_classes):
+            raise ValueError(f"{name} must be class labels in [0, {num_classes}), got values in [{a.min()}, {a.max()}]")
