@@ -1,21 +1,17 @@
-"""Tests for tgo_jax.data: IDX reading, the Fashion-MNIST/CIFAR loaders, batching and augmentation."""
+"""Tests for tgo_jax.data: IDX reading, the Fashion-MNIST/CIFAR loaders and batching."""
 from __future__ import annotations
 
-import functools
 import gzip
 import json
 import math
 import os
 import time
 
-import chex
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from tgo_jax import data
-from tgo_jax.models import layers
+from tgo_jax import normalization
 
 FMNIST_STEMS = {
     "train images": "train-images-idx3-ubyte",
@@ -159,7 +155,7 @@ def _corrupt(folder, raw, case):
         bad = raw["train labels"].copy()
         bad[1] = 10
         write_gz(path("train labels"), idx_bytes(bad))
-        return FMNIST_STEMS["train labels"], "train labels", "label 10 is out of range"
+        return FMNIST_STEMS["train labels"], "train labels", "labels in [0, 10), got values in [0, 10]"
     if case == "wrong image size":
         write_gz(path("test images"), idx_bytes(np.zeros((4, 27, 28), np.uint8)))
         return FMNIST_STEMS["test images"], "test images", "(28, 28)"
@@ -209,10 +205,10 @@ def test_real_fashion_mnist(monkeypatch):
 
 def test_dataset_info_and_dispatch():
     assert data.dataset_info("cifar10") == data.DatasetInfo(
-        "cifar10", 10, (32, 32, 3), layers.CIFAR10_MEAN, layers.CIFAR10_STD, 50000, 10000)
-    assert data.dataset_info("cifar100").mean == layers.CIFAR100_MEAN
+        "cifar10", 10, (32, 32, 3), normalization.CIFAR10_MEAN, normalization.CIFAR10_STD, 50000, 10000)
+    assert data.dataset_info("cifar100").mean == normalization.CIFAR100_MEAN
     assert data.dataset_info("cifar100").num_classes == 100
-    assert data.dataset_info("fashion_mnist").std == layers.FMNIST_STD
+    assert data.dataset_info("fashion_mnist").std == normalization.FMNIST_STD
     with pytest.raises(ValueError, match="'mnist'"):
         data.dataset_info("mnist")
     with pytest.raises(ValueError, match="'mnist'"):
@@ -225,7 +221,7 @@ def test_dataset_info_and_dispatch():
 def test_cifar_mock_data(tmp_path, monkeypatch, name):
     tfds = pytest.importorskip("tensorflow_datasets")
     # Online as far as the loader can tell; mock_data turns the download into a no-op.
-    monkeypatch.setattr(data, "_download_reachable", lambda name: True)
+    monkeypatch.setattr(data.tfds, "_download_reachable", lambda name: True)
     with tfds.testing.mock_data(num_examples=5):
         out = data.load(name, data_dir=tmp_path)
     info = data.dataset_info(name)
@@ -270,7 +266,7 @@ def test_cifar_prepared_data_dir_reads_without_network(tmp_path, monkeypatch):
     def no_network(name):
         raise AssertionError("a prepared dataset must not probe the network")
 
-    monkeypatch.setattr(data, "_download_reachable", no_network)
+    monkeypatch.setattr(data.tfds, "_download_reachable", no_network)
     monkeypatch.setenv(data.TFDS_DIR_ENV, str(tmp_path))  # found through the env var
     out = data.load_cifar("cifar10")
     for split in ("train", "test"):
@@ -289,7 +285,7 @@ def test_cifar_prepared_without_random_access_is_a_clear_error(tmp_path, monkeyp
     info = json.loads(info_path.read_text())
     info["fileFormat"] = "tfrecord"
     info_path.write_text(json.dumps(info))
-    monkeypatch.setattr(data, "_download_reachable", lambda name: pytest.fail("must not probe the network"))
+    monkeypatch.setattr(data.tfds, "_download_reachable", lambda name: pytest.fail("must not probe the network"))
     with pytest.raises(ValueError, match="prepared as .*tfrecord.*--file_format=array_record") as err:
         data.load_cifar("cifar10", data_dir=tmp_path)
     assert str(tmp_path) in str(err.value)
@@ -297,7 +293,7 @@ def test_cifar_prepared_without_random_access_is_a_clear_error(tmp_path, monkeyp
 
 def test_cifar_offline_fails_fast_and_names_data_dir(tmp_path, monkeypatch):
     pytest.importorskip("tensorflow_datasets")
-    monkeypatch.setitem(data._DOWNLOAD_HOSTS, "cifar10", UNREACHABLE_HOSTS)
+    monkeypatch.setitem(data.tfds._DOWNLOAD_HOSTS, "cifar10", UNREACHABLE_HOSTS)
     start = time.monotonic()
     with pytest.raises(data.DataUnavailableError) as err:
         data.load_cifar("cifar10", data_dir=tmp_path)
@@ -310,9 +306,9 @@ def test_cifar_offline_fails_fast_and_names_data_dir(tmp_path, monkeypatch):
 
 def test_fashion_mnist_falls_back_to_tfds(tmp_path, monkeypatch):
     tfds = pytest.importorskip("tensorflow_datasets")
-    monkeypatch.setattr(data, "FASHION_MNIST_DEBIAN_DIR", str(tmp_path / "absent"))
+    monkeypatch.setattr(data.fashion_mnist, "FASHION_MNIST_DEBIAN_DIR", str(tmp_path / "absent"))
     monkeypatch.delenv(data.FASHION_MNIST_ENV, raising=False)
-    monkeypatch.setattr(data, "_download_reachable", lambda name: True)
+    monkeypatch.setattr(data.tfds, "_download_reachable", lambda name: True)
     with tfds.testing.mock_data(num_examples=3):
         out = data.load_fashion_mnist(tfds_data_dir=tmp_path)
     images, labels = out["train"]
@@ -322,9 +318,9 @@ def test_fashion_mnist_falls_back_to_tfds(tmp_path, monkeypatch):
 
 def test_fashion_mnist_missing_everywhere_says_how_to_install(tmp_path, monkeypatch):
     pytest.importorskip("tensorflow_datasets")
-    monkeypatch.setattr(data, "FASHION_MNIST_DEBIAN_DIR", str(tmp_path / "absent"))
+    monkeypatch.setattr(data.fashion_mnist, "FASHION_MNIST_DEBIAN_DIR", str(tmp_path / "absent"))
     monkeypatch.delenv(data.FASHION_MNIST_ENV, raising=False)
-    monkeypatch.setitem(data._DOWNLOAD_HOSTS, "fashion_mnist", UNREACHABLE_HOSTS)
+    monkeypatch.setitem(data.tfds._DOWNLOAD_HOSTS, "fashion_mnist", UNREACHABLE_HOSTS)
     start = time.monotonic()
     with pytest.raises(data.DataUnavailableError) as err:
         data.load_fashion_mnist(tfds_data_dir=tmp_path)
@@ -417,68 +413,3 @@ def test_eval_batches_in_order_with_last_partial(pad):
         assert np.all(last["image"][2:] == 0.0)
     else:
         assert last["image"].shape == (2, 2, 2, 1) and last["mask"].all()
-
-
-# ----------------------------------------------------------------------------------------------------
-# augmentation
-# ----------------------------------------------------------------------------------------------------
-
-def hand_made_batch(b, h=4, w=5, c=2):
-    """b copies of one image with distinct pixel values in (0, 1], so every crop/flip is identifiable."""
-    image = (np.arange(h * w * c, dtype=np.float32).reshape(h, w, c) + 1.0) / (h * w * c)
-    return image, jnp.asarray(np.broadcast_to(image, (b, h, w, c)))
-
-
-class AugmentTest(chex.TestCase):
-
-    @chex.variants(with_jit=True, without_jit=True)
-    def test_keeps_shape_dtype_range(self):
-        x = jax.random.uniform(jax.random.PRNGKey(0), (8, 32, 32, 3))
-        out = self.variant(data.augment)(jax.random.PRNGKey(1), x)
-        chex.assert_shape(out, x.shape)
-        chex.assert_type(out, x.dtype)
-        assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
-
-    @chex.variants(with_jit=True, without_jit=True)
-    def test_crop_is_a_shift_of_the_zero_padded_image(self):
-        p = 1
-        image, x = hand_made_batch(256)
-        out = np.asarray(self.variant(functools.partial(data.augment, crop_padding=p, flip=False))(
-            jax.random.PRNGKey(2), x))
-        h, w, _ = image.shape
-        padded = np.pad(image, ((p, p), (p, p), (0, 0)))
-        candidates = {(dy, dx): padded[dy:dy + h, dx:dx + w]
-                      for dy in range(2 * p + 1) for dx in range(2 * p + 1)}
-        used = set()
-        for crop in out:
-            matches = [off for off, cand in candidates.items() if np.array_equal(crop, cand)]
-            assert len(matches) == 1, "each output must be exactly one padded-and-shifted crop"
-            used.add(matches[0])
-        assert used == set(candidates)  # all (2p+1)² offsets occur among 256 draws
-
-    @chex.variants(with_jit=True, without_jit=True)
-    def test_flip_mirrors_width_or_keeps(self):
-        image, x = hand_made_batch(64)
-        out = np.asarray(self.variant(functools.partial(data.augment, crop_padding=0, flip=True))(
-            jax.random.PRNGKey(3), x))
-        mirror = image[:, ::-1, :]
-        flipped = np.array([np.array_equal(o, mirror) for o in out])
-        kept = np.array([np.array_equal(o, image) for o in out])
-        assert np.all(flipped ^ kept)  # each output is one of the two
-        assert 0 < flipped.sum() < len(out)  # both happen
-
-    @chex.variants(with_jit=True, without_jit=True)
-    def test_everything_off_is_identity_and_key_decides(self):
-        _, x = hand_made_batch(4)
-        ident = self.variant(functools.partial(data.augment, crop_padding=0, flip=False))
-        np.testing.assert_array_equal(ident(jax.random.PRNGKey(0), x), x)
-        x = jax.random.uniform(jax.random.PRNGKey(9), (16, 8, 8, 3))
-        aug = self.variant(data.augment)
-        np.testing.assert_array_equal(aug(jax.random.PRNGKey(4), x), aug(jax.random.PRNGKey(4), x))
-        assert not np.array_equal(aug(jax.random.PRNGKey(4), x), aug(jax.random.PRNGKey(5), x))
-
-    def test_rejects_bad_input(self):
-        with pytest.raises(ValueError, match="rank 4"):
-            data.augment(jax.random.PRNGKey(0), jnp.zeros((4, 4, 3)))
-        with pytest.raises(ValueError, match="crop_padding"):
-            data.augment(jax.random.PRNGKey(0), jnp.zeros((1, 4, 4, 3)), crop_padding=-1)

@@ -390,7 +390,7 @@ def test_cifar_tgo_rat_train_step_traces(arch):
 
 def test_prepare_cifar_offline_fails_fast_naming_data_dir(tmp_path, monkeypatch):
     pytest.importorskip("tensorflow_datasets")
-    monkeypatch.setitem(data._DOWNLOAD_HOSTS, "cifar10", UNREACHABLE_HOSTS)
+    monkeypatch.setitem(data.tfds._DOWNLOAD_HOSTS, "cifar10", UNREACHABLE_HOSTS)
     config = cifar.get_config("cifar10,vgg11,tet,vanilla")
     config.data_dir = str(tmp_path)
     outcome = {}
@@ -415,7 +415,7 @@ def test_prepare_cifar_offline_fails_fast_naming_data_dir(tmp_path, monkeypatch)
 
 def test_cifar_mock_data_through_prepare_and_train_step(tmp_path, monkeypatch):
     tfds = pytest.importorskip("tensorflow_datasets")
-    monkeypatch.setattr(data, "_download_reachable", lambda name: True)  # mock_data replaces the download
+    monkeypatch.setattr(data.tfds, "_download_reachable", lambda name: True)  # mock_data replaces the download
     config = cifar.get_config("cifar10,wrn16_4,tet,vanilla")
     config.data_dir = str(tmp_path)
     config.model.arch = "small"

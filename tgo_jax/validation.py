@@ -116,3 +116,13 @@ def labels(name: str, y: Any, num_classes: int | None = None) -> None:
         a = np.asarray(y)
         if a.size and (a.min() < 0 or a.max() >= num_classes):
             raise ValueError(f"{name} must be class labels in [0, {num_classes}), got values in [{a.min()}, {a.max()}]")
+
+
+def paired(x_name: str, x: Any, y_name: str, y: Any) -> int:
+    """Examples ``x`` [N, ...] and their labels ``y`` [N] (rank 1, same N); returns N."""
+    if np.ndim(y) != 1:
+        raise ValueError(f"{y_name} must be [N] (rank 1), got shape {np.shape(y)}")
+    if np.ndim(x) < 1 or np.shape(x)[0] != np.shape(y)[0]:
+        raise ValueError(f"{x_name} and {y_name} must have the same leading size N, got shapes "
+                         f"{np.shape(x)} and {np.shape(y)}")
+    return int(np.shape(y)[0])

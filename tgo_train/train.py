@@ -19,7 +19,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from tgo_jax import attacks, data, losses, models, neurons, sharding
+from tgo_jax import attacks, augment, data, losses, models, neurons, sharding
 from tgo_train.checkpoint import Checkpoints
 from tgo_train.progress import Progress
 
@@ -135,7 +135,7 @@ def make_train_step(config, model, objective, optimizer) -> Callable:
         key, k_aug, k_attack, k_noise = jax.random.split(state.key, 4)
         x, y = batch["image"], batch["label"]
         if config.augment:
-            x = data.augment(k_aug, x)
+            x = augment.augment(k_aug, x)
         if adversarial:
             variables = {"params": state.params, "batch_stats": state.batch_stats}
             x = attacks.pgd(logits_fn, variables, x, y, k_attack, eps=config.at.eps, alpha=config.at.alpha,

@@ -13,12 +13,10 @@ import jax
 import jax.numpy as jnp
 
 from tgo_jax import fastconv, neurons
+from tgo_jax.normalization import (  # noqa: F401 - re-exported: the models' default constants
+    CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD, FMNIST_MEAN, FMNIST_STD)
 
 Array = jax.Array
-
-FMNIST_MEAN, FMNIST_STD = (0.2860,), (0.3530,)
-CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
-CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
 
 
 def check_image_batch(x: Array, channels: int, num_steps: int) -> None:

@@ -6,7 +6,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     """The full set of options with their defaults (docs/FORMULAS.md §3 for the training ones)."""
     c = ml_collections.ConfigDict()
     c.seed = 0
-    # Data (tgo_jax/data.py).
+    # Data (tgo_jax/data).
     c.dataset = "fashion_mnist"  # fashion_mnist | cifar10 | cifar100
     c.data_dir = ""  # "" = the dataset's default location (Debian package / tfds data_dir)
     c.augment = False  # random crop (4-pixel padding) + horizontal flip (CIFAR)

@@ -1,0 +1,73 @@
+"""What the loaders share: the dataset facts (``DatasetInfo``), the unavailable-data error, array helpers."""
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+import numpy as np
+
+from tgo_jax import normalization, validation
+
+Split = tuple[np.ndarray, np.ndarray]  # (images [N, H, W, C] float32, labels [N] int32)
+
+
+class DatasetInfo(NamedTuple):
+    """Static facts about a dataset (the mean/std are the model's input normalisation, docs/FORMULAS.md §2)."""
+
+    name: str
+    num_classes: int
+    shape: tuple[int, int, int]  # one image (or one event frame), (H, W, C)
+    mean: tuple[float, ...]  # per channel, of [0, 1] pixels
+    std: tuple[float, ...]
+    num_train: int
+    num_test: int
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    "fashion_mnist": DatasetInfo("fashion_mnist", 10, (28, 28, 1), normalization.FMNIST_MEAN,
+                                 normalization.FMNIST_STD, 60000, 10000),
+    "cifar10": DatasetInfo("cifar10", 10, (32, 32, 3), normalization.CIFAR10_MEAN,
+                           normalization.CIFAR10_STD, 50000, 10000),
+    "cifar100": DatasetInfo("cifar100", 100, (32, 32, 3), normalization.CIFAR100_MEAN,
+                            normalization.CIFAR100_STD, 50000, 10000),
+}
+
+
+class DataUnavailableError(RuntimeError):
+    """The dataset is not on this machine and cannot be downloaded; the message says how to provide it."""
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """Returns the ``DatasetInfo`` of a dataset named in ``DATASETS``."""
+    if name not in DATASETS:
+        raise ValueError(f"dataset name {name!r} is unknown; expected one of {sorted(DATASETS)}")
+    return DATASETS[name]
+
+
+def check_labels(labels: np.ndarray, num_classes: int, where: str) -> None:
+    """``validation.labels`` with ``where`` (file, split) put in front of its message."""
+    try:
+        validation.labels("labels", labels, num_classes)
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
+
+
+def to_unit_float(images_u8: np.ndarray) -> np.ndarray:
+    """uint8 pixels -> float32 in [0, 1] as pixel / 255."""
+    return images_u8.astype(np.float32) / np.float32(255.0)
+
+
+def freeze(images: np.ndarray, labels: np.ndarray) -> Split:
+    """Marks cached arrays read-only so one caller cannot change another's data."""
+    images.flags.writeable = False
+    labels.flags.writeable = False
+    return images, labels
+
+
+def stat_key(path: str) -> tuple[int, int]:
+    """(mtime_ns, size) so that a rewritten file is read again, not served from a cache."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return (-1, -1)
+    return (st.st_mtime_ns, st.st_size)
