@@ -1,6 +1,8 @@
 """The fused LIF layer (``tgo_jax.fused``): same outputs and gradients as autodiff of the plain scan."""
 import dataclasses
 import itertools
+import subprocess
+import sys
 
 import jax
 import jax.ad_checkpoint
@@ -82,8 +84,8 @@ def test_hand_written_backward_of_two_steps():
     currents = jnp.array([[1.2], [0.6]])  # H0 = 1.2 fires; H1 = 0.6 (V0 = 0 after the reset)
     _, vjp = jax.vjp(lambda c: fused.run(config, c, fused.step_keys(config, None, 2)), currents)
     (grad,) = vjp((jnp.array([[0.0], [1.0]]), jnp.zeros((2, 1))))
-    g1 = surrogate.triangle_grad(0.6 - 1.0)
-    g0 = surrogate.triangle_grad(1.2 - 1.0)
+    g1 = surrogate.triangle_grad(0.6 - 1.0, 1.0)
+    g0 = surrogate.triangle_grad(1.2 - 1.0, 1.0)
     np.testing.assert_allclose(np.asarray(grad)[:, 0], [0.5 * g1 * (0.0 - 1.2 * g0), g1], rtol=1e-6)
 
 
@@ -109,3 +111,10 @@ def test_fused_layer_keeps_only_h_for_the_backward(capsys):
 
     assert len(saved_layer_tensors(neurons.NeuronConfig())) == 1
     assert len(saved_layer_tensors(neurons.NeuronConfig(fused=False))) >= 2
+
+
+def test_neuron_math_depends_only_downward():
+    """lif (the math) and fused (the custom_vjp layer) load without neurons, the public module above them."""
+    code = "import sys, tgo_jax.fused; print('tgo_jax.neurons' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -208,3 +208,14 @@ class SpikeTransformsTest(chex.TestCase):
         np.testing.assert_allclose(np.asarray(grad), w_np * CLOSED_FORMS[name](u_np.astype(np.float64),
                                                                              DEFAULTS[name]),
                                    rtol=1e-5, atol=1e-6)
+
+
+def test_one_registry_gives_factory_gradient_and_default():
+    """REGISTRY is the one table: the spike function's backward, the gradient and the default come from it."""
+    u = jnp.linspace(-2.0, 2.0, 17)
+    for name, entry in surrogate.REGISTRY.items():
+        assert (entry.default, entry.param_name) == (DEFAULTS[name], PARAM_NAMES[name])
+        assert surrogate.GRADS[name] is entry.grad
+        _, grad = _vjp(surrogate.FACTORIES[name](), u, jnp.ones_like(u))
+        np.testing.assert_array_equal(np.asarray(grad), np.asarray(surrogate.grad_fn(name)(u)))
+        np.testing.assert_array_equal(np.asarray(grad), np.asarray(entry.grad(u, DEFAULTS[name])))

@@ -4,21 +4,28 @@ Every spike function takes the threshold-centred potential ``u = H - θ`` and re
 ``Θ(u) = 1[u >= 0]`` in the dtype of ``u``. The backward pass replaces the (zero almost
 everywhere) true derivative by a surrogate ``dS/du = g(u)`` through ``jax.custom_vjp``.
 
-Each factory takes its shape parameter and returns a new spike function::
+``REGISTRY`` is the one table of surrogates: name → ``Surrogate`` (the gradient ``g(u, param)``, the
+name of its shape parameter and its default). Spike functions and gradients are built from it::
 
-    spike = surrogate.triangle(gamma=1.0)
+    spike = surrogate.get("triangle", 1.0)      # or surrogate.triangle(gamma=1.0)
     s = spike(h - threshold)
+    g = surrogate.grad_fn("triangle")(h - threshold)
 """
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Callable
+import types
+from collections.abc import Callable, Mapping
 
 import jax
 import jax.numpy as jnp
 
+from tgo_jax import validation
+
 Array = jax.Array
 SpikeFn = Callable[[Array], Array]
+GradFn = Callable[[Array], Array]
 
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
 
@@ -28,7 +35,7 @@ def heaviside(u: Array) -> Array:
     return (u >= 0).astype(u.dtype)
 
 
-def spike_with_grad(grad_fn: Callable[[Array], Array]) -> SpikeFn:
+def spike_with_grad(grad_fn: GradFn) -> SpikeFn:
     """Builds a spike function whose forward is Θ(u) and whose backward is ``grad_fn(u)``."""
 
     @jax.custom_vjp
@@ -45,106 +52,130 @@ def spike_with_grad(grad_fn: Callable[[Array], Array]) -> SpikeFn:
     return spike
 
 
-def _positive(surrogate: str, name: str, value: float) -> float:
-    if not value > 0:
-        raise ValueError(f"{surrogate} surrogate parameter {name} must be > 0, got {value!r}")
-    return float(value)
-
-
-def triangle_grad(u: Array, gamma: float = 1.0) -> Array:
+# Gradients dS/du of docs/FORMULAS.md §1; their shape parameters' defaults live in REGISTRY only.
+def triangle_grad(u: Array, gamma: float) -> Array:
     """Triangle surrogate, docs/FORMULAS.md §1: dS/dH = max(0, γ - |H-θ|) / γ²."""
     return jnp.maximum(0.0, gamma - jnp.abs(u)) / gamma**2
 
 
-def rectangle_grad(u: Array, a: float = 1.0) -> Array:
+def rectangle_grad(u: Array, a: float) -> Array:
     """Rectangle surrogate, docs/FORMULAS.md §1: dS/dH = 1[|H-θ| < a/2] / a."""
     return (jnp.abs(u) < a / 2).astype(u.dtype) / a
 
 
-def sigmoid_grad(u: Array, k: float = 4.0) -> Array:
+def sigmoid_grad(u: Array, k: float) -> Array:
     """Sigmoid surrogate, docs/FORMULAS.md §1: k·σ(k(H-θ))·(1-σ(k(H-θ)))."""
     s = jax.nn.sigmoid(k * u)
     return k * s * (1.0 - s)
 
 
-def atan_grad(u: Array, alpha: float = 2.0) -> Array:
+def atan_grad(u: Array, alpha: float) -> Array:
     """Arctan surrogate, docs/FORMULAS.md §1: α / (2·(1 + (π/2·α·(H-θ))²))."""
     return alpha / (2.0 * (1.0 + (math.pi / 2 * alpha * u) ** 2))
 
 
-def exponential_grad(u: Array, a: float = 0.5) -> Array:
+def exponential_grad(u: Array, a: float) -> Array:
     """Exponential surrogate, docs/FORMULAS.md §1: (1/2a)·exp(-|H-θ|/a)."""
     return jnp.exp(-jnp.abs(u) / a) / (2.0 * a)
 
 
-def gaussian_grad(u: Array, sigma: float = 0.4) -> Array:
+def gaussian_grad(u: Array, sigma: float) -> Array:
     """Gaussian surrogate, docs/FORMULAS.md §1 (NSNN): φ((H-θ)/σ)/σ, the derivative of Φ((H-θ)/σ)."""
     z = u / sigma
     return jnp.exp(-0.5 * z * z) / (_SQRT_2PI * sigma)
 
 
-def triangle(gamma: float = 1.0) -> SpikeFn:
-    """Spike function with the triangle surrogate (the default, γ = 1)."""
-    gamma = _positive("triangle", "gamma", gamma)
-    return spike_with_grad(lambda u: triangle_grad(u, gamma))
+@dataclasses.dataclass(frozen=True)
+class Surrogate:
+    """One registry entry: the gradient ``grad(u, param)``, its shape parameter's name and default."""
+
+    name: str
+    grad: Callable[[Array, float], Array]
+    param_name: str
+    default: float
+
+    def param(self, value: float | None, field: str = "") -> float:
+        """The shape parameter: ``value`` checked (finite, > 0), or the default when None.
+
+        ``field`` names the caller's field holding the value (e.g. "surrogate_param") in the error.
+        """
+        if value is None:
+            return self.default
+        label = f"{self.name} surrogate parameter {self.param_name}"
+        return float(validation.positive(f"{field} ({label})" if field else label, value))
+
+    def grad_fn(self, value: float | None = None) -> GradFn:
+        """``u -> g(u)`` with the shape parameter fixed (checked here, not inside a traced pass)."""
+        param = self.param(value)
+        return lambda u: self.grad(u, param)
+
+    def spike(self, value: float | None = None) -> SpikeFn:
+        """The forward factory: a spike function Θ(u) whose backward is this surrogate."""
+        return spike_with_grad(self.grad_fn(value))
 
 
-def rectangle(a: float = 1.0) -> SpikeFn:
-    """Spike function with the rectangle surrogate of width a."""
-    a = _positive("rectangle", "a", a)
-    return spike_with_grad(lambda u: rectangle_grad(u, a))
+REGISTRY: Mapping[str, Surrogate] = types.MappingProxyType({entry.name: entry for entry in (
+    Surrogate("triangle", triangle_grad, "gamma", 1.0),
+    Surrogate("rectangle", rectangle_grad, "a", 1.0),
+    Surrogate("sigmoid", sigmoid_grad, "k", 4.0),
+    Surrogate("atan", atan_grad, "alpha", 2.0),
+    Surrogate("exponential", exponential_grad, "a", 0.5),
+    Surrogate("gaussian", gaussian_grad, "sigma", 0.4),
+)})
+NAMES = tuple(REGISTRY)
 
 
-def sigmoid(k: float = 4.0) -> SpikeFn:
-    """Spike function with the sigmoid-derivative surrogate of slope k."""
-    k = _positive("sigmoid", "k", k)
-    return spike_with_grad(lambda u: sigmoid_grad(u, k))
-
-
-def atan(alpha: float = 2.0) -> SpikeFn:
-    """Spike function with the arctan surrogate of width α."""
-    alpha = _positive("atan", "alpha", alpha)
-    return spike_with_grad(lambda u: atan_grad(u, alpha))
-
-
-def exponential(a: float = 0.5) -> SpikeFn:
-    """Spike function with the exponential (Laplace) surrogate of scale a."""
-    a = _positive("exponential", "a", a)
-    return spike_with_grad(lambda u: exponential_grad(u, a))
-
-
-def gaussian(sigma: float = 0.4) -> SpikeFn:
-    """Spike function with the Gaussian surrogate of standard deviation σ."""
-    sigma = _positive("gaussian", "sigma", sigma)
-    return spike_with_grad(lambda u: gaussian_grad(u, sigma))
-
-
-FACTORIES: dict[str, Callable[..., SpikeFn]] = {
-    "triangle": triangle,
-    "rectangle": rectangle,
-    "sigmoid": sigmoid,
-    "atan": atan,
-    "exponential": exponential,
-    "gaussian": gaussian,
-}
-
-GRADS: dict[str, Callable[..., Array]] = {
-    "triangle": triangle_grad,
-    "rectangle": rectangle_grad,
-    "sigmoid": sigmoid_grad,
-    "atan": atan_grad,
-    "exponential": exponential_grad,
-    "gaussian": gaussian_grad,
-}
+def lookup(name: str) -> Surrogate:
+    """The registry entry of surrogate ``name``; a ValueError listing the known names otherwise."""
+    return REGISTRY[validation.choice("surrogate", name, NAMES)]
 
 
 def get(name: str, param: float | None = None) -> SpikeFn:
-    """Spike function by name; ``param`` is the factory's shape parameter (its default when None).
+    """Spike function by name; ``param`` is its shape parameter (the registry's default when None).
 
     Raises:
-      ValueError: for an unknown name, listing the known ones.
+      ValueError: for an unknown name (listing the known ones) or a parameter that is not finite and > 0.
     """
-    if name not in FACTORIES:
-        raise ValueError(f"unknown surrogate {name!r}; expected one of {sorted(FACTORIES)}")
-    factory = FACTORIES[name]
-    return factory() if param is None else factory(param)
+    return lookup(name).spike(param)
+
+
+def grad_fn(name: str, param: float | None = None) -> GradFn:
+    """The surrogate gradient ``u -> g(u)`` by name (what ``get(name, param)``'s backward multiplies by)."""
+    return lookup(name).grad_fn(param)
+
+
+# Views of REGISTRY under the names older code uses: name -> factory, name -> gradient g(u, param).
+FACTORIES: Mapping[str, Callable[..., SpikeFn]] = types.MappingProxyType(
+    {name: (lambda param=None, name=name: get(name, param)) for name in NAMES})
+GRADS: Mapping[str, Callable[..., Array]] = types.MappingProxyType(
+    {name: entry.grad for name, entry in REGISTRY.items()})
+
+
+def triangle(gamma: float | None = None) -> SpikeFn:
+    """Spike function with the triangle surrogate (the default, γ = 1)."""
+    return get("triangle", gamma)
+
+
+def rectangle(a: float | None = None) -> SpikeFn:
+    """Spike function with the rectangle surrogate of width a (default 1)."""
+    return get("rectangle", a)
+
+
+def sigmoid(k: float | None = None) -> SpikeFn:
+    """Spike function with the sigmoid-derivative surrogate of slope k (default 4)."""
+    return get("sigmoid", k)
+
+
+def atan(alpha: float | None = None) -> SpikeFn:
+    """Spike function with the arctan surrogate of width α (default 2)."""
+    return get("atan", alpha)
+
+
+def exponential(a: float | None = None) -> SpikeFn:
+    """Spike function with the exponential (Laplace) surrogate of scale a (default 0.5)."""
+    return get("exponential", a)
+
+
+def gaussian(sigma: float | None = None) -> SpikeFn:
+    """Spike function with the Gaussian surrogate of standard deviation σ (default 0.4)."""
+    return get("gaussian", sigma)

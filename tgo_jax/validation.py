@@ -70,6 +70,13 @@ def count(name: str, value: Any, minimum: int = 1) -> int:
     return int(value)
 
 
+def boolean(name: str, value: Any) -> bool:
+    """A Python or NumPy bool (not a string such as 'no', nor 0 / 1)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def choice(name: str, value: Any, choices: Sequence[Any]) -> Any:
     """One of ``choices``."""
     if value not in tuple(choices):
