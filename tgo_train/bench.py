@@ -27,7 +27,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from tgo_jax import attacks, data
-from tgo_train import train
+from tgo_train import cli, train
 from tgo_train.configs.base import get_base_config
 
 
@@ -176,4 +176,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

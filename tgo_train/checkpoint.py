@@ -1,17 +1,32 @@
-"""orbax checkpoints of the train state and the run's config (FORMULAS-free bookkeeping)."""
+"""orbax checkpoints of the train state and the run's config (FORMULAS-free bookkeeping).
+
+Each finished checkpoint gets a checksum manifest (``tgo_train/manifest.py``). Restoring the latest
+checkpoint skips damaged ones (a file missing, truncated or changed, or one orbax cannot read), says
+which step and file, and falls back to the newest intact checkpoint.
+"""
 from __future__ import annotations
 
 import json
 import os
+import re
+import sys
+import time
 from typing import Any, Optional
 
 import flax.serialization
 import jax
 import orbax.checkpoint as ocp
 
+from tgo_train import manifest
+from tgo_train.config_check import one_line
+
+
+class CheckpointError(ValueError):
+    """No usable checkpoint: the message names the step(s) and what is wrong with each."""
+
 
 class Checkpoints:
-    """Saves every ``every_steps`` steps and on demand; restores the latest into a target state.
+    """Saves every ``every_steps`` steps and on demand; restores the latest intact one into a target state.
 
     The state is stored as a plain pytree (``flax.serialization.to_state_dict``) next to a JSON
     record holding the config, so ``tgo_train.evaluate`` can rebuild the model from a workdir alone.
@@ -21,41 +36,128 @@ class Checkpoints:
         if every_steps < 1:
             raise ValueError(f"checkpoint_every_steps must be >= 1, got {every_steps}")
         options = ocp.CheckpointManagerOptions(max_to_keep=keep, save_interval_steps=every_steps, create=True)
-        self.manager = ocp.CheckpointManager(os.path.abspath(directory), options=options)
+        self.directory = os.path.abspath(directory)
+        self.manager = ocp.CheckpointManager(self.directory, options=options)
+        self._unsealed: list[int] = []  # saved steps whose manifest is not written yet
 
     def latest_step(self) -> Optional[int]:
         return self.manager.latest_step()
 
+    def step_dir(self, step: int) -> str:
+        return os.path.join(self.directory, str(step))
+
     def save(self, step: int, state: Any, meta: dict, force: bool = False) -> bool:
         """Saves when ``step`` is on the interval (or ``force``); returns whether it saved."""
+        self._seal(block=False)
         args = ocp.args.Composite(state=ocp.args.StandardSave(flax.serialization.to_state_dict(state)),
                                   meta=ocp.args.JsonSave(meta))
-        return self.manager.save(step, args=args, force=force)
+        saved = self.manager.save(step, args=args, force=force)
+        if saved:
+            self._unsealed.append(step)
+        return saved
 
-    def restore(self, target: Any, step: Optional[int] = None):
-        """Restores ``(state, meta)`` at ``step`` (default: latest) with ``target``'s structure."""
-        step = self.latest_step() if step is None else step
-        if step is None:
-            raise FileNotFoundError(f"no checkpoint in {self.manager.directory}")
+    def _seal(self, block: bool) -> None:
+        """Writes the manifests of finished saves (all of them, waiting, when ``block``)."""
+        if not self._unsealed:
+            return
+        if block:
+            self.manager.wait_until_finished()
+        elif self.manager.is_saving_in_progress():
+            return
+        for step in self._unsealed:
+            if os.path.isdir(self.step_dir(step)):  # not already removed by max_to_keep
+                manifest.write(self.step_dir(step))
+        self._unsealed = []
+
+    def damage(self, step: int) -> Optional[str]:
+        """None when checkpoint ``step`` looks intact (manifest, JSON record); else what is damaged."""
+        folder = self.step_dir(step)
+        if manifest.exists(folder):
+            return manifest.verify(folder)
+        try:
+            with open(os.path.join(folder, "meta", "metadata")) as f:
+                json.load(f)
+        except (OSError, ValueError) as e:
+            return f"meta/metadata cannot be read ({type(e).__name__})"
+        return None
+
+    def restore(self, target: Any, step: Optional[int] = None, set_aside: Optional[str] = None):
+        """Restores ``(state, meta)`` with ``target``'s structure: at ``step``, or the newest intact one.
+
+        Damaged newer checkpoints are reported on stderr and, with ``set_aside`` (a folder), moved there
+        so the run can save those steps again.
+        """
+        steps = [step] if step is not None else sorted(self.manager.all_steps(), reverse=True)
+        if not steps:
+            raise FileNotFoundError(f"no checkpoint in {self.directory}")
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, flax.serialization.to_state_dict(target))
-        out = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
-                                                                 meta=ocp.args.JsonRestore()))
-        return flax.serialization.from_state_dict(target, out["state"]), out["meta"]
+        problems = []
+        for s in steps:
+            problem = self.damage(s)
+            if problem is None:
+                try:
+                    out = self.manager.restore(s, args=ocp.args.Composite(
+                        state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+                except Exception as e:  # noqa: BLE001 - orbax raises many kinds; reduced to one line
+                    if manifest.exists(self.step_dir(s)):  # the files are intact: the state does not fit
+                        raise CheckpointError(f"checkpoint step {s} in {self.directory} does not fit the "
+                                              f"state built from the config: {one_line(e)}") from e
+                    problem = _unreadable(e)
+                else:
+                    self._set_aside([p[0] for p in problems], set_aside)
+                    return flax.serialization.from_state_dict(target, out["state"]), out["meta"]
+            problems.append((s, problem))
+            print(f"warning: checkpoint step {s} in {self.directory} is damaged: {problem}"
+                  + ("; trying the previous one" if s != steps[-1] else ""), file=sys.stderr, flush=True)
+        raise CheckpointError(f"no intact checkpoint in {self.directory}: "
+                              + "; ".join(f"step {s}: {p}" for s, p in problems))
+
+    def _set_aside(self, steps: list[int], folder: Optional[str]) -> None:
+        if not steps or folder is None:
+            return
+        os.makedirs(folder, exist_ok=True)
+        for s in steps:
+            target = os.path.join(folder, f"{s}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
+            os.rename(self.step_dir(s), target)
+            print(f"moved damaged checkpoint step {s} to {target}", file=sys.stderr, flush=True)
+        self.manager.reload()
 
     def wait(self):
-        self.manager.wait_until_finished()
+        self._seal(block=True)
 
     def close(self):
-        self.manager.wait_until_finished()
+        self._seal(block=True)
         self.manager.close()
 
 
+def _unreadable(error: BaseException) -> str:
+    """What orbax could not read, naming the array file when its error does (it buries it deep)."""
+    text, cause = "", error
+    while cause is not None:
+        text += str(cause)
+        cause = cause.__cause__ or cause.__context__
+    match = re.search(r"(?:[\w.]+/)*d/[0-9a-f]{32}", text)
+    if match:
+        return f"the array file {match.group(0)} cannot be read"
+    detail = one_line(error).split(" See full TensorStore details")[0]
+    return f"orbax cannot restore it ({detail[:200]})"
+
+
 def read_meta(directory: str, step: Optional[int] = None) -> dict:
-    """The JSON record (config, epoch, ...) of a checkpoint, without restoring arrays."""
-    manager = ocp.CheckpointManager(os.path.abspath(directory))
-    step = manager.latest_step() if step is None else step
-    if step is None:
-        raise FileNotFoundError(f"no checkpoint in {directory}")
-    meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
-    manager.close()
-    return json.loads(json.dumps(meta))
+    """The JSON record (config, epoch, ...) of a checkpoint (default: the newest intact one), without
+    restoring arrays."""
+    ckpt = Checkpoints(directory, every_steps=1)
+    try:
+        steps = [step] if step is not None else sorted(ckpt.manager.all_steps(), reverse=True)
+        if not steps:
+            raise FileNotFoundError(f"no checkpoint in {directory}")
+        problems = []
+        for s in steps:
+            problem = ckpt.damage(s)
+            if problem is None:
+                meta = ckpt.manager.restore(s, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+                return json.loads(json.dumps(meta))
+            problems.append(f"step {s}: {problem}")
+        raise CheckpointError(f"no intact checkpoint in {ckpt.directory}: " + "; ".join(problems))
+    finally:
+        ckpt.manager.close()

@@ -21,7 +21,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from tgo_jax import attacks, data
-from tgo_train import train
+from tgo_train import cli, train
 from tgo_train.checkpoint import Checkpoints, read_meta
 from tgo_train.configs.base import get_base_config
 from tgo_train.progress import Progress
@@ -244,4 +244,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main)

@@ -13,7 +13,7 @@ import time
 
 from absl import app, flags, logging
 
-from tgo_train import evaluate, train
+from tgo_train import cli, config_check, evaluate, train
 from tgo_train.configs import fmnist_tgo, fmnist_vanilla
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/fmnist", "directory for both runs and the results table")
@@ -40,7 +40,8 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     t0 = time.time()
     results = []
-    for name, config in configs().items():
+    runs = {name: config_check.check(config) for name, config in configs().items()}  # both, before training
+    for name, config in runs.items():
         workdir = os.path.join(_WORKDIR.value, name)
         print(f"== training {name} -> {workdir}", flush=True)
         train.train_and_evaluate(config, workdir)
@@ -60,4 +61,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 import time
 from typing import Any, Callable
@@ -20,10 +19,10 @@ import numpy as np
 import optax
 
 from tgo_jax import attacks, augment, data, losses, models, neurons, sharding
+from tgo_train import config_check, records, resume
 from tgo_train.checkpoint import Checkpoints
+from tgo_train.config_check import STRATEGIES
 from tgo_train.progress import Progress
-
-STRATEGIES = ("tet", "ce", "at", "rat")
 
 
 @flax.struct.dataclass
@@ -51,7 +50,7 @@ def build_model(config: ml_collections.ConfigDict, info: data.DatasetInfo):
     kwargs.setdefault("in_channels", info.shape[-1])
     kwargs.setdefault("mean", tuple(info.mean))
     kwargs.setdefault("std", tuple(info.std))
-    kwargs["dtype"] = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[config.dtype]
+    kwargs["dtype"] = jnp.dtype(config.dtype)  # one of config_check.DTYPES
     return models.create(arch, neuron=neuron_config(config), **kwargs)
 
 
@@ -235,8 +234,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     Writes ``workdir/metrics.jsonl`` (one record per epoch), ``workdir/config.json`` and orbax
     checkpoints under ``workdir/checkpoints`` (every ``checkpoint_every_steps`` and at the end).
+    The config is checked, and a resume's stored config compared with it, before anything is written.
     """
-    os.makedirs(workdir, exist_ok=True)
+    config_check.check(config)
+    allowed_changes = resume.check_resume(workdir, config)
     run = prepare(config)
     steps = total_steps(config, run.steps_per_epoch)
     last_step = min(steps, config.max_steps) if config.max_steps else steps
@@ -248,17 +249,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     sums = {k: jnp.zeros(()) for k in names + ["count"]}
     state = create_train_state(config, run.model, optimizer, sample["image"], sums)
 
+    os.makedirs(workdir, exist_ok=True)
     ckpt = Checkpoints(os.path.join(workdir, "checkpoints"), config.checkpoint_every_steps,
                        config.keep_checkpoints)
     meta = {"config": config.to_dict()}
     elapsed_before = 0.0  # training seconds of earlier sessions of this run (checkpoint meta)
     if ckpt.latest_step() is not None:
-        state, restored_meta = ckpt.restore(state)
+        state, restored_meta = ckpt.restore(state, set_aside=os.path.join(workdir, "damaged_checkpoints"))
         elapsed_before = float(restored_meta.get("elapsed_s", 0.0))
-        _drop_records_after(workdir, int(state.step), drop_partial=int(state.step) < last_step)
+        records.keep_records_until(os.path.join(workdir, records.METRICS), int(state.step),
+                                   drop_partial=int(state.step) < last_step)
         print(f"resumed from step {int(state.step)} in {workdir}", flush=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        json.dump(config.to_dict(), f, indent=1, default=str)
+    resume.record_start(workdir, config, allowed_changes, int(state.step))
 
     mesh = sharding.make_mesh(config.num_devices or None)
     state = sharding.replicate(state, mesh)
@@ -312,24 +314,10 @@ def _end_epoch(run, state, epoch, step, eval_step, eval_key, workdir, elapsed, p
         variables = {"params": state.params, "batch_stats": state.batch_stats}
         record["test_accuracy"] = evaluate_clean(run, variables, eval_key, eval_step,
                                                  run.config.eval_noise_draws)
-    with open(os.path.join(workdir, "metrics.jsonl"), "a") as f:
-        f.write(json.dumps(record) + "\n")
+    records.append_jsonl(os.path.join(workdir, records.METRICS), record)
     if not partial:
         state = state.replace(sums=jax.tree.map(jnp.zeros_like, state.sums))
     return state, record
-
-
-def _drop_records_after(workdir: str, step: int, drop_partial: bool = True) -> None:
-    """On resume, forgets metrics of epochs that ended after the restored checkpoint (they are redone),
-    and, when training goes on (``drop_partial``), the partial record of a ``max_steps`` stop."""
-    path = os.path.join(workdir, "metrics.jsonl")
-    if not os.path.exists(path):
-        return
-    with open(path) as f:
-        records = [json.loads(line) for line in f if line.strip()]
-    with open(path, "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in records
-                     if r.get("step", 0) <= step and not (drop_partial and r.get("partial")))
 
 
 def _format_record(record: dict) -> str:

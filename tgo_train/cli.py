@@ -1,0 +1,65 @@
+"""The programs' command-line edge: every error as one line on stderr and a non-zero exit.
+
+``run(main)`` replaces ``absl.app.run(main)``. A failure prints ``error: <one line>`` (the field, its value
+and what is allowed, for a config error) and exits with status 1; ``--verbose`` or ``TGO_DEBUG=1`` in the
+environment shows the full traceback instead. Flag errors keep absl's own short message.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Callable, Optional, Sequence
+
+from absl import app, flags
+
+from tgo_train import config_check
+
+DEBUG_ENV = "TGO_DEBUG"
+EXIT_ERROR = 1
+
+_VERBOSE = flags.DEFINE_bool("verbose", False, f"show the full traceback of an error (or set {DEBUG_ENV}=1)")
+
+
+def debugging(argv: Optional[Sequence[str]] = None) -> bool:
+    """True when tracebacks are wanted: ``TGO_DEBUG`` set (not 0/empty) or ``--verbose`` given."""
+    if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+        return True
+    if flags.FLAGS.is_parsed():
+        return _VERBOSE.value
+    return any(arg in ("--verbose", "-verbose", "--verbose=true", "--verbose=True") for arg in argv or ())
+
+
+def fail(message: str) -> None:
+    """Prints ``error: message`` to stderr and exits non-zero."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    sys.exit(EXIT_ERROR)
+
+
+def run(main: Callable, argv: Optional[Sequence[str]] = None) -> None:
+    """``absl.app.run(main)`` with one-line errors (see the module docstring)."""
+    app.run(_guarded(main), argv=list(argv) if argv is not None else None, flags_parser=_parse_flags)
+
+
+def _parse_flags(argv: Sequence[str]):
+    try:
+        return app.parse_flags_with_usage(argv)
+    except SystemExit:
+        raise
+    except Exception as e:  # noqa: BLE001 - ml_collections raises plain errors for --config.KEY overrides
+        if debugging(argv):
+            raise
+        fail(config_check.explain_override_error(argv, e))
+
+
+def _guarded(main: Callable) -> Callable:
+    def guarded(argv):
+        try:
+            return main(argv)
+        except (app.UsageError, SystemExit, KeyboardInterrupt):
+            raise
+        except Exception as e:  # noqa: BLE001 - every failure becomes one line unless debugging
+            if debugging(argv):
+                raise
+            fail(config_check.one_line(e))
+
+    return guarded

@@ -1,0 +1,220 @@
+"""The run config checked before anything is written: every field with its type and range, in one place.
+
+``SCHEMA`` maps each dotted field of ``tgo_train/configs/base.py`` to its check (``tgo_jax/validation.py``);
+``check(config)`` runs them all, then builds the neuron configuration and the model (without initialising
+it), so a bad value fails in seconds with one line naming the field, its value and what is allowed.
+``model`` and ``model_kwargs`` may hold further keyword arguments of the model class; the model itself
+checks those. ``explain_override_error`` turns ml_collections' error for an unknown ``--config.KEY``
+into one line listing the nearest known keys.
+"""
+from __future__ import annotations
+
+import difflib
+import functools
+import re
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import ml_collections
+
+from tgo_jax import data, losses, models, neurons, validation
+
+DTYPES = ("float32", "bfloat16")  # compute dtypes; params and optimiser state stay float32
+STRATEGIES = ("tet", "ce", "at", "rat")
+OPTIMIZERS = ("sgd", "adam")
+LR_SCHEDULES = ("cosine", "constant")
+RAT_FORMS = ("retraction", "loss")
+OPEN_SECTIONS = ("model", "model_kwargs")  # extra keys are model keyword arguments, checked by the model
+
+
+class ConfigError(ValueError):
+    """A config field outside what is allowed; the message is one line naming it."""
+
+
+def _int(minimum: int) -> Callable:
+    return functools.partial(validation.count, minimum=minimum)
+
+
+def _choice(choices: Sequence[Any]) -> Callable:
+    return functools.partial(validation.choice, choices=tuple(choices))
+
+
+def _range(lo: float, hi: float) -> Callable:
+    return functools.partial(validation.in_range, lo=lo, hi=hi)
+
+
+def _optional(check: Callable) -> Callable:
+    return lambda name, value: value if value is None else check(name, value)
+
+
+SCHEMA: dict[str, Callable[[str, Any], Any]] = {
+    "seed": _int(0),
+    "dataset": _choice(data.DATASETS),
+    "data_dir": validation.text,
+    "augment": validation.boolean,
+    "train_subset": _int(0),
+    "eval_subset": _int(0),
+    "model.arch": _choice(models.ARCHS),
+    "model.num_steps": _int(1),
+    "model.num_classes": _int(1),  # optional: defaults to the dataset's
+    "dtype": _choice(DTYPES),
+    "neuron.kind": _choice(neurons.KINDS),
+    "neuron.decay": _range(0.0, 1.0),
+    "neuron.threshold": validation.positive,
+    "neuron.surrogate": validation.text,  # NeuronConfig checks the name against its registry
+    "neuron.surrogate_param": _optional(validation.positive),
+    "neuron.reset": _choice(neurons.RESETS),
+    "neuron.detach_reset": validation.boolean,
+    "neuron.sigma": validation.non_negative,
+    "neuron.sigma_is_variance": validation.boolean,
+    "neuron.expected": validation.boolean,
+    "neuron.backward": _choice(neurons.BACKWARDS),
+    "neuron.fused": validation.boolean,
+    "neuron.remat": validation.boolean,
+    "neuron.unroll": validation.boolean,
+    "strategy": _choice(STRATEGIES),
+    "tet_lambda": validation.non_negative,
+    "margin.enabled": validation.boolean,
+    "margin.delta": validation.positive,
+    "margin.p": _int(1),
+    "margin.lambda_max": validation.non_negative,
+    "margin.schedule": _choice(losses.SCHEDULES),
+    "at.eps": _range(0.0, 1.0),
+    "at.alpha": _range(0.0, 1.0),
+    "at.steps": _int(1),
+    "rat.beta": validation.non_negative,
+    "rat.form": _choice(RAT_FORMS),
+    "sr.enabled": validation.boolean,
+    "sr.weight": validation.non_negative,
+    "sr.h": validation.positive,
+    "optim.name": _choice(OPTIMIZERS),
+    "optim.lr": validation.positive,
+    "optim.momentum": _range(0.0, 1.0),
+    "optim.nesterov": validation.boolean,
+    "optim.weight_decay": validation.non_negative,
+    "optim.schedule": _choice(LR_SCHEDULES),
+    "batch_size": _int(1),
+    "epochs": _int(1),
+    "max_steps": _int(0),  # 0 = all epochs
+    "checkpoint_every_steps": _int(1),
+    "keep_checkpoints": _int(1),
+    "eval_batch_size": _int(1),
+    "eval_every_epochs": _int(1),
+    "eval_noise_draws": _int(1),
+    "num_devices": _int(0),  # 0 = all visible
+    "progress": validation.boolean,
+}
+
+
+def flatten(tree: Mapping, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted path, leaf) of a nested dict / ConfigDict, in key order."""
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, (Mapping, ml_collections.ConfigDict)):
+            yield from flatten(value, path + ".")
+        else:
+            yield path, value
+
+
+def check(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Checks every field of a run config; raises ``ConfigError`` naming the first bad one.
+
+    Returns the config unchanged, so ``config = check(config)`` reads well.
+    """
+    fields = dict(flatten(config))
+    for path, value in fields.items():
+        if path in SCHEMA:
+            _run(SCHEMA[path], path, value)
+        elif path.split(".", 1)[0] not in OPEN_SECTIONS:
+            raise ConfigError(f"config.{path} is not a known field{_nearest_hint(path, list(SCHEMA))}")
+    missing = [p for p in SCHEMA if p not in fields and not p.startswith(OPEN_SECTIONS)]
+    if missing:
+        raise ConfigError(f"config lacks field(s) {missing}; start from tgo_train.configs.base.get_base_config()")
+    _check_built(config)
+    return config
+
+
+def _run(check_fn: Callable, path: str, value: Any) -> None:
+    try:
+        check_fn(f"config.{path}", value)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+def _check_built(config: ml_collections.ConfigDict) -> None:
+    """The neuron and model classes check their own arguments: build both (no parameters are made)."""
+    try:
+        neuron = neurons.NeuronConfig(**config.neuron.to_dict())
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"config.neuron: {e}") from None
+    info = data.dataset_info(config.dataset)
+    kwargs = dict(config.model.to_dict(), **config.model_kwargs.to_dict())
+    arch = kwargs.pop("arch")
+    kwargs.setdefault("num_classes", info.num_classes)
+    kwargs.setdefault("in_channels", info.shape[-1])
+    try:
+        models.create(arch, neuron=neuron, **kwargs)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"config.model / config.model_kwargs ({arch}): {e}") from None
+
+
+# ----------------------------------------------------------------------------- command-line overrides
+
+_OVERRIDE = re.compile(r"^--?(?:no)?config\.([^=]+)")
+
+
+def explain_override_error(argv: Sequence[str], error: BaseException) -> str:
+    """One line for an error raised while ml_collections applied ``--config.KEY=VALUE`` overrides.
+
+    An unknown KEY is named with the nearest known keys of the loaded config file; any other error is
+    reduced to its first line.
+    """
+    config = _load_config_file(argv)
+    if config is not None:
+        known = [path for path, _ in flatten(config)]
+        sections = {p.rsplit(".", 1)[0] for p in known if "." in p}
+        for arg in argv:
+            match = _OVERRIDE.match(arg)
+            if match and match.group(1) not in known and match.group(1) not in sections:
+                key = match.group(1)
+                return f"unknown config field {key!r} (in {arg!r}){_nearest_hint(key, known)}"
+    return one_line(error)
+
+
+def _load_config_file(argv: Sequence[str]):
+    """The config named by ``--config=PATH`` / ``--config PATH`` in ``argv``, or None if it cannot be loaded."""
+    from ml_collections.config_flags import config_flags
+
+    path = None
+    for i, arg in enumerate(argv):
+        if arg.startswith(("--config=", "-config=")):
+            path = arg.split("=", 1)[1]
+        elif arg in ("--config", "-config") and i + 1 < len(argv):
+            path = argv[i + 1]
+    if not path:
+        return None
+    try:
+        config = config_flags.ConfigFileFlagParser(name="config").parse(path)
+        return config if isinstance(config, ml_collections.ConfigDict) else None
+    except Exception:  # noqa: BLE001 - the original error is reported instead
+        return None
+
+
+def _nearest_hint(key: str, known: Sequence[str]) -> str:
+    """'; nearest known: a, b, c' from difflib, matched on the full path and on its last part."""
+    leaf = key.rsplit(".", 1)[-1]
+    by_leaf = {p.rsplit(".", 1)[-1]: p for p in known}
+    near = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
+    near += [by_leaf[m] for m in difflib.get_close_matches(leaf, list(by_leaf), n=3, cutoff=0.6)]
+    near = list(dict.fromkeys(near))[:4] or difflib.get_close_matches(key, known, n=3, cutoff=0.0)
+    return f"; nearest known: {', '.join(near)}" if near else ""
+
+
+def one_line(error: BaseException) -> str:
+    """An exception as one line: the message alone for ValueError, else 'TypeName: first line'."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    message = lines[0] if lines else ""
+    if isinstance(error, KeyError) and len(error.args) == 1:
+        message = str(error.args[0])
+    if isinstance(error, ValueError) and message:
+        return message
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
