@@ -98,7 +98,7 @@ def check_resume(workdir: str, config) -> list[Change]:
     if refused:
         raise ResumeError(
             f"{workdir} holds a run with another config, so it cannot resume: {'; '.join(map(str, refused))}. "
-            f"Start fresh with another --workdir, or with --fresh (moves {workdir} aside first)")
+            f"Start fresh with another --workdir, or move {workdir} aside (tgo_train.main --fresh does that)")
     return allowed
 
 
