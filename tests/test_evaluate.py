@@ -132,11 +132,18 @@ def test_cli_with_two_workdirs_prints_one_comparison_table(workdir, tmp_path):
             assert header in f.read()
 
 
-def test_unknown_attack_column_is_named(workdir):
-    with pytest.raises(ValueError, match=r"unknown attack column\(s\) \['APGD', 'PGD9'\].*--extra"):
+def test_unknown_attack_is_named_with_the_known_ones(workdir):
+    with pytest.raises(ValueError, match=r"unknown attack 'CW'; known: Clean, FGSM.*Square.*ASSG"):
         evaluate.evaluate_workdir(workdir, eps_list=[8 / 255], alpha=0.01, extra=(), eot=1, draws=1,
                                   eps_sweep=[], sweep_attack="FGSM", num_examples=8, batch_size=8,
-                                  attacks_subset=("PGD9", "Clean", "APGD"), progress=False)
+                                  attacks_subset=("PGD9", "Clean", "CW"), progress=False)
+
+
+def test_attacks_by_registry_name():
+    suite = [("Clean", None), ("FGSM", None), ("PGD7", None)]
+    rows = evaluate.select_attacks(suite, ["square", "pgd7", "Clean", "pgd9"], eps=0.1, alpha=0.01, eot=1)
+    assert [n for n, _ in rows] == ["Clean", "PGD7", "Square", "PGD9"]
+    assert rows[2][1].keywords["queries"] == 5000 and rows[3][1].keywords["steps"] == 9
 
 
 def test_cli_missing_workdir_names_it(tmp_path):

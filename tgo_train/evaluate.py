@@ -134,11 +134,7 @@ def evaluate_workdir(workdir: str, *, eps_list: Sequence[float], alpha: float, e
     for eps in eps_list:
         suite = attacks.paper_suite(eps=eps, alpha=alpha, eot=eot, extra=tuple(extra))
         if attacks_subset:
-            unknown = sorted(set(attacks_subset) - {n for n, _ in suite})
-            if unknown:
-                raise ValueError(f"unknown attack column(s) {unknown}; this suite has {[n for n, _ in suite]} "
-                                 "(APGD and MTPGD need --extra)")
-            suite = [(n, a) for n, a in suite if n in attacks_subset]
+            suite = select_attacks(suite, attacks_subset, eps=eps, alpha=alpha, eot=eot)
         results["tables"][eps_label(eps)] = evaluate_suite(run, variables, suite, batch_size=batch_size,
                                                            draws=draws, progress=progress)
     if eps_sweep:
@@ -156,6 +152,16 @@ def evaluate_workdir(workdir: str, *, eps_list: Sequence[float], alpha: float, e
     with open(os.path.join(workdir, "eval.md"), "w") as f:
         f.write(render(results) + "\n")
     return results
+
+
+def select_attacks(suite, names: Sequence[str], *, eps: float, alpha: float, eot: int) -> list:
+    """The rows ``names`` (any attack of the registry, ``attacks.names()``): those of ``suite`` in its order,
+    then the others in the order given. An unknown name is a ValueError listing the known ones."""
+    wanted = [attacks.canonical(n) for n in names]
+    rows = [(n, a) for n, a in suite if n in wanted]
+    have = {n for n, _ in rows}
+    return rows + [(n, attacks.make(n, eps=eps, alpha=alpha, eot=eot)) for n in dict.fromkeys(wanted)
+                   if n not in have]
 
 
 def render(results: dict) -> str:
@@ -208,7 +214,8 @@ def define_flags():
     flags.DEFINE_list("eps", ["8/255"], "attack budgets (L∞, pixel units)")
     flags.DEFINE_float("alpha", 0.01, "PGD step size")
     flags.DEFINE_list("extra", [], "extra attacks: apgd, mtpgd")
-    flags.DEFINE_list("attacks", [], "only these columns, e.g. Clean,FGSM,PGD10 (default: all)")
+    flags.DEFINE_list("attacks", [], "these rows, by name: any of tgo_jax.attacks.names(), e.g. "
+                      "Clean,PGD10,APGD-T,Square,ASSG (default: the paper's table)")
     flags.DEFINE_integer("eot", 10, "EoT noise draws per gradient for stochastic models")
     flags.DEFINE_integer("draws", 3, "noise draws per accuracy evaluation of stochastic models")
     flags.DEFINE_list("eps_sweep", [], "ε values for the sweep table/figure, e.g. 2/255,4/255,6/255,8/255")

@@ -1,0 +1,379 @@
+"""SNN-specific attacks: backward-rule ensembles and the surrogate sweep (docs/FORMULAS.md §4, §8).
+
+A spiking network's input gradient depends on the surrogate the attacker picks; a model can look robust
+under one surrogate and not under another (gradient masking). These attacks run under several backward
+rules and keep each example's worst case.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from tgo_jax import fused, neurons, surrogate, validation
+from tgo_jax.attacks.autopgd import apgd, checkpoint_schedule
+from tgo_jax.attacks.core import (ALPHA, EPS, LOSSES, Array, AttackFn, ModelLogits, check_batch, check_options,
+                                  keep_worst, loss_and_grad, margin_loss, misclassified, model_logits_fn, model_of,
+                                  per_example, prepare, project, score, where)
+from tgo_jax.attacks.evaluation import robust_correct
+from tgo_jax.attacks.gradient import pgd
+from tgo_jax.models import layers, mean_over_time
+
+Rule = tuple[str, float | None]
+DEFAULT_RULES: tuple[Rule, ...] = (("triangle", None), ("sigmoid", None), ("atan", None), ("bptr", None))
+
+
+def rule_name(rule: Rule) -> str:
+    """"triangle", "sigmoid(2.0)", "bptr", ... for reports."""
+    name, param = rule
+    return name if param is None else f"{name}({param})"
+
+
+def rule_logits_fn(model, rule: Rule):
+    """The logit function that differentiates through ``rule``: ("bptr", None) is the model's surrogate
+    under the BPTR gate; any other (name, param) is that surrogate with the plain surrogate backward."""
+    name, param = rule
+    if name == "bptr":
+        return model_logits_fn(model, surrogate_param=param, backward="bptr")
+    return model_logits_fn(model, surrogate=name, surrogate_param=param, backward="surrogate")
+
+
+DEFAULT_ENSEMBLE_ATTACK = functools.partial(pgd, eps=EPS, alpha=ALPHA, steps=10)
+
+
+class EnsembleResult(NamedTuple):
+    accuracy: Array            # [] share of examples robust under every rule
+    per_rule: dict[str, Array]  # rule name -> robust accuracy under that rule alone
+
+
+def ensemble_robust_accuracy(model, params, x: Array, y: Array, key: Array, *,
+                             attack: AttackFn = DEFAULT_ENSEMBLE_ATTACK,
+                             rules: Sequence[Rule] = DEFAULT_RULES, draws: int = 1) -> EnsembleResult:
+    """Surrogate-ensemble robust accuracy (SR, Ding et al. 2024; docs/FORMULAS.md §4).
+
+    The attack runs once per backward rule; an example counts as robust only if it survives all of
+    them: ``acc = mean_b min_r c_r(b)`` with ``c_r(b)`` the share of evaluation draws under which the
+    prediction at rule r's adversarial example is right (0 or 1 for a deterministic model). Hence
+    ``acc <= min_r acc_r``. Every evaluation uses the model's own forward pass with fresh noise.
+
+    Args:
+      model: a ``tgo_jax.models`` module.
+      params: its variables.
+      x, y, key: as in the attacks.
+      attack: ``attack(logits_fn, params, x, y, key) -> x_adv``, e.g. ``functools.partial(pgd, steps=10)``.
+      rules: (surrogate name or "bptr", shape parameter or None) pairs.
+      draws: evaluation noise draws per example.
+    """
+    if not rules:
+        raise ValueError("rules must list at least one backward rule, got an empty sequence")
+    eval_fn = model_logits_fn(model)
+    keys = jax.random.split(key, len(rules))
+    per_example = {rule_name(rule): robust_correct(attack, rule_logits_fn(model, rule), params, x, y, k,
+                                                   draws=draws, eval_logits_fn=eval_fn)
+                   for rule, k in zip(rules, keys)}
+    robust = jnp.min(jnp.stack(list(per_example.values())), axis=0)
+    return EnsembleResult(robust.mean(), {name: c.mean() for name, c in per_example.items()})
+
+
+# --------------------------------------------------------------------------------------------------
+# Spiking layers with an attack-chosen backward: per-neuron, per-step surrogate parameters
+# --------------------------------------------------------------------------------------------------
+
+def _spike_with_param(grad_fn):
+    """Θ(u) forward; backward ``grad_fn(u, p)`` with a per-element parameter p (no gradient to p)."""
+
+    @jax.custom_vjp
+    def spike(u, p):
+        return surrogate.heaviside(u)
+
+    def fwd(u, p):
+        return surrogate.heaviside(u), (u, p)
+
+    def bwd(res, g):
+        u, p = res
+        return (g * grad_fn(u, p)).astype(u.dtype), jnp.zeros_like(p)
+
+    spike.defvjp(fwd, bwd)
+    return spike
+
+
+def spiking_layer_with_surrogate(config, currents_tb: Array, key, param_tb: Array, grad_fn):
+    """A LIF / Noisy-LIF layer (``neurons.lif_step`` / ``noisy_lif_step`` scanned over T) whose surrogate
+    is ``grad_fn(u, p[t])``, p[t] the parameter of step t (per neuron where ``param_tb`` is [T, B, ...]).
+
+    The forward equals ``neurons.run``'s (same steps, noise from the same per-step keys); autodiff of the
+    scan gives BPTT. Returns ``(spikes_tb, h_tb)``.
+    """
+    spike = _spike_with_param(grad_fn)
+    common = dict(decay=config.decay, threshold=config.threshold, reset=config.reset,
+                  detach_reset=config.detach_reset)
+
+    def step(v, inputs):
+        current, k, p = inputs
+        fn = lambda u: spike(u, p)
+        if config.kind == "lif":
+            return neurons.lif_step(v, current, spike_fn=fn, **common)
+        return neurons.noisy_lif_step(v, current, k, sigma=config.sigma, sigma_is_variance=config.sigma_is_variance,
+                                      expected=config.expected, spike_fn=fn, **common)
+
+    keys = fused.step_keys(config, key, currents_tb.shape[0])
+    v0 = jnp.zeros(currents_tb.shape[1:], currents_tb.dtype)
+    _, (spikes_tb, h_tb) = lax.scan(step, v0, (currents_tb, keys, param_tb))
+    return spikes_tb, h_tb
+
+
+def apply_with_surrogate(model, variables, x: Array, key, params_per_layer, grad_fn):
+    """Logits [B, K] of ``model`` at x with every spiking layer's backward replaced by ``grad_fn(u, p)``,
+    layer l (in forward order) using ``params_per_layer[l]`` ([T, ...], broadcast against [T, B, ...]).
+
+    The layers are swapped at call time with ``flax.linen.intercept_methods`` (the model code is
+    unchanged). Also returns the tuple of each layer's pre-spike potential H [T, B, ...].
+    """
+    collected = []
+
+    def intercept(next_fun, args, kwargs, context):
+        module = context.module
+        if not (isinstance(module, layers.Spiking) and context.method_name == "__call__"):
+            return next_fun(*args, **kwargs)
+        (inp,) = args
+        x_tb = inp.reshape((module.num_steps, -1) + inp.shape[1:])
+        k = module.make_rng("noise") if module.neuron.stochastic else None
+        spikes_tb, h_tb = spiking_layer_with_surrogate(module.neuron, x_tb, k, params_per_layer[len(collected)],
+                                                       grad_fn)
+        collected.append(h_tb)
+        return spikes_tb.reshape(inp.shape), h_tb
+
+    rngs = None if key is None else {"noise": key}
+    with nn.intercept_methods(intercept):
+        logits_tb = model.apply(variables, x, train=False, rngs=rngs)
+    return mean_over_time(logits_tb), tuple(collected)
+
+
+def layer_shapes(model, variables, x: Array) -> tuple:
+    """Shapes of every spiking layer's H [T, B, ...] in forward order (no computation)."""
+    key = jax.random.key(0)
+    out = jax.eval_shape(lambda: model.apply(variables, x, train=False, rngs={"noise": key}, return_h=True))
+    return tuple(h.shape for h in out[1])
+
+
+def straight_through_grad(u: Array, p: Array) -> Array:
+    """Straight-through estimator: dS/du = 1 everywhere (docs/FORMULAS.md §8)."""
+    del p
+    return jnp.ones_like(u)
+
+
+class StraightThroughLogits(ModelLogits):
+    """Logit function whose attack gradient uses the straight-through estimator in every spiking layer."""
+
+    def __call__(self, variables, x, key):
+        per_layer = [jnp.zeros((s[0],), x.dtype) for s in layer_shapes(self.model, variables, x)]
+        return apply_with_surrogate(self.model, variables, x, key, per_layer, straight_through_grad)[0]
+
+
+# --------------------------------------------------------------------------------------------------
+# Surrogate sweep (Özdenizci & Legenstein, TMLR 2024)
+# --------------------------------------------------------------------------------------------------
+
+WIDTHS = (0.25, 0.5, 1.0, 2.0, 4.0)
+SWEEP_RULES: tuple[Rule, ...] = (tuple(("triangle", w) for w in WIDTHS) + tuple(("rectangle", w) for w in WIDTHS)
+                                 + (("exponential", None), ("sigmoid", None), ("straight_through", None),
+                                    ("bptr", None)))
+
+
+def sweep_logits_fn(model, rule: Rule):
+    """``rule_logits_fn`` plus the straight-through estimator ("straight_through")."""
+    if rule[0] == "straight_through":
+        return StraightThroughLogits(model)
+    return rule_logits_fn(model, rule)
+
+
+def surrogate_sweep(logits_fn, params, x: Array, y: Array, key: Array, *, eps=EPS, alpha=ALPHA, steps: int = 10,
+                    eot: int = 1, rules: Sequence[Rule] = SWEEP_RULES, attack: str = "pgd") -> Array:
+    """Surrogate sweep (after Özdenizci & Legenstein, TMLR 2024; docs/FORMULAS.md §8): the attack under
+    every backward rule of ``rules``; per example a point that fools the model's own forward pass if
+    any rule found one, else the one with the highest margin.
+
+    Args:
+      logits_fn: a ``model_logits_fn`` logit function (its model is attacked under each rule).
+      params, x, y, key, eps, alpha, steps, eot: as in ``pgd``.
+      rules: (surrogate name, shape parameter) pairs, "bptr" or "straight_through"; default: triangle and
+        rectangle of widths 0.25 … 4, exponential, sigmoid, straight-through, BPTR.
+      attack: "pgd" (PGD-k with step α) or "apgd" (APGD-CE, k steps).
+
+    Returns:
+      x_adv [B, ...] with ``||x_adv - x||∞ <= ε`` and pixels in [0, 1].
+    """
+    model = model_of(logits_fn, "surrogate_sweep") and logits_fn.base_model
+    if not rules:
+        raise ValueError("rules must list at least one backward rule, got an empty sequence")
+    validation.choice("attack", attack, ("pgd", "apgd"))
+    check_batch(x, y, logits_fn, params)
+    check_options(eps=eps, alpha=alpha, steps=steps, eot=eot)
+    params, x, y = prepare(params, x, y)
+    own = model_logits_fn(logits_fn.base_model)
+    best = None
+    for i, rule in enumerate(rules):
+        k_attack, k_eval = jax.random.split(jax.random.fold_in(key, i))
+        fn = sweep_logits_fn(model, rule)
+        if attack == "pgd":
+            x_adv = pgd(fn, params, x, y, k_attack, eps=eps, alpha=alpha, steps=steps, eot=eot)
+        else:
+            x_adv = apgd(fn, params, x, y, k_attack, eps=eps, steps=steps, eot=eot)
+        new = score(margin_loss, own, params, x_adv, y, k_eval, eot)
+        best = new if best is None else keep_worst(best, new)
+    return best.x
+
+
+# --------------------------------------------------------------------------------------------------
+# ASSG + SA-PGD (Wang et al., CVPR 2026, arXiv 2512.22522)
+# --------------------------------------------------------------------------------------------------
+
+ASSG_A = 0.425  # the reference attack's A: upper bound of the expected gradient-vanishing degree
+ASSG_RELAX, ASSG_BETA1, ASSG_BETA2 = 1.5, 0.9, 0.9
+
+
+def assg_scale(a: float = ASSG_A) -> float:
+    """ω = 2·tan(πA/2)/π: the atan sharpness times E|u| that keeps the expected vanishing degree at A."""
+    return 2.0 * math.tan(a * math.pi / 2) / math.pi
+
+
+class AssgStats(NamedTuple):
+    """Running moments of |u| = |H - θ| per layer, per time step, per example and neuron ([T, B, ...] each)."""
+
+    m: tuple  # first moment M: EMA of |u|
+    d: tuple  # dispersion D: EMA of ||u| - M|
+
+
+def assg_init(model, variables, x: Array) -> AssgStats:
+    """M = 1, D = 0 (the reference's start)."""
+    shapes = layer_shapes(model, variables, x)
+    return AssgStats(tuple(jnp.ones(s, x.dtype) for s in shapes), tuple(jnp.zeros(s, x.dtype) for s in shapes))
+
+
+def assg_update(stats: AssgStats, hs: tuple, threshold: float, beta1=ASSG_BETA1, beta2=ASSG_BETA2) -> AssgStats:
+    """``M ← β1·M + (1-β1)|u|``, ``D ← β2·D + (1-β2)·||u| - M||`` with the new M (docs/FORMULAS.md §8)."""
+    ms, ds = [], []
+    for m, d, h in zip(stats.m, stats.d, hs):
+        u = jnp.abs(lax.stop_gradient(h) - threshold)
+        m = beta1 * m + (1 - beta1) * u
+        ms.append(m)
+        ds.append(beta2 * d + (1 - beta2) * jnp.abs(u - m))
+    return AssgStats(tuple(ms), tuple(ds))
+
+
+def assg_sharpness(stats: AssgStats, a: float = ASSG_A, relax: float = ASSG_RELAX) -> tuple:
+    """Per layer α = ω / (M + relax·D + 1e-4), the atan surrogate's sharpness per neuron and step."""
+    omega = assg_scale(a)
+    return tuple(omega / (m + relax * d + 1e-4) for m, d in zip(stats.m, stats.d))
+
+
+def _atan_sharpness_grad(u, alpha):
+    return surrogate.atan_grad(u, alpha)
+
+
+class _SaState(NamedTuple):
+    x_adv: Array
+    m: Array        # normalised first moment of the gradient
+    v: Array        # normalised second moment
+    grad: Array
+    step: Array     # [B] step size
+    x_best: Array
+    loss_best: Array
+    x_fooled: Array
+    fooled: Array
+    stats: Any      # AssgStats or ()
+
+
+def sa_pgd(logits_fn, params, x: Array, y: Array, key: Array, *, eps=EPS, steps: int = 100, eot: int = 1,
+           loss: str = "ce", adaptive: bool = True, sharpness: float = ASSG_A, relax: float = ASSG_RELAX) -> Array:
+    """SA-PGD with the ASSG surrogate (Wang et al., CVPR 2026, arXiv 2512.22522; docs/FORMULAS.md §8).
+
+    Gradient: with ``adaptive`` every spiking layer's backward is the atan surrogate with a sharpness
+    α per neuron, time step and example, ``α = ω/(M + 1.5·D + 1e-4)``, ω = 2·tan(πA/2)/π, from running
+    moments of |H - θ| over the attack's iterations (``assg_update``); else the logit function's own
+    backward. Step (from the random APGD start, η = ε): with ĝ = g/mean|g| and per example means,
+    ``m ← 0.5·m + ĝ``, ``v ← 0.8·v + g²/mean(g²)``, ``x ← Π_ε(x + clip(η·m/√v, -η, η))``; η is halved at
+    APGD's checkpoints (unconditionally). Each example returns a misclassified point if met, else its
+    highest-loss point.
+
+    Args:
+      logits_fn: a ``model_logits_fn`` logit function (needed for ``adaptive``).
+      params, x, y, key, eps, eot: as in ``fgsm``.
+      steps: iterations >= 1 (100 in the reference).
+      loss: "ce" or "dlr".
+      adaptive: ASSG (True) or the logit function's fixed backward (False).
+      sharpness: A in (0, 1), the expected gradient-vanishing bound (0.425); relax: the D weight (1.5).
+
+    Returns:
+      x_adv [B, ...] with ``||x_adv - x||∞ <= ε`` and pixels in [0, 1].
+    """
+    check_batch(x, y, logits_fn, params)
+    check_options(eps=eps, steps=steps, eot=eot)
+    validation.choice("loss", loss, ("ce", "dlr"))
+    validation.in_range("sharpness", sharpness, 1e-6, 1 - 1e-6)
+    validation.non_negative("relax", relax)
+    model = model_of(logits_fn, "sa_pgd with ASSG") if adaptive else None
+    params, x, y = prepare(params, x, y)
+    objective = LOSSES[loss]
+    k_start, k_steps = jax.random.split(key)
+    is_check, _ = checkpoint_schedule(steps)
+
+    def grads(x_adv, stats, k):
+        """EoT-mean (loss, logits, grad) and the stats updated from the first draw (as the reference)."""
+        if not adaptive:
+            lg = loss_and_grad(objective, logits_fn, params, x_adv, y, k, eot=eot)
+            return lg.loss, lg.logits, lg.grad, stats
+        alphas = tuple(lax.stop_gradient(a) for a in assg_sharpness(stats, sharpness, relax))
+
+        def once(kk):
+            def total(x_):
+                logits, hs = apply_with_surrogate(model, params, x_, kk, alphas, _atan_sharpness_grad)
+                l_ = objective(logits, y)
+                return l_.sum(), (l_, logits, hs)
+            g, (l_, logits, hs) = jax.grad(total, has_aux=True)(x_adv)
+            return l_, logits, g, hs
+
+        keys = jax.random.split(k, eot)
+        l0, z0, g0, hs = once(keys[0])
+        if eot > 1:
+            l0, z0, g0 = lax.fori_loop(1, eot, lambda i, acc: jax.tree.map(jnp.add, acc, once(keys[i])[:3]),
+                                       (l0, z0, g0))
+            l0, z0, g0 = l0 / eot, z0 / eot, g0 / eot
+        return l0, z0, g0, assg_update(stats, hs, model.neuron.threshold)
+
+    u = jax.random.uniform(k_start, x.shape, x.dtype, -1.0, 1.0)
+    x0 = project(x + eps * per_example(jnp.divide, jnp.max(jnp.abs(u).reshape(x.shape[0], -1), axis=-1), u), x, eps)
+    stats = assg_init(model, params, x) if adaptive else ()
+    loss0, logits0, g0, stats = grads(x0, stats, jax.random.fold_in(k_steps, 0))
+    batch = x.shape[0]
+    fooled0 = misclassified(logits0, y)
+    zeros = jnp.zeros_like(x)
+    state = _SaState(x0, zeros, zeros, g0, jnp.full((batch,), eps, x.dtype), x0, loss0, x0, fooled0, stats)
+
+    def mean_abs(a):
+        return jnp.mean(jnp.abs(a).reshape(a.shape[0], -1), axis=-1)
+
+    def step(i, s: _SaState) -> _SaState:
+        g = s.grad
+        first = (i == 0).astype(x.dtype)
+        g_hat = per_example(jnp.divide, mean_abs(g) + 1e-12, g)
+        g2 = per_example(jnp.divide, mean_abs(g * g) + 1e-12, g * g)
+        m = (1 - first) * 0.5 * s.m + g_hat
+        v = (1 - first) * 0.8 * s.v + g2
+        eta = per_example(jnp.multiply, s.step, jnp.ones_like(x))
+        x_new = project(s.x_adv + jnp.clip(m / (jnp.sqrt(v) + 1e-12) * eta, -eta, eta), x, eps)
+        l_, logits, g_new, stats = grads(x_new, s.stats, jax.random.fold_in(k_steps, i + 1))
+        wrong = misclassified(logits, y)
+        better = l_ > s.loss_best
+        return _SaState(x_new, m, v, g_new, jnp.where(is_check[i], s.step / 2, s.step),
+                        where(better, x_new, s.x_best), jnp.where(better, l_, s.loss_best),
+                        where(wrong, x_new, s.x_fooled), s.fooled | wrong, stats)
+
+    final = lax.fori_loop(0, steps, step, state)
+    return where(final.fooled, final.x_fooled, final.x_best)
