@@ -116,3 +116,10 @@ def test_programs_print_one_line_in_a_real_process(tmp_path):
         assert out.stderr.startswith("error: ") and out.stderr.count("\n") == 1, out.stderr[-2000:]
         assert expected in out.stderr
     assert not (tmp_path / "w").exists()
+
+
+def test_missing_config_file_is_named(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv(cli.DEBUG_ENV, raising=False)
+    missing = str(tmp_path / "nope.py")
+    code, _, err = run_main(monkeypatch, capsys, "--config", missing, "--workdir", str(tmp_path / "w"))
+    assert code != 0 and err == f"error: config file {missing!r} does not exist (--config {missing})\n"

@@ -235,6 +235,7 @@ def test_kill_during_writes_and_damage_resume_bit_for_bit(finished, tmp_path):
     done = child()
     assert done.returncode == 0, done.stderr[-3000:]
     assert "checkpoint step 4" in done.stderr and "resumed from step 2" in done.stdout, done.stderr[-3000:]
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["4", "6"]  # no unfinished saves left
     (step_a, state_a), (step_b, state_b) = saved_state(workdir), saved_state(finished)
     assert step_a == step_b == 6
     assert_trees_equal(state_a, state_b)  # params, BN statistics, optimiser state, key, running sums

@@ -32,10 +32,13 @@ class Checkpoints:
     record holding the config, so ``tgo_train.evaluate`` can rebuild the model from a workdir alone.
     """
 
-    def __init__(self, directory: str, every_steps: int, keep: int = 2):
+    def __init__(self, directory: str, every_steps: int, keep: int = 2, writer: bool = False):
+        """``writer``: the training run owning the folder; it removes saves a crash left unfinished (a
+        reader must not: they may be the running training's saves in flight)."""
         if every_steps < 1:
             raise ValueError(f"checkpoint_every_steps must be >= 1, got {every_steps}")
-        options = ocp.CheckpointManagerOptions(max_to_keep=keep, save_interval_steps=every_steps, create=True)
+        options = ocp.CheckpointManagerOptions(max_to_keep=keep, save_interval_steps=every_steps, create=True,
+                                               cleanup_tmp_directories=writer)
         self.directory = os.path.abspath(directory)
         self.manager = ocp.CheckpointManager(self.directory, options=options)
         self._unsealed: list[int] = []  # saved steps whose manifest is not written yet

@@ -60,6 +60,6 @@ def _guarded(main: Callable) -> Callable:
         except Exception as e:  # noqa: BLE001 - every failure becomes one line unless debugging
             if debugging(argv):
                 raise
-            fail(config_check.one_line(e))
+            fail(config_check.explain_load_error(sys.argv, e) or config_check.one_line(e))
 
     return guarded

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import difflib
 import functools
+import os
 import re
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 import ml_collections
 
@@ -180,16 +181,33 @@ def explain_override_error(argv: Sequence[str], error: BaseException) -> str:
     return one_line(error)
 
 
-def _load_config_file(argv: Sequence[str]):
-    """The config named by ``--config=PATH`` / ``--config PATH`` in ``argv``, or None if it cannot be loaded."""
-    from ml_collections.config_flags import config_flags
-
+def config_path(argv: Sequence[str]) -> Optional[str]:
+    """The PATH of ``--config=PATH`` / ``--config PATH`` in ``argv`` (None when absent)."""
     path = None
     for i, arg in enumerate(argv):
         if arg.startswith(("--config=", "-config=")):
             path = arg.split("=", 1)[1]
         elif arg in ("--config", "-config") and i + 1 < len(argv):
             path = argv[i + 1]
+    return path
+
+
+def explain_load_error(argv: Sequence[str], error: BaseException) -> Optional[str]:
+    """One line for a config file ml_collections could not load (its own message omits the path)."""
+    path = config_path(argv)
+    if path is None or "config file" not in str(error):
+        return None
+    file = path.split(":", 1)[0]  # PATH:ARG passes ARG to get_config
+    if not os.path.exists(file):
+        return f"config file {file!r} does not exist (--config {path})"
+    return f"config file {path!r} cannot be loaded (run with --verbose for the cause)"
+
+
+def _load_config_file(argv: Sequence[str]):
+    """The config named by ``--config`` in ``argv``, or None if it cannot be loaded."""
+    from ml_collections.config_flags import config_flags
+
+    path = config_path(argv)
     if not path:
         return None
     try:

@@ -10,7 +10,6 @@ the mean over fresh noise draws (``--draws``).
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from fractions import Fraction
@@ -21,7 +20,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from tgo_jax import attacks, data
-from tgo_train import cli, train
+from tgo_train import cli, records, train
 from tgo_train.checkpoint import Checkpoints, read_meta
 from tgo_train.configs.base import get_base_config
 from tgo_train.progress import Progress
@@ -147,10 +146,8 @@ def evaluate_workdir(workdir: str, *, eps_list: Sequence[float], alpha: float, e
         plot_sweep({os.path.basename(os.path.normpath(workdir)): sweep}, sweep_attack,
                    os.path.join(workdir, "eps_sweep.png"))
     results["seconds"] = round(time.time() - t0, 1)
-    with open(os.path.join(workdir, "eval.json"), "w") as f:
-        json.dump(results, f, indent=1)
-    with open(os.path.join(workdir, "eval.md"), "w") as f:
-        f.write(render(results) + "\n")
+    records.write_json(os.path.join(workdir, "eval.json"), results)  # whole or not at all
+    records.write_atomic(os.path.join(workdir, "eval.md"), render(results) + "\n")
     return results
 
 

@@ -211,7 +211,7 @@ def prepare(config: ml_collections.ConfigDict) -> Run:
         splits["test"] = tuple(a[:config.eval_subset] for a in splits["test"])
     n_train = len(splits["train"][1])
     if config.batch_size < 1 or config.batch_size > n_train:
-        raise ValueError(f"batch_size must be in [1, {n_train}] (training images), got {config.batch_size}")
+        raise ValueError(f"config.batch_size must be in [1, {n_train}] (training images), got {config.batch_size}")
     steps_per_epoch = data.num_batches(n_train, config.batch_size, drop_remainder=True)
     return Run(config, info, splits, build_model(config, info), steps_per_epoch)
 
@@ -251,7 +251,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     os.makedirs(workdir, exist_ok=True)
     ckpt = Checkpoints(os.path.join(workdir, "checkpoints"), config.checkpoint_every_steps,
-                       config.keep_checkpoints)
+                       config.keep_checkpoints, writer=True)
     meta = {"config": config.to_dict()}
     elapsed_before = 0.0  # training seconds of earlier sessions of this run (checkpoint meta)
     if ckpt.latest_step() is not None:
