@@ -207,18 +207,18 @@ def plot_sweep(curves: dict, attack: str, path: str) -> None:
 def define_flags():
     """Command-line flags (defined on demand, so other programs can import this module)."""
     flags.DEFINE_multi_string("workdir", None, "training workdir(s); several give a comparison")
-    flags.DEFINE_integer("step", None, "checkpoint step (default: latest)")
+    flags.DEFINE_integer("step", None, "checkpoint step (default: latest)", lower_bound=0)
     flags.DEFINE_list("eps", ["8/255"], "attack budgets (L∞, pixel units)")
-    flags.DEFINE_float("alpha", 0.01, "PGD step size")
+    flags.DEFINE_float("alpha", 0.01, "PGD step size", lower_bound=0.0)
     flags.DEFINE_list("extra", [], "extra attacks: apgd, mtpgd")
     flags.DEFINE_list("attacks", [], "these rows, by name: any of tgo_jax.attacks.names(), e.g. "
                       "Clean,PGD10,APGD-T,Square,ASSG (default: the paper's table)")
-    flags.DEFINE_integer("eot", 10, "EoT noise draws per gradient for stochastic models")
-    flags.DEFINE_integer("draws", 3, "noise draws per accuracy evaluation of stochastic models")
+    flags.DEFINE_integer("eot", 10, "EoT noise draws per gradient for stochastic models", lower_bound=1)
+    flags.DEFINE_integer("draws", 3, "noise draws per accuracy evaluation of stochastic models", lower_bound=1)
     flags.DEFINE_list("eps_sweep", [], "ε values for the sweep table/figure, e.g. 2/255,4/255,6/255,8/255")
     flags.DEFINE_string("sweep_attack", "PGD10", "attack used in the ε sweep")
-    flags.DEFINE_integer("num_examples", 0, "evaluate on the first N test images (0 = all)")
-    flags.DEFINE_integer("batch_size", 500, "evaluation batch size")
+    flags.DEFINE_integer("num_examples", 0, "evaluate on the first N test images (0 = all)", lower_bound=0)
+    flags.DEFINE_integer("batch_size", 500, "evaluation batch size", lower_bound=1)
     flags.DEFINE_string("out", None, "write the comparison table (markdown) here")
 
 

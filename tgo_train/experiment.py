@@ -17,10 +17,10 @@ from tgo_train import cli, config_check, evaluate, train
 from tgo_train.configs import fmnist_tgo, fmnist_vanilla
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/fmnist", "directory for both runs and the results table")
-_EPOCHS = flags.DEFINE_integer("epochs", None, "override the configs' epochs")
-_TRAIN_SUBSET = flags.DEFINE_integer("train_subset", None, "train on the first N images only")
-_NUM = flags.DEFINE_integer("num_examples", 1000, "test images for the attack evaluation (0 = all)")
-_EOT = flags.DEFINE_integer("eot", 10, "EoT draws per gradient for the noisy model")
+_EPOCHS = flags.DEFINE_integer("epochs", None, "override the configs' epochs", lower_bound=1)
+_TRAIN_SUBSET = flags.DEFINE_integer("train_subset", None, "train on the first N images only", lower_bound=1)
+_NUM = flags.DEFINE_integer("num_examples", 1000, "test images for the attack evaluation (0 = all)", lower_bound=0)
+_EOT = flags.DEFINE_integer("eot", 10, "EoT draws per gradient for the noisy model", lower_bound=1)
 _ATTACKS = ("Clean", "FGSM", "RFGSM", "PGD10")
 
 
