@@ -333,6 +333,25 @@ def test_regions_patterns_longer_than_one_word():
     np.testing.assert_array_equal(count_regions(pixel_pattern_fn, None, x_half, key, 0.1, 64), [64])
 
 
+ball_stats = jax.jit(analysis.ball_statistics, static_argnums=(0, 5, 6))
+
+
+def test_ball_statistics_regions_and_flips_by_layer():
+    key = jax.random.PRNGKey(1)
+    x = jnp.full((2, 40, 1, 1), 0.9).at[0, 37].set(0.5)  # example 0: only bit 37 (last layer) can change
+    counts, flips = ball_stats(pixel_pattern_fn, None, x, key, 0.1, 64, (30, 10))
+    np.testing.assert_array_equal(counts, [[2, 2], [1, 1]])
+    np.testing.assert_array_equal(counts[:, 0], count_regions(pixel_pattern_fn, None, x, key, 0.1, 64))
+    # the same samples by hand: bit 37 is set on the clean image (0.5 >= 0.5) and flips below 0.5
+    sample_key, _ = jax.random.split(jax.random.split(key, 2)[0])
+    pts = analysis.sample_linf_ball(sample_key, x[0], 0.1, 64)
+    expected = float(np.mean(np.asarray(pts[:, 37, 0, 0]) < 0.5)) / 10
+    np.testing.assert_allclose(flips, [[0.0, expected], [0.0, 0.0]], atol=1e-7)
+    assert 0 < expected < 0.1
+    with pytest.raises(ValueError, match="layer_sizes"):
+        ball_stats(pixel_pattern_fn, None, x, key, 0.1, 64, (30, 9))
+
+
 def test_count_distinct_rows_against_numpy():
     rng = np.random.default_rng(6)
     base = rng.integers(0, 2, (7, 70)).astype(bool)

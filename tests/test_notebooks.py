@@ -1,4 +1,7 @@
-"""The notebooks run top to bottom at their small size, and match their source in notebooks/_build.py.
+"""The notebooks run top to bottom at their small size, and each .ipynb is in step with its .py twin.
+
+The notebooks are jupytext pairs: ``notebooks/NN_name.py`` (py:percent, the file to edit and review)
+and ``NN_name.ipynb`` (the same cells with stored outputs), kept in step by ``jupytext --sync``.
 
 Each notebook is executed with nbclient in a fresh ``python3`` kernel (this interpreter's ipykernel),
 with the repository root as working directory and ``TGO_NOTEBOOK_SIZE=ci`` (and XLA's lowest CPU
@@ -7,10 +10,10 @@ temporary directory, so the run must leave the notebooks' cache folders under ru
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import pathlib
 
+import jupytext
 import nbformat
 import pytest
 from nbclient import NotebookClient
@@ -29,13 +32,6 @@ NOTEBOOKS = {
     "02_threshold_guarding.ipynb": (True, 2),
     "03_robustness.ipynb": (True, 4),
 }
-
-
-def _load_build_module():
-    spec = importlib.util.spec_from_file_location("notebooks_build", NOTEBOOK_DIR / "_build.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _cache_snapshot() -> set:
@@ -62,12 +58,19 @@ def _figures(nb) -> int:
     return sum("image/png" in o.get("data", {}) for o in _outputs(nb, "display_data"))
 
 
+def _cells(nb):
+    return [(c.cell_type, c.source, c.metadata.get("tags", [])) for c in nb.cells]
+
+
 @pytest.mark.parametrize("name", sorted(NOTEBOOKS))
-def test_notebook_matches_its_source(name):
-    """The .ipynb cells are the ones _build.py writes (edit the source, then rebuild)."""
-    built = _load_build_module().build(name)
+def test_notebook_pair_in_sync(name):
+    """The .ipynb holds the cells of its py:percent twin (edit either, then `jupytext --sync`)."""
+    script = jupytext.read(NOTEBOOK_DIR / name.replace(".ipynb", ".py"))
     saved = nbformat.read(NOTEBOOK_DIR / name, as_version=4)
-    assert [(c.cell_type, c.source) for c in saved.cells] == [(c.cell_type, c.source) for c in built.cells]
+    assert saved.metadata.get("jupytext", {}).get("formats") == "ipynb,py:percent"
+    assert _cells(saved) == _cells(script), f"run: jupytext --sync notebooks/{name}"
+    # the size is a papermill-style parameter
+    assert sum("parameters" in tags for _, _, tags in _cells(saved)) == 1
 
 
 @pytest.mark.slow

@@ -404,14 +404,64 @@ def activation_region_count(spike_pattern_fn: PatternFn, params: PyTree, x: Arra
     _check_count("num_samples", num_samples)
 
     def count_one(inputs):
-        x_b, key_b = inputs
-        sample_key, noise_key = jax.random.split(key_b)
-        points = sample_linf_ball(sample_key, x_b, eps, num_samples)
-        # vmap with a shared key: one batch of N on the device, the same noise for every point.
-        patterns = jax.vmap(lambda p: spike_pattern_fn(params, p[None], noise_key)[0])(points)
+        patterns, _ = _ball_patterns(spike_pattern_fn, params, *inputs, eps, num_samples)
         return count_distinct_rows(patterns)
 
     return lax.map(count_one, (x, jax.random.split(key, x.shape[0])))
+
+
+def _ball_patterns(spike_pattern_fn: PatternFn, params: PyTree, x_b: Array, key_b: Array, eps: float,
+                   num_samples: int) -> Tuple[Array, Array]:
+    """Spike patterns [N, P] of N ball samples around one input, and the noise key they all used."""
+    sample_key, noise_key = jax.random.split(key_b)
+    points = sample_linf_ball(sample_key, x_b, eps, num_samples)
+    # vmap with a shared key: one batch of N on the device, the same noise for every point.
+    return jax.vmap(lambda p: spike_pattern_fn(params, p[None], noise_key)[0])(points), noise_key
+
+
+def ball_statistics(spike_pattern_fn: PatternFn, params: PyTree, x: Array, key: Array, eps: float,
+                    num_samples: int, layer_sizes: Sequence[int]) -> Tuple[Array, Array]:
+    """Activation regions and spike flips in the L∞ ε-ball around each input (Theorem 2).
+
+    The samples are those of ``activation_region_count`` (same keys, so the all-layer count equals
+    its result). The pattern is split into layers by ``layer_sizes`` (spikes per example and layer,
+    T·N_l, in the order of ``spike_pattern_fn``'s output).
+
+    Args:
+      spike_pattern_fn: ``spike_pattern_fn(params, x, key) -> [B, P]`` binary spike patterns.
+      params: its parameters.
+      x: inputs [B, ...].
+      key: PRNG key (split per example into a sampling key and a noise key).
+      eps: ball radius ε (>= 0).
+      num_samples: samples per example N (static).
+      layer_sizes: spikes per example of each layer; they must add up to P.
+
+    Returns:
+      ``(counts [B, 2] int32, flips [B, L])``: the distinct patterns among the samples over all layers
+      and over the last layer alone, and per layer the share of spikes that differ from the clean
+      input's pattern (same noise key), averaged over the samples.
+    """
+    _check_batch("x", x)
+    _check_non_negative("eps", eps)
+    _check_count("num_samples", num_samples)
+    bounds = [0]
+    for i, size in enumerate(layer_sizes):
+        _check_count(f"layer_sizes[{i}]", int(size))
+        bounds.append(bounds[-1] + int(size))
+    slices = list(zip(bounds[:-1], bounds[1:]))
+
+    def one(inputs):
+        x_b, key_b = inputs
+        patterns, noise_key = _ball_patterns(spike_pattern_fn, params, x_b, key_b, eps, num_samples)
+        if patterns.shape[1] != bounds[-1]:
+            raise ValueError(f"layer_sizes add up to {bounds[-1]}, but the patterns have "
+                             f"{patterns.shape[1]} spikes per example")
+        clean = spike_pattern_fn(params, x_b[None], noise_key)[0]
+        counts = [count_distinct_rows(patterns), count_distinct_rows(patterns[:, slices[-1][0]:])]
+        flips = [jnp.mean(patterns[:, a:b] != clean[a:b]) for a, b in slices]
+        return jnp.stack(counts), jnp.stack(flips)
+
+    return lax.map(one, (x, jax.random.split(key, x.shape[0])))
 
 
 def _is_spiking_call(module: Any, method_name: str) -> bool:

@@ -175,5 +175,10 @@ def main(argv):
         print(json.dumps(run_bench(config, image, _REPS.value, apgd=not _NO_APGD.value)), flush=True)
 
 
-if __name__ == "__main__":
+def entry():
+    """Console script ``tgo-bench``."""
     cli.run(main)
+
+
+if __name__ == "__main__":
+    entry()

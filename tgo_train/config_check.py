@@ -103,6 +103,7 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
     "eval_noise_draws": _int(1),
     "num_devices": _int(0),  # 0 = all visible
     "progress": validation.boolean,
+    "log_every_steps": _int(0),  # 0 = no per-step TensorBoard scalars
 }
 
 

@@ -1,6 +1,6 @@
 r"""Robustness evaluation of trained checkpoints in the paper's table layout.
 
-    python -m tgo_train.evaluate --workdir runs/fmnist/tgo [--workdir runs/fmnist/vanilla ...] \
+    tgo-evaluate --workdir runs/fmnist/tgo [--workdir runs/fmnist/vanilla ...] \
         [--eps 8/255] [--extra apgd,mtpgd] [--eps_sweep 2/255,4/255,6/255,8/255] [--num_examples 1000]
 
 Writes ``eval.json`` and ``eval.md`` in each workdir (and ``eps_sweep.png`` for a sweep); with several
@@ -24,6 +24,8 @@ from tgo_train import cli, records, train
 from tgo_train.checkpoint import Checkpoints, read_meta
 from tgo_train.configs.base import get_base_config
 from tgo_train.progress import Progress
+from tgo_train.summaries import Summaries
+from tgo_train.tables import eps_label
 
 PAPER_COLUMNS = ("Clean", "FGSM", "RFGSM", "PGD7", "PGD10", "PGD20", "PGD40")
 
@@ -64,12 +66,14 @@ def load_run(workdir: str, step: Optional[int] = None, num_examples: int = 0):
 
 
 def evaluate_suite(run, variables, suite, *, batch_size: int, draws: int, seed: int = 0,
-                   progress: bool = True) -> dict:
+                   progress: bool = True, label: str = "") -> dict:
     """Accuracy (%) of a model under each (name, attack) of ``suite`` on the run's test split.
 
     Args:
       suite: sequence of (name, attack or None for clean) as made by ``attacks.paper_suite``.
       draws: noise draws per evaluation of a stochastic model (fresh noise; mean accuracy).
+      progress: a bar on a terminal, and a line with each attack's seconds when done.
+      label: names the suite in the progress output (e.g. the model and ε).
     """
     logits_fn = attacks.model_logits_fn(run.model)
     stochastic = run.model.neuron.stochastic
@@ -77,18 +81,25 @@ def evaluate_suite(run, variables, suite, *, batch_size: int, draws: int, seed: 
     images, labels = run.splits["test"]
     batches = list(data.eval_batches(images, labels, batch_size))
     jitted = {name: jax.jit(_accuracy_fn(attack, logits_fn, draws)) for name, attack in suite}
-    bar = Progress(len(batches) * len(suite), enabled=progress, desc="evaluate")
+    bar = Progress(len(batches) * len(suite), enabled=progress, desc=f"evaluate {label}".strip())
     correct = {name: 0.0 for name, _ in suite}
+    seconds = {name: 0.0 for name, _ in suite}  # per attack, compilation included
     key = jax.random.PRNGKey(seed)
     done = 0
     for batch in batches:
         for name, _ in suite:
             key, sub = jax.random.split(key)
+            t0 = time.time()
             correct[name] += float(jitted[name](variables, batch["image"], batch["label"], sub))
+            seconds[name] += time.time() - t0
             done += 1
             bar.update(done)
     bar.close()
-    return {name: 100.0 * c / len(labels) for name, c in correct.items()}
+    accuracy = {name: 100.0 * c / len(labels) for name, c in correct.items()}
+    if progress:  # where the time went: one line per suite, each attack's seconds and accuracy
+        bar.write(f"evaluated {label} on {len(labels)} images: " + ", ".join(
+            f"{name} {seconds[name]:.0f} s ({accuracy[name]:.1f}%)" for name, _ in suite))
+    return accuracy
 
 
 def _accuracy_fn(attack, logits_fn, draws):
@@ -113,18 +124,13 @@ def markdown_table(rows: dict, columns: Sequence[str], title: str = "") -> str:
     return "\n".join(lines)
 
 
-def eps_label(eps: float) -> str:
-    """'8/255' when ε is a whole number of 1/255 steps, else the plain number."""
-    steps = eps * 255
-    return f"{round(steps)}/255" if abs(steps - round(steps)) < 1e-6 else f"{eps:g}"
-
-
 def evaluate_workdir(workdir: str, *, eps_list: Sequence[float], alpha: float, extra: Sequence[str],
                      eot: int, draws: int, eps_sweep: Sequence[float], sweep_attack: str,
                      num_examples: int, batch_size: int, step: Optional[int] = None,
                      attacks_subset: Optional[Sequence[str]] = None, progress: bool = True) -> dict:
     """Evaluates one workdir; writes eval.json / eval.md (and eps_sweep.png); returns the results."""
     t0 = time.time()
+    name = os.path.basename(os.path.normpath(workdir))
     run, variables, ckpt_step = load_run(workdir, step, num_examples)
     stochastic = run.model.neuron.stochastic
     eot, draws = (eot, draws) if stochastic else (1, 1)
@@ -135,17 +141,20 @@ def evaluate_workdir(workdir: str, *, eps_list: Sequence[float], alpha: float, e
         if attacks_subset:
             suite = select_attacks(suite, attacks_subset, eps=eps, alpha=alpha, eot=eot)
         results["tables"][eps_label(eps)] = evaluate_suite(run, variables, suite, batch_size=batch_size,
-                                                           draws=draws, progress=progress)
+                                                           draws=draws, progress=progress,
+                                                           label=f"{name} ε={eps_label(eps)}")
     if eps_sweep:
         sweep = {}
         for eps in eps_sweep:
             suite = [(n, a) for n, a in attacks.paper_suite(eps=eps, alpha=alpha, eot=eot) if n == sweep_attack]
             sweep[eps_label(eps)] = evaluate_suite(run, variables, suite, batch_size=batch_size, draws=draws,
-                                                   progress=progress)[sweep_attack]
+                                                   progress=progress,
+                                                   label=f"{name} ε={eps_label(eps)}")[sweep_attack]
         results["eps_sweep"] = {"attack": sweep_attack, "accuracy": sweep}
         plot_sweep({os.path.basename(os.path.normpath(workdir)): sweep}, sweep_attack,
                    os.path.join(workdir, "eps_sweep.png"))
     results["seconds"] = round(time.time() - t0, 1)
+    write_summaries(workdir, results)
     records.write_json(os.path.join(workdir, "eval.json"), results)  # whole or not at all
     records.write_atomic(os.path.join(workdir, "eval.md"), render(results) + "\n")
     return results
@@ -159,6 +168,18 @@ def select_attacks(suite, names: Sequence[str], *, eps: float, alpha: float, eot
     have = {n for n, _ in rows}
     return rows + [(n, attacks.make(n, eps=eps, alpha=alpha, eot=eot)) for n in dict.fromkeys(wanted)
                    if n not in have]
+
+
+def write_summaries(workdir: str, results: dict) -> None:
+    """The results as TensorBoard scalars ``eval/<attack>_<ε>`` (and ``eval_sweep/``) at the checkpoint step."""
+    with Summaries(workdir) as summaries:
+        for eps, table in results["tables"].items():
+            summaries.scalars(results["step"], {f"{attack}_{eps}": acc for attack, acc in table.items()},
+                              prefix="eval/")
+        if "eps_sweep" in results:
+            sweep = results["eps_sweep"]
+            summaries.scalars(results["step"], {f"{sweep['attack']}_{eps}": acc
+                                                for eps, acc in sweep["accuracy"].items()}, prefix="eval_sweep/")
 
 
 def render(results: dict) -> str:
@@ -246,6 +267,11 @@ def main(argv):
                 f.write(table + "\n")
 
 
-if __name__ == "__main__":
+def entry():
+    """Console script ``tgo-evaluate``."""
     define_flags()
     cli.run(main)
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,16 +1,23 @@
-"""Train one experiment: ``python -m tgo_train.main --config tgo_train/configs/<name>.py --workdir DIR``.
+"""Train one experiment: ``tgo-train --config NAME --workdir DIR`` (or ``python -m tgo_train.main``).
+
+``--config`` takes a config name (``fmnist_tgo``, ``cifar:cifar10,wrn16_4,rat,tgo``; see
+``tgo_train/configs``) or a config file path (``tgo_train/configs/fmnist_tgo.py``).
 
 Any config field can be overridden, e.g. ``--config.epochs=10 --config.margin.enabled=True``. A rerun
 with the same workdir resumes from the latest intact checkpoint; it refuses a config that changes the
 run's meaning (``--fresh`` moves the old workdir aside and starts again). Errors are one line on stderr
 (``--verbose`` or ``TGO_DEBUG=1`` for the traceback).
 """
+import sys
+
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from tgo_train import cli, config_check, resume, train
+from tgo_train import cli, config_check, configs, resume, train
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config file", lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "config name (fmnist_tgo, cifar:cifar10,wrn16_4,rat,tgo, ...) or config file path",
+    lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "directory for checkpoints and metrics.jsonl")
 _FRESH = flags.DEFINE_bool("fresh", False, "move an existing workdir aside (to WORKDIR.old-TIME) and start anew")
 flags.mark_flags_as_required(["config", "workdir"])
@@ -27,5 +34,14 @@ def main(argv):
     print("final:", record, flush=True)
 
 
+def entry():
+    """Console script ``tgo-train``: a config name becomes its packaged file before the flags are read."""
+    try:
+        argv = configs.resolve_config_flag(sys.argv)
+    except ValueError as e:
+        cli.fail(str(e))
+    cli.run(main, argv=argv)
+
+
 if __name__ == "__main__":
-    cli.run(main)
+    entry()

@@ -21,8 +21,8 @@ from tgo_train.configs.base import get_base_config
 CONFIG_FILE = "config.json"
 HISTORY_FILE = "config_history.jsonl"
 # Progress, evaluation, checkpoint cadence, devices, where the data lies and how the same computation runs.
-HARMLESS = ("progress", "max_steps", "eval_batch_size", "eval_subset", "eval_every_epochs", "eval_noise_draws",
-            "checkpoint_every_steps", "keep_checkpoints", "num_devices", "data_dir", "neuron.fused",
+HARMLESS = ("progress", "log_every_steps", "max_steps", "eval_batch_size", "eval_subset", "eval_every_epochs",
+            "eval_noise_draws", "checkpoint_every_steps", "keep_checkpoints", "num_devices", "data_dir", "neuron.fused",
             "neuron.remat", "neuron.unroll", "model_kwargs.remat_blocks", "model_kwargs.conv_impl")
 _ABSENT = "<absent>"
 

@@ -23,6 +23,7 @@ from tgo_train import config_check, records, resume
 from tgo_train.checkpoint import Checkpoints
 from tgo_train.config_check import STRATEGIES
 from tgo_train.progress import Progress
+from tgo_train.summaries import Summaries
 
 
 @flax.struct.dataclass
@@ -59,10 +60,16 @@ def total_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
     return config.epochs * steps_per_epoch
 
 
-def build_optimizer(config: ml_collections.ConfigDict, steps: int) -> optax.GradientTransformation:
-    """SGD (momentum 0.9) with cosine annealing over the whole run (paper), or Adam; weight decay."""
+def learning_rate(config: ml_collections.ConfigDict, steps: int) -> optax.Schedule:
+    """The learning rate against the step: cosine annealing over the whole run (paper) or constant."""
     o = config.optim
-    lr = optax.cosine_decay_schedule(o.lr, steps) if o.schedule == "cosine" else optax.constant_schedule(o.lr)
+    return optax.cosine_decay_schedule(o.lr, steps) if o.schedule == "cosine" else optax.constant_schedule(o.lr)
+
+
+def build_optimizer(config: ml_collections.ConfigDict, steps: int) -> optax.GradientTransformation:
+    """SGD (momentum 0.9) or Adam with ``learning_rate``; weight decay."""
+    o = config.optim
+    lr = learning_rate(config, steps)
     if o.name == "sgd":
         opt = optax.sgd(lr, momentum=o.momentum, nesterov=o.nesterov)
     elif o.name == "adam":
@@ -232,8 +239,10 @@ def evaluate_clean(run: Run, variables, key, eval_step, draws: int = 1) -> float
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Trains per ``config`` in ``workdir``, resuming from its latest checkpoint; returns the final metrics.
 
-    Writes ``workdir/metrics.jsonl`` (one record per epoch), ``workdir/config.json`` and orbax
-    checkpoints under ``workdir/checkpoints`` (every ``checkpoint_every_steps`` and at the end).
+    Writes ``workdir/metrics.jsonl`` (one record per epoch), ``workdir/config.json``, orbax
+    checkpoints under ``workdir/checkpoints`` (every ``checkpoint_every_steps`` and at the end) and
+    TensorBoard event files (``tgo_train.summaries``: train metrics every ``log_every_steps`` steps,
+    the epoch records).
     The config is checked, and a resume's stored config compared with it, before anything is written.
     """
     config_check.check(config)
@@ -270,24 +279,36 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     record = {}
     step = int(state.step)
+    summaries = Summaries(workdir, purge_step=step or None)
+    lr = learning_rate(config, steps)
     progress = Progress(last_step, initial=step, enabled=config.progress, desc=os.path.basename(workdir))
     t0 = time.time() - elapsed_before  # elapsed_s counts this run's training time across resumes
+    t_epoch = time.time()
     while step < last_step:
         epoch, start = divmod(step, run.steps_per_epoch)
         for batch in data.epoch_batches(images, labels, config.batch_size, seed=config.seed, epoch=epoch,
                                         start_step=start):
-            state, _ = train_step(state, sharding.shard_batch(batch, mesh))
+            state, metrics = train_step(state, sharding.shard_batch(batch, mesh))
             step += 1
             progress.update(step)
+            if config.log_every_steps and step % config.log_every_steps == 0:  # the only per-step transfer
+                summaries.scalars(step, dict(jax.device_get(metrics), learning_rate=float(lr(step - 1))),
+                                  prefix="train/")
             epoch_done = step % run.steps_per_epoch == 0
             if epoch_done or step >= last_step:  # before saving: sums reset at an epoch's end
+                t_eval = time.time()
                 state, record = _end_epoch(run, state, epoch, step, eval_step, eval_key, workdir,
                                            time.time() - t0, partial=not epoch_done)
-                progress.write(_format_record(record))
+                summaries.scalars(step, {k: v for k, v in record.items() if k not in ("step", "epoch")},
+                                  prefix="epoch/")
+                progress.write(f"{_format_record(record)}  time: train {t_eval - t_epoch:.0f} s, "
+                               f"clean eval {time.time() - t_eval:.0f} s")
+                t_epoch = time.time()
             ckpt.save(step, state, dict(meta, epoch=epoch, elapsed_s=time.time() - t0))
             if step >= last_step:
                 break
     progress.close()
+    summaries.close()
     ckpt.save(step, state, dict(meta, epoch=step // run.steps_per_epoch, elapsed_s=time.time() - t0),
               force=ckpt.latest_step() != step)
     ckpt.close()

@@ -42,5 +42,6 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.eval_every_epochs = 1
     c.eval_noise_draws = 1  # clean accuracy of a noisy model: mean over this many noise draws
     c.num_devices = 1  # data parallelism over this many devices (0 = all visible)
-    c.progress = True
+    c.progress = True  # a progress bar on a terminal (the per-epoch lines are printed either way)
+    c.log_every_steps = 50  # TensorBoard train scalars every N steps (0 = none; epoch records always)
     return c

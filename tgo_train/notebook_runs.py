@@ -1,0 +1,110 @@
+"""The training runs the notebooks make or load: reduced configs, the ablation grid, cache checks.
+
+``size`` is the notebooks' size switch: ``"full"`` (the default, minutes on 2 CPU cores) or ``"ci"``
+(tiny nets, for the tests; their numbers only show that the code runs).
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import ml_collections
+
+from tgo_train.configs import fmnist_tgo, fmnist_vanilla
+
+SIZES = ("ci", "full")
+# The experiment's two configs (python -m tgo_train.experiment), by name.
+EXPERIMENT_CONFIGS = {"vanilla": fmnist_vanilla.get_config, "tgo": fmnist_tgo.get_config}
+# The MC × NLIF ablation (the paper's Table 4): name -> (margin penalty on, neuron kind).
+ABLATION_GRID = {"vanilla": (False, "lif"), "mc": (True, "lif"), "nlif": (False, "noisy"), "tgo": (True, "noisy")}
+
+
+def check_size(size: str) -> str:
+    """Returns ``size`` if it is one of SIZES, else raises naming the allowed values."""
+    if size not in SIZES:
+        raise ValueError(f"TGO_NOTEBOOK_SIZE must be one of {SIZES}, got {size!r}")
+    return size
+
+
+def _quiet(c: ml_collections.ConfigDict) -> None:
+    c.progress = False
+    c.checkpoint_every_steps = 100_000  # only the final checkpoint
+
+
+def _shrink_for_ci(c: ml_collections.ConfigDict) -> None:
+    """Tiny net and data: a few dozen steps, 64 evaluation images, one noise draw."""
+    c.model.num_steps = 2
+    c.model_kwargs.channels = (4, 8)
+    c.model_kwargs.hidden = 16
+    c.eval_subset, c.eval_batch_size, c.eval_noise_draws = 64, 64, 1
+
+
+def reduced_config(name: str, size: str) -> ml_collections.ConfigDict:
+    """The experiment's config ``name`` ('vanilla' or 'tgo') trained for 1 epoch on a subset.
+
+    ``full``: 20k training images, 2k evaluation images; ``ci``: 640 images in batches of 32.
+    """
+    c = EXPERIMENT_CONFIGS[name]()
+    _quiet(c)
+    c.epochs = 1
+    if check_size(size) == "ci":
+        _shrink_for_ci(c)
+        c.train_subset, c.batch_size = 640, 32
+    else:
+        c.train_subset, c.eval_subset = 20_000, 2_000
+    return c
+
+
+def ablation_config(name: str, size: str, *, train_subset: int, batch_size: int) -> ml_collections.ConfigDict:
+    """``fmnist_tgo`` with the margin penalty and neuron kind of ``ABLATION_GRID[name]``, 1 epoch.
+
+    With both parts off the config is that of ``fmnist_vanilla`` (at this size).
+    """
+    margin, kind = ABLATION_GRID[name]
+    c = fmnist_tgo.get_config()
+    c.margin.enabled = margin
+    c.neuron.kind = kind
+    c.eval_noise_draws = 3 if kind == "noisy" else 1
+    _quiet(c)
+    c.train_subset, c.batch_size, c.epochs = train_subset, batch_size, 1
+    if check_size(size) == "ci":
+        _shrink_for_ci(c)
+    else:
+        c.eval_subset = 2_000
+    return c
+
+
+def check_cached(config: ml_collections.ConfigDict, workdir: str) -> None:
+    """Raises ValueError if ``workdir`` holds a run made with a config other than ``config``.
+
+    A workdir without ``config.json`` (nothing trained yet) passes.
+    """
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        saved = json.load(f)
+    wanted = json.loads(json.dumps(config.to_dict(), default=str))
+    if saved != wanted:
+        diff = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
+        raise ValueError(f"{workdir} holds a run with another config (fields {diff}); delete it to retrain")
+
+
+def read_records(workdir: str) -> list:
+    """The per-epoch records of ``<workdir>/metrics.jsonl``."""
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def finished(workdir: str) -> bool:
+    """Whether a training workdir has checkpoints and reached its config's last epoch (or max_steps)."""
+    paths = [os.path.join(workdir, p) for p in ("checkpoints", "metrics.jsonl", "config.json")]
+    if not all(os.path.exists(p) for p in paths):
+        return False
+    with open(paths[2]) as f:
+        config = json.load(f)
+    records = read_records(workdir)
+    if not records:
+        return False
+    return records[-1]["epoch"] >= config["epochs"] or bool(
+        config.get("max_steps") and records[-1]["step"] >= config["max_steps"])
