@@ -16,7 +16,7 @@ class DatasetInfo(NamedTuple):
 
     name: str
     num_classes: int
-    shape: tuple[int, int, int]  # one image (or one event frame), (H, W, C)
+    shape: tuple[int, ...]  # one example: an image (H, W, C), or event frames (T, H, W, C)
     mean: tuple[float, ...]  # per channel, of [0, 1] pixels
     std: tuple[float, ...]
     num_train: int
@@ -30,6 +30,9 @@ DATASETS: dict[str, DatasetInfo] = {
                            normalization.CIFAR10_STD, 50000, 10000),
     "cifar100": DatasetInfo("cifar100", 100, (32, 32, 3), normalization.CIFAR100_MEAN,
                             normalization.CIFAR100_STD, 50000, 10000),
+    # 1000 recordings per class, split 9:1 per class; shape (T, H, W, 2) at the default T = 10, 48 × 48.
+    "dvs_cifar10": DatasetInfo("dvs_cifar10", 10, (10, 48, 48, 2), normalization.EVENTS_MEAN,
+                               normalization.EVENTS_STD, 9000, 1000),
 }
 
 

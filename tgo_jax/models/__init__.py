@@ -1,6 +1,7 @@
 """Spiking networks (flax.linen) and a by-name factory.
 
-All models take [B, H, W, C] pixels in [0, 1] and return per-step logits [T, B, classes]; with
+All models take [B, H, W, C] pixels in [0, 1] (or [B, T, H, W, C] event frames) and return per-step
+logits [T, B, classes]; with
 ``return_h=True`` they also return a tuple of per-LIF-layer pre-spike potentials H [T, B, ...].
 """
 from __future__ import annotations

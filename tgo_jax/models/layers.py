@@ -20,11 +20,16 @@ Array = jax.Array
 
 
 def check_image_batch(x: Array, channels: int, num_steps: int) -> None:
-    """Validates a model input at the edge: [B, H, W, C] float pixels, the model's C, T >= 1."""
+    """Validates a model input at the edge: [B, H, W, C] images or [B, T, H, W, C] event frames (T equal to
+    the model's num_steps), float values in [0, 1], the model's C, T >= 1."""
     if not isinstance(num_steps, int) or num_steps < 1:
         raise ValueError(f"num_steps (T) must be an int >= 1, got {num_steps!r}")
-    if x.ndim != 4:
-        raise ValueError(f"input must be [B, H, W, C] (rank 4), got rank {x.ndim} with shape {x.shape}")
+    if x.ndim not in (4, 5):
+        raise ValueError(f"input must be [B, H, W, C] images (rank 4) or [B, T, H, W, C] event frames (rank 5), "
+                         f"got rank {x.ndim} with shape {x.shape}")
+    if x.ndim == 5 and x.shape[1] != num_steps:
+        raise ValueError(f"event frames [B, T, H, W, C] have T = {x.shape[1]}, the model runs num_steps = "
+                         f"{num_steps} steps (shape {x.shape}); they must be equal")
     if x.shape[-1] != channels:
         raise ValueError(f"input has {x.shape[-1]} channels, the model expects {channels} (shape {x.shape})")
     if not jnp.issubdtype(x.dtype, jnp.floating):
@@ -39,6 +44,20 @@ def normalize(x: Array, mean: Sequence[float], std: Sequence[float]) -> Array:
 def repeat_time(x: Array, num_steps: int) -> Array:
     """Direct encoding: the same [B, ...] tensor at every step, flattened to [T·B, ...]."""
     return jnp.broadcast_to(x[None], (num_steps,) + x.shape).reshape((-1,) + x.shape[1:])
+
+
+def is_event_input(x: Array) -> bool:
+    """Whether a model input is event frames [B, T, H, W, C] (fed step by step) rather than images."""
+    return x.ndim == 5
+
+
+def time_major_frames(x: Array) -> Array:
+    """Event frames [B, T, H, W, C] -> [T·B, H, W, C], step t of every example together: frame t feeds step t.
+
+    Batches stay example-major outside the model (batching, sharding, masks and attacks index examples on
+    axis 0); the model puts them time-major once, here.
+    """
+    return jnp.swapaxes(x, 0, 1).reshape((-1,) + x.shape[2:])
 
 
 def mean_over_time(logits_tb: Array) -> Array:
@@ -97,8 +116,9 @@ class SpikingNet(nn.Module):
     """Fields and input/output handling shared by the spiking networks.
 
     Call convention of every subclass: ``__call__(x, train=False, return_h=False)`` takes [B, H, W, C]
-    pixels in [0, 1] and returns the per-step logits [T, B, classes] (float32), and with ``return_h``
-    also a tuple with the pre-spike potential H [T, B, ...] of every LIF layer in forward order.
+    pixels in [0, 1] (the same image at every step: direct encoding) or [B, T, H, W, C] event frames in
+    [0, 1] (frame t at step t), and returns the per-step logits [T, B, classes] (float32), and with
+    ``return_h`` also a tuple with the pre-spike potential H [T, B, ...] of every LIF layer in forward order.
     """
 
     num_classes: int = 10
@@ -124,9 +144,15 @@ class SpikingNet(nn.Module):
         return (nn.remat(run) if self.remat_blocks else run)(self, x)
 
     def prepare_input(self, x: Array) -> Array:
-        """Validates the [B, H, W, C] pixels and normalises them in the compute dtype."""
+        """Validates the input and normalises it in the compute dtype: images stay [B, H, W, C], event
+        frames become [T·B, H, W, C] (``time_major_frames``)."""
         check_image_batch(x, self.in_channels, self.num_steps)
-        return normalize(x, self.mean, self.std).astype(self.dtype)
+        x = normalize(x, self.mean, self.std).astype(self.dtype)
+        return time_major_frames(x) if is_event_input(x) else x
+
+    def over_time(self, x: Array, events: bool) -> Array:
+        """The first layer's current over the T steps [T·B, ...]: repeated for images, as is for events."""
+        return x if events else repeat_time(x, self.num_steps)
 
     def spiking(self, x: Array):
         """A LIF / Noisy-LIF layer with the model's neuron config: ``(spikes [T·B, ...], H [T, B, ...])``."""

@@ -26,12 +26,13 @@ class SmallSNN(layers.SpikingNet):
 
     @nn.compact
     def __call__(self, x, train: bool = False, return_h: bool = False):
+        events = layers.is_event_input(x)
         x = self.prepare_input(x)
 
         def conv_block(mdl, x, width, first):  # conv3×3 → BN → LIF → pool
             x = layers.batch_norm(train, mdl.dtype)(mdl.conv(width)(x))
-            if first:  # direct encoding: the first current is the same at every step
-                x = layers.repeat_time(x, mdl.num_steps)
+            if first:  # direct encoding repeats the first current at every step; event frames are per step
+                x = mdl.over_time(x, events)
             x, h = mdl.spiking(x)
             return layers.avg_pool(x), h
 

@@ -22,12 +22,13 @@ class SpikingVGG11(layers.SpikingNet):
 
     @nn.compact
     def __call__(self, x, train: bool = False, return_h: bool = False):
+        events = layers.is_event_input(x)
         x = self.prepare_input(x)
 
         def conv_block(mdl, x, width, first):  # conv3×3 → BN → LIF
             x = layers.batch_norm(train, mdl.dtype)(mdl.conv(width)(x))
-            if first:  # direct encoding: layer 1's current is the same at every step
-                x = layers.repeat_time(x, mdl.num_steps)
+            if first:  # direct encoding repeats layer 1's current at every step; event frames are per step
+                x = mdl.over_time(x, events)
             return mdl.spiking(x)
 
         def dense_block(mdl, x):  # FC → LIF

@@ -50,7 +50,7 @@ class PreActBlock(nn.Module):
 
 
 class SpikingWRN(layers.SpikingNet):
-    """WRN-d-k: conv 3→16, three groups of ``blocks_per_group`` pre-activation blocks with widths
+    """WRN-d-k: conv C→16, three groups of ``blocks_per_group`` pre-activation blocks with widths
     16k/32k/64k and strides 1/2/2, then BN→LIF→global average pool→FC. WRN-16-4 is the default.
 
     Call convention: ``layers.SpikingNet`` (13 LIF layers).
@@ -65,9 +65,10 @@ class SpikingWRN(layers.SpikingNet):
     def __call__(self, x, train: bool = False, return_h: bool = False):
         if self.merge not in MERGES:
             raise ValueError(f"merge must be one of {MERGES}, got {self.merge!r}")
+        events = layers.is_event_input(x)
         x = self.prepare_input(x)
         x = self.conv(self.stem, 3, 1, use_bias=False)(x)
-        x = layers.repeat_time(x, self.num_steps)  # direct encoding
+        x = self.over_time(x, events)  # direct encoding repeats the stem's output; event frames are per step
 
         def pre_act_block(mdl, x, width, stride):
             return PreActBlock(width, stride, mdl.neuron, mdl.num_steps, mdl.merge, mdl.dtype,
