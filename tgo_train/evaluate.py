@@ -19,7 +19,7 @@ import jax
 import numpy as np
 from absl import app, flags, logging
 
-from tgo_jax import attacks, data
+from tgo_jax import attacks, data, event_attack
 from tgo_train import cli, records, train
 from tgo_train.checkpoint import Checkpoints, read_meta
 from tgo_train.configs.base import get_base_config
@@ -102,6 +102,30 @@ def evaluate_suite(run, variables, suite, *, batch_size: int, draws: int, seed: 
     return accuracy
 
 
+def evaluate_event_attack(run, variables, *, batch_size: int, draws: int, eot: int, steps: int,
+                          seed: int = 0, progress: bool = True) -> dict:
+    """Attack success rate (%) of the event attack (Yao et al. 2024; docs/FORMULAS.md §7) on event data:
+    of the test examples classified correctly, the share misclassified after the attack."""
+    logits_fn = attacks.model_logits_fn(run.model)
+    unit = data.dvs.event_unit(run.config.dvs.mode, run.config.dvs.count_cap)
+    fn = jax.jit(lambda v, x, y, k: event_attack.attack_success(logits_fn, v, x, y, k, draws=draws, unit=unit,
+                                                                steps=steps, eot=eot))
+    images, labels = run.splits["test"]
+    batches = list(data.eval_batches(images, labels, batch_size))
+    bar = Progress(len(batches), enabled=progress, desc="event attack")
+    clean_correct = fooled = 0.0
+    key = jax.random.PRNGKey(seed)
+    for i, batch in enumerate(batches):
+        key, sub = jax.random.split(key)
+        clean, fool = fn(variables, batch["image"], batch["label"], sub)
+        clean_correct += float(np.sum(clean))
+        fooled += float(np.sum(np.asarray(clean) * np.asarray(fool)))
+        bar.update(i + 1)
+    bar.close()
+    asr = 100.0 * fooled / clean_correct if clean_correct else float("nan")
+    return {"asr": asr, "clean_correct": clean_correct, "fooled": fooled, "steps": steps, "unit": unit}
+
+
 def _accuracy_fn(attack, logits_fn, draws):
     """Number of correctly classified examples (mean over noise draws) after ``attack``."""
 
@@ -127,7 +151,8 @@ def markdown_table(rows: dict, columns: Sequence[str], title: str = "") -> str:
 def evaluate_workdir(workdir: str, *, eps_list: Sequence[float], alpha: float, extra: Sequence[str],
                      eot: int, draws: int, eps_sweep: Sequence[float], sweep_attack: str,
                      num_examples: int, batch_size: int, step: Optional[int] = None,
-                     attacks_subset: Optional[Sequence[str]] = None, progress: bool = True) -> dict:
+                     attacks_subset: Optional[Sequence[str]] = None, progress: bool = True,
+                     event_steps: int = 50) -> dict:
     """Evaluates one workdir; writes eval.json / eval.md (and eps_sweep.png); returns the results."""
     t0 = time.time()
     name = os.path.basename(os.path.normpath(workdir))
@@ -153,6 +178,9 @@ def evaluate_workdir(workdir: str, *, eps_list: Sequence[float], alpha: float, e
         results["eps_sweep"] = {"attack": sweep_attack, "accuracy": sweep}
         plot_sweep({os.path.basename(os.path.normpath(workdir)): sweep}, sweep_attack,
                    os.path.join(workdir, "eps_sweep.png"))
+    if run.config.dataset == "dvs_cifar10" and event_steps:
+        results["event_attack"] = evaluate_event_attack(run, variables, batch_size=batch_size, draws=draws,
+                                                        eot=eot, steps=event_steps, progress=progress)
     results["seconds"] = round(time.time() - t0, 1)
     write_summaries(workdir, results)
     records.write_json(os.path.join(workdir, "eval.json"), results)  # whole or not at all
@@ -189,6 +217,11 @@ def render(results: dict) -> str:
              f"EoT {results['eot']}, α = {results['alpha']})"]
     for eps, table in results["tables"].items():
         parts.append(markdown_table({name: table}, list(table), title=f"ε = {eps}"))
+    if "event_attack" in results:
+        e = results["event_attack"]
+        parts.append(f"**Event attack** (Yao et al. 2024, {e['steps']} steps): attack success rate "
+                     f"{e['asr']:.2f} % ({e['fooled']:g} of {e['clean_correct']:g} correctly classified test "
+                     "examples misclassified)")
     if "eps_sweep" in results:
         sweep = results["eps_sweep"]
         parts.append(markdown_table({name: sweep["accuracy"]}, list(sweep["accuracy"]),
@@ -241,6 +274,7 @@ def define_flags():
     flags.DEFINE_integer("num_examples", 0, "evaluate on the first N test images (0 = all)", lower_bound=0)
     flags.DEFINE_integer("batch_size", 500, "evaluation batch size", lower_bound=1)
     flags.DEFINE_string("out", None, "write the comparison table (markdown) here")
+    flags.DEFINE_integer("event_steps", 50, "steps of the event attack on DVS workdirs (0 = skip it)")
 
 
 def main(argv):
@@ -256,7 +290,7 @@ def main(argv):
             workdir, eps_list=[parse_eps(e) for e in F.eps], alpha=F.alpha, extra=F.extra,
             eot=F.eot, draws=F.draws, eps_sweep=[parse_eps(e) for e in F.eps_sweep],
             sweep_attack=F.sweep_attack, num_examples=F.num_examples, batch_size=F.batch_size,
-            step=F.step, attacks_subset=F.attacks or None)
+            step=F.step, attacks_subset=F.attacks or None, event_steps=F.event_steps)
         print(render(results), flush=True)
         all_results.append(results)
     if len(all_results) > 1:

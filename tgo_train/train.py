@@ -141,7 +141,7 @@ def make_train_step(config, model, objective, optimizer) -> Callable:
         key, k_aug, k_attack, k_noise = jax.random.split(state.key, 4)
         x, y = batch["image"], batch["label"]
         if config.augment:
-            x = augment.augment(k_aug, x)
+            x = augment.augment(k_aug, x, roll=config.dvs.roll if x.ndim == 5 else 0)
         if adversarial:
             variables = {"params": state.params, "batch_stats": state.batch_stats}
             x = attacks.pgd(logits_fn, variables, x, y, k_attack, eps=config.at.eps, alpha=config.at.alpha,
@@ -208,10 +208,19 @@ class Run:
     steps_per_epoch: int
 
 
+def data_options(config: ml_collections.ConfigDict) -> dict:
+    """The loader options of the config's dataset: the ``config.dvs`` frame settings for event data."""
+    if config.dataset != "dvs_cifar10":
+        return {}
+    d = config.dvs
+    return dict(frames=d.frames, size=d.size, mode=d.mode, count_cap=d.count_cap, cache_dir=d.cache_dir or None)
+
+
 def prepare(config: ml_collections.ConfigDict) -> Run:
     """Loads the data and builds the model for a config."""
-    info = data.dataset_info(config.dataset)
-    splits = dict(data.load(config.dataset, data_dir=config.data_dir or None))  # the loader caches
+    options = data_options(config)
+    info = data.dataset_info(config.dataset, **options)
+    splits = dict(data.load(config.dataset, data_dir=config.data_dir or None, **options))  # the loader caches
     if config.train_subset:
         splits["train"] = tuple(a[:config.train_subset] for a in splits["train"])
     if config.eval_subset:

@@ -87,6 +87,12 @@ def counts_to_frames(counts: np.ndarray, mode: str = "counts", count_cap: int = 
     return np.minimum(counts, count_cap).astype(np.float32) / np.float32(count_cap)
 
 
+def event_unit(mode: str = "counts", count_cap: int = 8) -> float:
+    """The frame value of one event: ``1 / count_cap`` in 'counts' mode, 1 in 'binary' mode."""
+    validation.choice("mode", mode, MODES)
+    return 1.0 if mode == "binary" else 1.0 / validation.count("count_cap", count_cap, 1)
+
+
 def load_dvs_cifar10(data_dir: str | os.PathLike | None = None, *, frames: int = 10, size: int = 48,
                      mode: str = "counts", count_cap: int = 8, cache_dir: str | os.PathLike | None = None,
                      classes: tuple[str, ...] = CLASSES, train_fraction: float = 0.9,
@@ -119,7 +125,8 @@ def load_dvs_cifar10(data_dir: str | os.PathLike | None = None, *, frames: int =
     counts, labels = _cached_counts(recordings, frames, size, _cache_dir(cache_dir), progress)
     train = split_per_class(labels, train_fraction)
     out = {}
-    for split, rows in (("train", train), ("test", ~train)):
+    for split, mask in (("train", train), ("test", ~train)):
+        rows = interleave_classes(labels, mask)
         out[split] = registry.freeze(counts_to_frames(counts[rows], mode, count_cap), labels[rows].copy())
     return out
 
@@ -176,6 +183,17 @@ def split_per_class(labels: np.ndarray, train_fraction: float = 0.9) -> np.ndarr
         rows = np.flatnonzero(labels == label)
         train[rows[:int(np.floor(train_fraction * len(rows)))]] = True
     return train
+
+
+def interleave_classes(labels: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Rows of ``mask`` ordered as the first example of each class, then the second of each, ...: every
+    prefix is close to class-balanced (``train_subset`` / ``eval_subset`` take prefixes)."""
+    rows = np.flatnonzero(mask)
+    rank = np.zeros(len(rows), np.int64)
+    for label in np.unique(labels[rows]):
+        same = labels[rows] == label
+        rank[same] = np.arange(int(same.sum()))
+    return rows[np.lexsort((labels[rows], rank))]
 
 
 def _fingerprint(recordings: list[tuple[str, int]], frames: int, size: int) -> str:

@@ -7,9 +7,12 @@ def get_base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0
     # Data (tgo_jax/data).
-    c.dataset = "fashion_mnist"  # fashion_mnist | cifar10 | cifar100
+    c.dataset = "fashion_mnist"  # fashion_mnist | cifar10 | cifar100 | dvs_cifar10
     c.data_dir = ""  # "" = the dataset's default location (Debian package / tfds data_dir)
     c.augment = False  # random crop (4-pixel padding) + horizontal flip (CIFAR)
+    # Event data (dataset dvs_cifar10, tgo_jax/data/dvs.py): T frames of size × size, counts or binary frames,
+    # the integrated-frame cache folder ("" = ~/.cache/tgo_jax), and the roll augmentation (pixels, with augment).
+    c.dvs = ml_collections.ConfigDict(dict(frames=10, size=48, mode="counts", count_cap=8, cache_dir="", roll=0))
     c.train_subset = 0  # use only the first N training images (0 = all)
     c.eval_subset = 0  # evaluate on the first N test images (0 = all)
     # Model (tgo_jax/models): arch + keyword arguments of the model class.
