@@ -207,8 +207,11 @@ def test_bad_input_raises_for_big_models_too(arch):
         jax.eval_shape(init, jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.uint8))
     with pytest.raises(ValueError, match=r"1 channels.*expects 3"):
         jax.eval_shape(init, jax.ShapeDtypeStruct((2, 32, 32, 1), jnp.float32))
-    with pytest.raises(ValueError, match=r"rank 4.*rank 5"):
+    # Rank 5 is event frames [B, T, H, W, C]: their T must be the model's num_steps (4); rank 6 is nothing.
+    with pytest.raises(ValueError, match=r"T = 2.*num_steps = 4"):
         jax.eval_shape(init, jax.ShapeDtypeStruct((4, 2, 32, 32, 3), jnp.float32))
+    with pytest.raises(ValueError, match=r"rank 4.*rank 5.*got rank 6"):
+        jax.eval_shape(init, jax.ShapeDtypeStruct((1, 4, 2, 32, 32, 3), jnp.float32))
 
 
 def test_bad_configuration_raises():
