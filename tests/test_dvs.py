@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tgo_jax import attacks, augment, data, event_attack, models
+from tgo_jax import attacks, augment, data, models
 from tgo_jax.data import aedat, dvs
 from tgo_train import evaluate, train
 from tgo_train.configs import dvs as dvs_config
@@ -238,7 +238,7 @@ def test_loader_to_frame_and_event_attacks(tmp_path):
         variables, x, y, jax.random.PRNGKey(1))
     assert float(jnp.abs(x_pgd - x).max()) <= eps + 1e-6 and 0.0 <= float(x_pgd.min()) <= float(x_pgd.max()) <= 1
     # Event attack: whole events added or removed, valid frames, success means misclassified.
-    run = jax.jit(lambda v, x, y, k, kappa, keep: event_attack.event_attack_result(
+    run = jax.jit(lambda v, x, y, k, kappa, keep: attacks.events.event_attack_result(
         logits_fn, v, x, y, k, unit=unit, steps=20, samples=2, kappa=kappa, init_keep=keep, lr=0.5))
     result = run(variables, x, y, jax.random.PRNGKey(2), 0.0, 3.0)
     delta = np.asarray(result.x_adv - x) / unit

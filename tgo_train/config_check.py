@@ -52,6 +52,12 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
     "dataset": _choice(data.DATASETS),
     "data_dir": validation.text,
     "augment": validation.boolean,
+    "dvs.frames": _int(1),  # T of event data; the model runs one step per frame
+    "dvs.size": _int(1),
+    "dvs.mode": _choice(data.dvs.MODES),
+    "dvs.count_cap": lambda name, v: validation.in_range(name, validation.count(name, v, 1), 1, 255),  # uint8 cache
+    "dvs.cache_dir": validation.text,
+    "dvs.roll": _int(0),
     "train_subset": _int(0),
     "eval_subset": _int(0),
     "model.arch": _choice(models.ARCHS),
@@ -148,6 +154,9 @@ def _check_built(config: ml_collections.ConfigDict) -> None:
         neuron = neurons.NeuronConfig(**config.neuron.to_dict())
     except (TypeError, ValueError) as e:
         raise ConfigError(f"config.neuron: {e}") from None
+    if config.dataset == data.dvs.NAME and config.model.num_steps != config.dvs.frames:
+        raise ConfigError(f"config.model.num_steps is {config.model.num_steps} but config.dvs.frames is "
+                          f"{config.dvs.frames}: event data feed one frame per step, so they must be equal")
     info = data.dataset_info(config.dataset)
     kwargs = dict(config.model.to_dict(), **config.model_kwargs.to_dict())
     arch = kwargs.pop("arch")

@@ -19,7 +19,7 @@ import jax
 import numpy as np
 from absl import app, flags, logging
 
-from tgo_jax import attacks, data, event_attack
+from tgo_jax import attacks, data
 from tgo_train import cli, records, train
 from tgo_train.checkpoint import Checkpoints, read_meta
 from tgo_train.configs.base import get_base_config
@@ -108,7 +108,7 @@ def evaluate_event_attack(run, variables, *, batch_size: int, draws: int, eot: i
     of the test examples classified correctly, the share misclassified after the attack."""
     logits_fn = attacks.model_logits_fn(run.model)
     unit = data.dvs.event_unit(run.config.dvs.mode, run.config.dvs.count_cap)
-    fn = jax.jit(lambda v, x, y, k: event_attack.attack_success(logits_fn, v, x, y, k, draws=draws, unit=unit,
+    fn = jax.jit(lambda v, x, y, k: attacks.events.attack_success(logits_fn, v, x, y, k, draws=draws, unit=unit,
                                                                 steps=steps, eot=eot))
     images, labels = run.splits["test"]
     batches = list(data.eval_batches(images, labels, batch_size))

@@ -9,6 +9,7 @@ The package's modules, each re-exported here (``from tgo_jax import attacks; att
 * ``evaluation``: accuracy and robust accuracy with fresh noise;
 * ``snn_adaptive``: backward-rule ensembles, the surrogate sweep, ASSG + SA-PGD;
 * ``transfer``: attacks made on a source model; ``differentiable``: attacks ``jax.grad`` flows through;
+* ``events``: the event-level attack on event frames (Yao et al. 2024) and its attack success rate;
 * ``suites``: the attack registry by name, ``paper_suite``, ``strong_suite``.
 
 See ``tgo_jax.attacks.core`` for the conventions every attack follows.
@@ -23,6 +24,7 @@ from tgo_jax.attacks.fab import fab_targeted, project_hyperplane_linf
 from tgo_jax.attacks.square import square_attack
 from tgo_jax.attacks.transfer import transfer_attack
 from tgo_jax.attacks import differentiable
+from tgo_jax.attacks import events
 from tgo_jax.attacks.evaluation import accuracy, correct, robust_accuracy, robust_correct
 from tgo_jax.attacks.snn_adaptive import (DEFAULT_ENSEMBLE_ATTACK, DEFAULT_RULES, SWEEP_RULES, EnsembleResult, Rule,
                                           ensemble_robust_accuracy, rule_logits_fn, rule_name, sa_pgd,

@@ -28,7 +28,8 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from tgo_jax import attacks, validation
+from tgo_jax import validation
+from tgo_jax.attacks import core, evaluation
 
 CHOICES = (-1.0, 0.0, 1.0)  # events removed / kept / added in a cell
 KEEP = 1  # index of "keep" in CHOICES
@@ -70,7 +71,7 @@ def event_attack_result(logits_fn, params, x: jax.Array, y: jax.Array, key: jax.
     """Runs the event attack (module docstring; docs/FORMULAS.md §7) on frames ``x`` [B, T, H, W, C].
 
     Args:
-      logits_fn: ``logits_fn(params, x, key) -> [B, K]`` (``attacks.model_logits_fn``).
+      logits_fn: ``logits_fn(params, x, key) -> [B, K]`` (``core.model_logits_fn``).
       params: the model variables.
       x: event frames [B, T, H, W, C] in [0, 1]; y: labels [B]; key: PRNG key.
       unit: the frame value of one event (``tgo_jax.data.dvs.event_unit``).
@@ -97,7 +98,7 @@ def event_attack_result(logits_fn, params, x: jax.Array, y: jax.Array, key: jax.
         """∇_α of (attack loss - κ·changes) for one Gumbel sample, with its frames, changes and logits."""
         k_gumbel, k_model = jax.random.split(k)
         (x_new, changes), vjp = jax.vjp(lambda a: _sample(a, x, unit, tau, k_gumbel), alpha)
-        g = attacks.loss_and_grad(attacks.margin_loss, logits_fn, params, x_new, y, k_model, eot=eot)
+        g = core.loss_and_grad(core.margin_loss, logits_fn, params, x_new, y, k_model, eot=eot)
         (g_alpha,) = vjp((g.grad, jnp.full_like(changes, -kappa)))
         return g_alpha, (x_new, changes, g.logits)
 
@@ -124,7 +125,7 @@ def event_attack_result(logits_fn, params, x: jax.Array, y: jax.Array, key: jax.
 
 
 def event_attack(logits_fn, params, x, y, key, **options) -> jax.Array:
-    """The attack as an ``attacks`` attack function: ``x_adv`` only (options as ``event_attack_result``)."""
+    """The attack in the ``attacks`` convention ``attack(logits_fn, params, x, y, key, **options) -> x_adv``."""
     return event_attack_result(logits_fn, params, x, y, key, **options).x_adv
 
 
@@ -132,7 +133,7 @@ def attack_success(logits_fn, params, x, y, key, *, draws: int = 1, **options) -
     """Per example: (correct on the clean frames, misclassified after the attack) as float [B] shares
     over ``draws`` fresh noise draws; ASR = Σ(clean correct · fooled) / Σ clean correct (docs/FORMULAS.md §7)."""
     k_clean, k_attack, k_eval = jax.random.split(key, 3)
-    clean = attacks.correct(logits_fn, params, x, y, k_clean, draws=draws)
+    clean = evaluation.correct(logits_fn, params, x, y, k_clean, draws=draws)
     x_adv = event_attack(logits_fn, params, x, y, k_attack, **options)
-    fooled = 1.0 - attacks.correct(logits_fn, params, x_adv, y, k_eval, draws=draws)
+    fooled = 1.0 - evaluation.correct(logits_fn, params, x_adv, y, k_eval, draws=draws)
     return clean, fooled
