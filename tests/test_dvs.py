@@ -17,7 +17,7 @@ import pytest
 
 from tgo_jax import attacks, augment, data, models
 from tgo_jax.data import aedat, dvs
-from tgo_train import evaluate, train
+from tgo_train import config_check, evaluate, train
 from tgo_train.configs import dvs as dvs_config
 
 CLASSES = ("airplane", "automobile")
@@ -255,8 +255,12 @@ def test_loader_to_frame_and_event_attacks(tmp_path):
 
 def test_dvs_configs():
     for arg in ("wrn16_4,at,tgo", "vgg11,tet,vanilla"):
-        c = dvs_config.get_config(arg)
+        c = config_check.check(dvs_config.get_config(arg))
         assert c.dataset == "dvs_cifar10" and c.model.num_steps == c.dvs.frames == 10 and c.augment
+    c = dvs_config.get_config("wrn16_4,at,tgo")
+    c.dvs.frames = 5
+    with pytest.raises(config_check.ConfigError, match="num_steps is 10 but config.dvs.frames is 5"):
+        config_check.check(c)
     assert dvs_config.get_config("wrn16_4,at,tgo").neuron.kind == "noisy"
     with pytest.raises(ValueError, match="strategy must be one of"):
         dvs_config.get_config("wrn16_4,rat,tgo")

@@ -274,7 +274,8 @@ def define_flags():
     flags.DEFINE_integer("num_examples", 0, "evaluate on the first N test images (0 = all)", lower_bound=0)
     flags.DEFINE_integer("batch_size", 500, "evaluation batch size", lower_bound=1)
     flags.DEFINE_string("out", None, "write the comparison table (markdown) here")
-    flags.DEFINE_integer("event_steps", 50, "steps of the event attack on DVS workdirs (0 = skip it)")
+    flags.DEFINE_integer("event_steps", 50, "steps of the event attack on DVS workdirs (0 = skip it)",
+                         lower_bound=0)
 
 
 def main(argv):
