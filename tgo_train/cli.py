@@ -37,7 +37,8 @@ def fail(message: str) -> None:
 
 def run(main: Callable, argv: Optional[Sequence[str]] = None) -> None:
     """``absl.app.run(main)`` with one-line errors (see the module docstring)."""
-    app.run(_guarded(main), argv=list(argv) if argv is not None else None, flags_parser=_parse_flags)
+    argv = list(sys.argv if argv is None else argv)
+    app.run(_guarded(main, argv), argv=argv, flags_parser=_parse_flags)
 
 
 def _parse_flags(argv: Sequence[str]):
@@ -51,7 +52,7 @@ def _parse_flags(argv: Sequence[str]):
         fail(config_check.explain_override_error(argv, e))
 
 
-def _guarded(main: Callable) -> Callable:
+def _guarded(main: Callable, full_argv: Sequence[str]) -> Callable:
     def guarded(argv):
         try:
             return main(argv)
@@ -60,6 +61,6 @@ def _guarded(main: Callable) -> Callable:
         except Exception as e:  # noqa: BLE001 - every failure becomes one line unless debugging
             if debugging(argv):
                 raise
-            fail(config_check.explain_load_error(sys.argv, e) or config_check.one_line(e))
+            fail(config_check.explain_load_error(full_argv, e) or config_check.one_line(e))
 
     return guarded
