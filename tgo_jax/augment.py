@@ -21,9 +21,9 @@ def augment(key: jax.Array, x: jax.Array, *, crop_padding: int = 4, flip: bool =
     ``crop[b, i, j]``. Padding is with 0 (black pixels, or no events: the models normalise inside). With
     ``roll = r > 0`` each example is then shifted cyclically by ``(sy, sx) ~ U{-r..r}²`` (what leaves one
     side comes back on the other), an augmentation used for event data (Li et al., "Neuromorphic data
-    augmentation for training spiking neural networks", ECCV 2022). Event frames [B, T, H, W, C] get one
-    draw per recording, shared by its T frames, so the motion within a recording is kept. Shapes, dtype
-    and the [0, 1] range are kept. Pure and jittable (the options are static).
+    augmentation for training spiking neural networks", ECCV 2022; docs/FORMULAS.md §10). Event frames
+    [B, T, H, W, C] get one draw per recording, shared by its T frames, so the motion within a recording is
+    kept. Shapes, dtype and the [0, 1] range are kept. Pure and jittable (the options are static).
 
     Args:
       key: PRNG key.

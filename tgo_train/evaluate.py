@@ -104,7 +104,7 @@ def evaluate_suite(run, variables, suite, *, batch_size: int, draws: int, seed: 
 
 def evaluate_event_attack(run, variables, *, batch_size: int, draws: int, eot: int, steps: int,
                           seed: int = 0, progress: bool = True) -> dict:
-    """Attack success rate (%) of the event attack (Yao et al. 2024; docs/FORMULAS.md §7) on event data:
+    """Attack success rate (%) of the event attack (Yao et al. 2024; docs/FORMULAS.md §10) on event data:
     of the test examples classified correctly, the share misclassified after the attack."""
     logits_fn = attacks.model_logits_fn(run.model)
     unit = data.dvs.event_unit(run.config.dvs.mode, run.config.dvs.count_cap)

@@ -1,5 +1,5 @@
 """Event-level attack on event frames (Yao, Zhao & Gu, "Exploring vulnerabilities in spiking neural networks:
-direct adversarial attacks on raw event data", ECCV 2024), adapted to integrated frames (docs/FORMULAS.md §7).
+direct adversarial attacks on raw event data", ECCV 2024), adapted to integrated frames (docs/FORMULAS.md §10).
 
 The attack edits *events*, not pixel intensities: in every frame cell (step t, row, column, polarity) it
 may remove one event, keep the cell, or add one event. Because a frame is the count of the events in its
@@ -68,7 +68,7 @@ def event_attack_result(logits_fn, params, x: jax.Array, y: jax.Array, key: jax.
                         steps: int = 50, samples: int = 4, kappa: float = 1e-3, lr: float = 0.1,
                         tau: float = 0.5, init_keep: float = 3.0, bound: float = 10.0,
                         eot: int = 1) -> EventAttackResult:
-    """Runs the event attack (module docstring; docs/FORMULAS.md §7) on frames ``x`` [B, T, H, W, C].
+    """Runs the event attack (module docstring; docs/FORMULAS.md §10) on frames ``x`` [B, T, H, W, C].
 
     Args:
       logits_fn: ``logits_fn(params, x, key) -> [B, K]`` (``core.model_logits_fn``).
@@ -129,9 +129,10 @@ def event_attack(logits_fn, params, x, y, key, **options) -> jax.Array:
     return event_attack_result(logits_fn, params, x, y, key, **options).x_adv
 
 
-def attack_success(logits_fn, params, x, y, key, *, draws: int = 1, **options) -> tuple[jax.Array, jax.Array]:
-    """Per example: (correct on the clean frames, misclassified after the attack) as float [B] shares
-    over ``draws`` fresh noise draws; ASR = Σ(clean correct · fooled) / Σ clean correct (docs/FORMULAS.md §7)."""
+def attack_success(logits_fn, params, x, y, key, *, draws: int = 1,
+                   **options) -> tuple[jax.Array, jax.Array]:
+    """Per example: (correct on the clean frames, misclassified after the attack) as float [B] shares over
+    ``draws`` fresh noise draws; ASR = Σ(clean correct · fooled) / Σ clean correct (docs/FORMULAS.md §10)."""
     k_clean, k_attack, k_eval = jax.random.split(key, 3)
     clean = evaluation.correct(logits_fn, params, x, y, k_clean, draws=draws)
     x_adv = event_attack(logits_fn, params, x, y, k_attack, **options)

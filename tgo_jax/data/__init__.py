@@ -70,7 +70,7 @@ def clear_cache() -> None:
 
 __all__ = [
     "DATASETS", "DataUnavailableError", "DatasetInfo", "FASHION_MNIST_DEBIAN_DIR", "FASHION_MNIST_ENV",
-    "IDX_IMAGES_MAGIC", "IDX_LABELS_MAGIC", "Split", "TFDS_DIR_ENV", "aedat", "batching", "dvs", "clear_cache", "dataset_info",
-    "epoch_batches", "epoch_permutation", "eval_batches", "fashion_mnist", "load", "load_cifar",
+    "IDX_IMAGES_MAGIC", "IDX_LABELS_MAGIC", "Split", "TFDS_DIR_ENV", "aedat", "batching", "clear_cache",
+    "dataset_info", "dvs", "epoch_batches", "epoch_permutation", "eval_batches", "fashion_mnist", "load", "load_cifar",
     "load_dvs_cifar10", "load_fashion_mnist", "num_batches", "read_idx", "registry", "tfds",
 ]

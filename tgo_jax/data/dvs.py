@@ -7,7 +7,7 @@ Expected layout, as released (one archive per class, each unpacked into its fold
     <data_dir>/automobile/...   bird/  cat/  deer/  dog/  frog/  horse/  ship/  truck/
 
 ``data_dir`` is the argument, else ``$TGO_DVS_CIFAR10_DIR``, else ``~/data/cifar10_dvs``. Each recording
-becomes T frames by counting its events in T equal time bins on a coarser pixel grid (docs/FORMULAS.md §7);
+becomes T frames by counting its events in T equal time bins on a coarser pixel grid (docs/FORMULAS.md §10);
 the integrated counts are cached as one ``.npz`` per (T, size, file set) in ``cache_dir`` (argument, else
 ``$TGO_DVS_CACHE_DIR``, else ``~/.cache/tgo_jax``), so later runs and epochs never re-read the events.
 The train/test split is per class, 9:1 in recording order (the usual practice; the release has none).
@@ -51,7 +51,7 @@ def dataset_info(frames: int = 10, size: int = 48) -> registry.DatasetInfo:
 
 def events_to_counts(events: aedat.Events, *, frames: int, size: int,
                      sensor_size: int = aedat.SENSOR_SIZE) -> np.ndarray:
-    """Event counts [T, size, size, 2] (int32) in T equal time bins (docs/FORMULAS.md §7).
+    """Event counts [T, size, size, 2] (int32) in T equal time bins (docs/FORMULAS.md §10).
 
     Event i goes to bin ``k = floor(T·(t_i - t_0) / (t_1 - t_0 + 1))`` (t_0, t_1 the first and last time),
     cell ``(floor(y_i·size/S), floor(x_i·size/S))`` of the S × S sensor, channel ``p_i``: resizing by
@@ -75,7 +75,7 @@ def events_to_counts(events: aedat.Events, *, frames: int, size: int,
 
 
 def counts_to_frames(counts: np.ndarray, mode: str = "counts", count_cap: int = 8) -> np.ndarray:
-    """Event counts -> float32 frames in [0, 1] (docs/FORMULAS.md §7).
+    """Event counts -> float32 frames in [0, 1] (docs/FORMULAS.md §10).
 
     ``mode="counts"``: ``min(c, cap) / cap``, so one event is 1/cap of the range; ``"binary"``: 1 where at
     least one event fell, else 0.
