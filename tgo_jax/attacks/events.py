@@ -84,6 +84,7 @@ def event_attack_result(logits_fn, params, x: jax.Array, y: jax.Array, key: jax.
     """
     if x.ndim != 5:
         raise ValueError(f"x must be event frames [B, T, H, W, C] (rank 5), got shape {x.shape}")
+    core.check_batch(x, y)
     validation.positive("unit", unit)
     for name, value in (("steps", steps), ("samples", samples), ("eot", eot)):
         validation.count(name, value, 1)

@@ -234,20 +234,33 @@ def _integrate_all(recordings, frames, size, progress) -> tuple[np.ndarray, np.n
     """Reads and integrates every recording (threads: numpy decoding releases the GIL)."""
     counts = np.empty((len(recordings), frames, size, size, 2), np.uint8)
     labels = np.array([label for _, label in recordings], np.int32)
-    bar = None
-    if progress and len(recordings) >= 100:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(recordings), desc="DVS-CIFAR10 events -> frames", unit="rec", file=sys.stderr)
+    report = _progress(len(recordings)) if progress and len(recordings) >= 100 else None
     with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         jobs = pool.map(lambda rec: _integrate_one(rec[0], frames, size), recordings)
         for i, c in enumerate(jobs):
             counts[i] = c
-            if bar is not None:
-                bar.update()
-    if bar is not None:
-        bar.close()
+            if report is not None:
+                report(i + 1)
     return counts, labels
+
+
+def _progress(total: int):
+    """``report(done)``: a bar on a terminal, else a line on stderr at every tenth of the work (logs)."""
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, desc="DVS-CIFAR10 events -> frames", unit="rec", file=sys.stderr)
+
+        def report(done):
+            bar.update(done - bar.n)
+            if done == total:
+                bar.close()
+        return report
+
+    def report(done):
+        if done * 10 // total > (done - 1) * 10 // total:
+            print(f"DVS-CIFAR10 events -> frames: {done}/{total} recordings", file=sys.stderr, flush=True)
+    return report
 
 
 def _write_atomic(path: str, **arrays) -> None:
