@@ -103,6 +103,11 @@ class ClosedFormTest(chex.TestCase):
     def test_bad_sigma_raises(self):
         with pytest.raises(ValueError, match="sigma"):
             analysis.flip_probability(H_GRID, 1.0, 0.0)
+        with pytest.raises(ValueError, match="sigma.*inf"):
+            analysis.firing_probability(H_GRID, 1.0, float("inf"))
+        with pytest.raises(ValueError, match="sigma"):
+            analysis.firing_sensitivity(H_GRID, 1.0, jnp.array([0.4, 0.0]))
+        assert analysis.firing_sensitivity(1.0, 1.0, jnp.array([0.4, 0.8])).shape == (2,)
         with pytest.raises(ValueError, match="sigma"):
             analysis.sensitivity_dsigma(H_GRID, 1.0, -1.0)
 
@@ -282,6 +287,12 @@ def test_jacobian_norm_on_spiking_model(lif_net):
     assert np.all(exact > 0)
     assert np.all(est <= exact * (1 + 1e-4))  # ‖J v‖ with ‖v‖ = 1 never exceeds σ_max
     np.testing.assert_allclose(est, exact, rtol=1e-3)
+
+
+def test_jacobian_norm_needs_a_key():
+    """No silent fixed start vector: the key is required."""
+    with pytest.raises(ValueError, match="key must be a PRNG key"):
+        analysis.jacobian_spectral_norm(linear_logits_fn, jnp.ones((4, 3)), jnp.ones((2, 2, 2, 1)), None, 5)
 
 
 def test_jacobian_norm_of_zero_map_is_zero():

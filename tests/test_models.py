@@ -228,6 +228,19 @@ def test_bad_configuration_raises():
                        jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.float32))
 
 
+def test_empty_batch_and_no_classes_raise_a_clear_error():
+    """Batch 0 and num_classes = 0 once ended in a ZeroDivisionError inside a reshape."""
+    model = models.create("small", **TINY)
+    variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x), jax.ShapeDtypeStruct((2, 28, 28, 1),
+                                                                                              jnp.float32))
+    with pytest.raises(ValueError, match=r"input must hold at least one example, got shape \(0, 28, 28, 1\)"):
+        jax.eval_shape(model.apply, variables, jax.ShapeDtypeStruct((0, 28, 28, 1), jnp.float32))
+    with pytest.raises(ValueError, match="num_classes must be an int >= 1, got 0"):
+        models.create("small", num_classes=0, **TINY).init(jax.random.key(0), jnp.zeros((2, 28, 28, 1)))
+    with pytest.raises(ValueError, match=r"unknown small model argument\(s\) \['hiden'\]"):
+        models.create("small", hiden=32)
+
+
 def test_neuron_fields_reach_every_layer():
     model = models.create("wrn16_4", kind="noisy", sigma=0.3, surrogate="atan")
     assert model.neuron.kind == "noisy" and model.neuron.sigma == 0.3 and model.neuron.surrogate == "atan"

@@ -350,6 +350,9 @@ def test_dtype_preserved_bfloat16():
 @pytest.mark.parametrize("field, value", [
     ("kind", "izhikevich"), ("reset", "zero"), ("backward", "bptt"), ("decay", 1.5), ("decay", -0.1),
     ("threshold", 0.0), ("sigma", 0.0), ("sigma", -0.4), ("surrogate", "relu"),
+    # Non-finite values and wrong types (once accepted, or a bare TypeError): one line naming the field.
+    ("threshold", math.inf), ("threshold", math.nan), ("sigma", math.inf), ("decay", math.nan),
+    ("decay", "0.5"), ("unroll", "no"), ("fused", 1), ("surrogate_param", math.inf),
 ])
 def test_bad_config_raises_naming_the_field(field, value):
     with pytest.raises(ValueError, match=f"{field}.*{value}"):

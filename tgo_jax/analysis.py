@@ -26,7 +26,7 @@ import optax
 from jax import lax
 from jax.scipy.special import ndtr
 
-from tgo_jax import neurons
+from tgo_jax import neurons, validation
 # One implementation of the threshold-neighbour share, shared with the training metrics.
 from tgo_jax.losses import NeighbourShare, threshold_neighbour_share  # noqa: F401 (re-exported)
 from tgo_jax.models import layers
@@ -41,36 +41,15 @@ DIRECTION_NORMS = ("filter", "unit")
 
 
 # --------------------------------------------------------------------------------------------
-# Input checks (only on concrete Python numbers: traced values pass through, e.g. under jax.grad)
+# Input checks (tgo_jax.validation; values are checked when concrete, traced ones pass through)
 # --------------------------------------------------------------------------------------------
-
-def _check_positive(name: str, value: Any) -> None:
-    if isinstance(value, (int, float)) and not value > 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-
-
-def _check_non_negative(name: str, value: Any) -> None:
-    if isinstance(value, (int, float)) and not value >= 0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
-
-
-def _check_count(name: str, value: Any) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-
 
 def _check_potentials(hs: Sequence[Array]) -> None:
     if isinstance(hs, jax.Array) or len(hs) == 0:
         raise ValueError("hs must be a non-empty sequence of per-layer potentials H [T, B, ...], "
                          f"got {type(hs).__name__}")
     for i, h in enumerate(hs):
-        if h.ndim < 2:
-            raise ValueError(f"hs[{i}] must be time-major [T, B, ...], got shape {h.shape}")
-
-
-def _check_batch(name: str, x: Array, min_rank: int = 2) -> None:
-    if x.ndim < min_rank:
-        raise ValueError(f"{name} must be batched with rank >= {min_rank}, got shape {x.shape}")
+        validation.rank_at_least(f"hs[{i}] (time-major [T, B, ...])", h, 2)
 
 
 # --------------------------------------------------------------------------------------------
@@ -96,13 +75,13 @@ def flip_probability(h: Array, threshold: float = 1.0, sigma: float = 0.4) -> Ar
     Returns:
       P_flip, the shape of ``h``.
     """
-    _check_positive("sigma", sigma)
+    validation.all_positive("sigma", sigma)
     return ndtr(-jnp.abs(h - threshold) / sigma)
 
 
 def firing_probability(h: Array, threshold: float = 1.0, sigma: float = 0.4) -> Array:
     """Noisy-LIF firing probability (paper eq. 16, docs/FORMULAS.md §1): ``P(H) = Φ((H - θ) / σ)``."""
-    _check_positive("sigma", sigma)
+    validation.all_positive("sigma", sigma)
     return ndtr((h - threshold) / sigma)
 
 
@@ -113,7 +92,7 @@ def firing_sensitivity(h: Array, threshold: float = 1.0, sigma: float = 0.4) -> 
 
     so a small change ΔH moves the firing probability by ``ΔP ≈ φ(z)·ΔH/σ``.
     """
-    _check_positive("sigma", sigma)
+    validation.all_positive("sigma", sigma)
     return _normal_pdf((h - threshold) / sigma) / sigma
 
 
@@ -124,7 +103,7 @@ def sensitivity_dsigma(h: Array, threshold: float = 1.0, sigma: float = 0.4) -> 
 
     Negative for |H - θ| < σ: there, more noise means less sensitivity to a small ΔH.
     """
-    _check_positive("sigma", sigma)
+    validation.all_positive("sigma", sigma)
     z = (h - threshold) / sigma
     return _normal_pdf(z) * (z * z - 1.0) / (sigma * sigma)
 
@@ -147,7 +126,7 @@ def simulate_flip_rate(key: Array, h: Array, sigma: float = 0.4, n: int = 1000, 
     Returns:
       The observed flip rate, the shape of ``h`` (float32).
     """
-    _check_count("n", n)
+    validation.count("n", n)
     h = jnp.asarray(h, jnp.float32)
     v0 = jnp.zeros_like(h)
     clean = (h - threshold >= 0).astype(h.dtype)  # the exact forward of every spike function
@@ -202,7 +181,7 @@ def potential_histograms(hs: Sequence[Array], bins: int = 50,
       One ``(counts [bins], edges [bins + 1])`` pair per layer.
     """
     _check_potentials(hs)
-    _check_count("bins", bins)
+    validation.count("bins", bins)
     if range is not None and not range[0] < range[1]:
         raise ValueError(f"range must be (low, high) with low < high, got {range!r}")
     return tuple(jnp.histogram(h.ravel(), bins=bins, range=range) for h in hs)
@@ -230,7 +209,7 @@ def input_gradients(logits_fn: LogitsFn, params: PyTree, x: Array, y: Array,
     Returns:
       g, the shape of ``x``.
     """
-    _check_batch("x", x)
+    validation.rank_at_least("x (batched)", x, 2)
     if y.shape != x.shape[:1]:
         raise ValueError(f"y must be integer labels of shape {x.shape[:1]}, got shape {y.shape}")
 
@@ -257,8 +236,8 @@ def gradient_sparsity(g: Array, tol: float = 1e-6) -> dict:
       the share of entries of g_b with |g| <= tol), and their batch means ``mean_l1``, ``mean_l2``,
       ``mean_zero_share`` [].
     """
-    _check_batch("g", g)
-    _check_non_negative("tol", tol)
+    validation.rank_at_least("g (batched)", g, 2)
+    validation.non_negative("tol", tol)
     a = jnp.abs(_flat(g)).astype(jnp.float32)
     stats = {"l1": a.sum(axis=1),
              "l2": jnp.sqrt(jnp.sum(a * a, axis=1)),
@@ -288,7 +267,7 @@ def _normalise_examples(a: Array) -> Array:
     return a / jnp.where(n > 0, n, 1.0)  # a zero vector stays zero (a zero Jacobian)
 
 
-def jacobian_spectral_norm(logits_fn: LogitsFn, params: PyTree, x: Array, key: Optional[Array],
+def jacobian_spectral_norm(logits_fn: LogitsFn, params: PyTree, x: Array, key: Array,
                            iters: int = 20) -> Array:
     """Per-example spectral norm ‖J_f(x_b)‖₂ of the input Jacobian, by power iteration (eq. 10, App. B).
 
@@ -307,15 +286,17 @@ def jacobian_spectral_norm(logits_fn: LogitsFn, params: PyTree, x: Array, key: O
       logits_fn: ``logits_fn(params, x, key) -> [B, K]``.
       params: its parameters.
       x: inputs [B, ...].
-      key: PRNG key, passed unchanged to ``logits_fn``; the start vector is drawn from
-        ``fold_in(key, 1)`` (a fixed key when ``key`` is None).
+      key: PRNG key (required), passed unchanged to ``logits_fn``; the start vector is drawn from
+        ``fold_in(key, 1)``.
       iters: power-iteration steps (static).
 
     Returns:
       Estimates of ‖J_f(x_b)‖₂, [B] float32.
     """
-    _check_batch("x", x)
-    _check_count("iters", iters)
+    validation.rank_at_least("x (batched)", x, 2)
+    validation.count("iters", iters)
+    if key is None:  # no silent fixed key: the start vector (and a noisy model's noise) come from it
+        raise ValueError("key must be a PRNG key: it draws the power iteration's start vector")
     logits, vjp_fn = jax.vjp(lambda x_: logits_fn(params, x_, key), x)
     jvp_fn = jax.linear_transpose(vjp_fn, logits)
 
@@ -325,7 +306,7 @@ def jacobian_spectral_norm(logits_fn: LogitsFn, params: PyTree, x: Array, key: O
     def jtu(u):  # Jᵀ u, [B, ...]
         return vjp_fn(u)[0]
 
-    init_key = jax.random.fold_in(jax.random.PRNGKey(0) if key is None else key, 1)
+    init_key = jax.random.fold_in(key, 1)
     v = _normalise_examples(jax.random.normal(init_key, x.shape, x.dtype))
     v = lax.fori_loop(0, iters, lambda _, v: _normalise_examples(jtu(jv(v))), v)
     return _example_norms(jv(v)).reshape(x.shape[0])
@@ -347,8 +328,8 @@ def sample_linf_ball(key: Array, x: Array, eps: float, num_samples: int) -> Arra
     Returns:
       [N, *x.shape].
     """
-    _check_non_negative("eps", eps)
-    _check_count("num_samples", num_samples)
+    validation.non_negative("eps", eps)
+    validation.count("num_samples", num_samples)
     delta = jax.random.uniform(key, (num_samples,) + x.shape, x.dtype, minval=-eps, maxval=eps)
     return jnp.clip(x[None] + delta, 0.0, 1.0)
 
@@ -399,9 +380,9 @@ def activation_region_count(spike_pattern_fn: PatternFn, params: PyTree, x: Arra
     Returns:
       Counts [B], int32, each in [1, N].
     """
-    _check_batch("x", x)
-    _check_non_negative("eps", eps)
-    _check_count("num_samples", num_samples)
+    validation.rank_at_least("x (batched)", x, 2)
+    validation.non_negative("eps", eps)
+    validation.count("num_samples", num_samples)
 
     def count_one(inputs):
         patterns, _ = _ball_patterns(spike_pattern_fn, params, *inputs, eps, num_samples)

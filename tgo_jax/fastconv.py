@@ -43,6 +43,8 @@ import jax.numpy as jnp
 from flax.linen.dtypes import promote_dtype
 from jax import lax
 
+from tgo_jax import validation
+
 Array = jax.Array
 
 IMPLS = ("auto", "xla", "im2col", "xla_flip")
@@ -57,8 +59,7 @@ def resolve_impl(impl: str, kernel_shape: Sequence[int]) -> str:
     "auto" is "xla" off CPU. On CPU it is "im2col" for 1×1 kernels and narrow windows
     (``kh·kw·C_in <= IM2COL_MAX_WINDOW``), else "xla_flip".
     """
-    if impl not in IMPLS:
-        raise ValueError(f"impl must be one of {list(IMPLS)}, got {impl!r}")
+    validation.choice("impl", impl, IMPLS)
     if impl != "auto":
         return impl
     if jax.default_backend() != "cpu":
@@ -68,13 +69,13 @@ def resolve_impl(impl: str, kernel_shape: Sequence[int]) -> str:
 
 
 def _check_operands(x: Array, kernel: Array, stride: int) -> None:
+    """x [N, H, W, C], kernel [kh, kw, C, C_out], an int stride >= 1 (shapes are static: runs under jit)."""
     if x.ndim != 4:
         raise ValueError(f"x must be [N, H, W, C] (rank 4), got shape {x.shape}")
     if kernel.ndim != 4 or kernel.shape[2] != x.shape[-1]:
         raise ValueError(f"kernel must be [kh, kw, {x.shape[-1]}, C_out] for x of shape {x.shape}, "
                          f"got {kernel.shape}")
-    if not isinstance(stride, int) or stride < 1:
-        raise ValueError(f"stride must be an int >= 1, got {stride!r}")
+    validation.count("stride", stride)
 
 
 def conv_xla(x: Array, kernel: Array, *, stride: int = 1, precision: Any = None) -> Array:
@@ -182,10 +183,11 @@ def conv2d(x: Array, kernel: Array, *, stride: int = 1, impl: str = "auto", prec
 
 
 def _pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
-    pair = (value, value) if isinstance(value, int) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, int) and v >= 1 for v in pair):
+    """(v, v) for an int, the pair itself for a pair; each an int >= 1."""
+    pair = (value, value) if isinstance(value, int) else tuple(value) if isinstance(value, Sequence) else ()
+    if len(pair) != 2:
         raise ValueError(f"{name} must be an int >= 1 or a pair of them, got {value!r}")
-    return pair
+    return tuple(validation.count(f"{name}[{i}]", v) for i, v in enumerate(pair))
 
 
 class Conv(nn.Module):

@@ -55,6 +55,19 @@ def non_negative(name: str, value: Any) -> Any:
     return value
 
 
+def all_positive(name: str, value: Any) -> Any:
+    """A number or an array of numbers, every entry finite and > 0 (checked when concrete)."""
+    if not is_concrete(value):
+        return value
+    try:
+        a = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be finite numbers > 0, got {value!r}") from None
+    if isinstance(value, (bool, str)) or not (a.size and np.all(np.isfinite(a)) and np.all(a > 0)):
+        raise ValueError(f"{name} must be finite numbers > 0, got {value!r}")
+    return value
+
+
 def in_range(name: str, value: Any, lo: float, hi: float) -> Any:
     """A number in the closed interval [lo, hi]."""
     number = _number(name, value, f"a number in [{lo}, {hi}]")

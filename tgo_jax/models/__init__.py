@@ -11,7 +11,7 @@ from typing import Any
 
 import flax.linen as nn
 
-from tgo_jax import neurons
+from tgo_jax import neurons, validation
 from tgo_jax.models.layers import mean_over_time
 from tgo_jax.models.small import SmallSNN
 from tgo_jax.models.vgg import SpikingVGG11
@@ -27,11 +27,15 @@ def create(arch: str, **kwargs: Any) -> nn.Module:
     Keyword arguments that name a ``NeuronConfig`` field (kind, decay, threshold, surrogate, sigma,
     ...) configure every spiking layer; the rest go to the model (num_classes, num_steps, ...).
     """
-    if arch not in ARCHS:
-        raise ValueError(f"unknown arch {arch!r}; expected one of {sorted(ARCHS)}")
+    validation.choice("arch", arch, sorted(ARCHS))
     neuron_kw = {k: kwargs.pop(k) for k in list(kwargs) if k in _NEURON_FIELDS}
     if "neuron" in kwargs and neuron_kw:
         raise ValueError(f"pass either neuron= or neuron fields {sorted(neuron_kw)}, not both")
+    model_fields = {f.name for f in dataclasses.fields(ARCHS[arch])} - {"parent", "name"}
+    unknown = sorted(set(kwargs) - model_fields)
+    if unknown:
+        raise ValueError(f"unknown {arch} model argument(s) {unknown}; expected NeuronConfig fields "
+                         f"{sorted(_NEURON_FIELDS)} or model fields {sorted(model_fields)}")
     neuron = kwargs.pop("neuron", neurons.NeuronConfig(**neuron_kw))
     return ARCHS[arch](neuron=neuron, **kwargs)
 

@@ -12,7 +12,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from tgo_jax import fastconv, neurons
+from tgo_jax import fastconv, neurons, validation
 from tgo_jax.normalization import (  # noqa: F401 - re-exported: the models' default constants
     CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD, FMNIST_MEAN, FMNIST_STD)
 
@@ -21,15 +21,15 @@ Array = jax.Array
 
 def check_image_batch(x: Array, channels: int, num_steps: int) -> None:
     """Validates a model input at the edge: [B, H, W, C] images or [B, T, H, W, C] event frames (T equal to
-    the model's num_steps), float values in [0, 1], the model's C, T >= 1."""
-    if not isinstance(num_steps, int) or num_steps < 1:
-        raise ValueError(f"num_steps (T) must be an int >= 1, got {num_steps!r}")
+    the model's num_steps), float values in [0, 1], B >= 1, the model's C, T >= 1."""
+    validation.count("num_steps (T)", num_steps)
     if x.ndim not in (4, 5):
         raise ValueError(f"input must be [B, H, W, C] images (rank 4) or [B, T, H, W, C] event frames (rank 5), "
                          f"got rank {x.ndim} with shape {x.shape}")
     if x.ndim == 5 and x.shape[1] != num_steps:
         raise ValueError(f"event frames [B, T, H, W, C] have T = {x.shape[1]}, the model runs num_steps = "
                          f"{num_steps} steps (shape {x.shape}); they must be equal")
+    validation.non_empty_batch("input", x)
     if x.shape[-1] != channels:
         raise ValueError(f"input has {x.shape[-1]} channels, the model expects {channels} (shape {x.shape})")
     if not jnp.issubdtype(x.dtype, jnp.floating):
@@ -143,9 +143,19 @@ class SpikingNet(nn.Module):
 
         return (nn.remat(run) if self.remat_blocks else run)(self, x)
 
+    def check_fields(self) -> None:
+        """Validates the shared fields (at call time: a module is built before its fields are final)."""
+        validation.count("num_classes", self.num_classes)
+        validation.count("in_channels", self.in_channels)
+        validation.choice("conv_impl", self.conv_impl, fastconv.IMPLS)
+        validation.boolean("remat_blocks", self.remat_blocks)
+        if not isinstance(self.neuron, neurons.NeuronConfig):
+            raise ValueError(f"neuron must be a NeuronConfig, got {type(self.neuron).__name__}")
+
     def prepare_input(self, x: Array) -> Array:
-        """Validates the input and normalises it in the compute dtype: images stay [B, H, W, C], event
-        frames become [T·B, H, W, C] (``time_major_frames``)."""
+        """Validates the fields and the input, and normalises it in the compute dtype: images stay
+        [B, H, W, C], event frames become [T·B, H, W, C] (``time_major_frames``)."""
+        self.check_fields()
         check_image_batch(x, self.in_channels, self.num_steps)
         x = normalize(x, self.mean, self.std).astype(self.dtype)
         return time_major_frames(x) if is_event_input(x) else x

@@ -6,7 +6,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from tgo_jax import neurons
+from tgo_jax import neurons, validation
 from tgo_jax.models import layers
 
 MERGES = ("convex", "sum")
@@ -63,8 +63,8 @@ class SpikingWRN(layers.SpikingNet):
 
     @nn.compact
     def __call__(self, x, train: bool = False, return_h: bool = False):
-        if self.merge not in MERGES:
-            raise ValueError(f"merge must be one of {MERGES}, got {self.merge!r}")
+        validation.choice("merge", self.merge, MERGES)
+        validation.count("blocks_per_group", self.blocks_per_group)
         events = layers.is_event_input(x)
         x = self.prepare_input(x)
         x = self.conv(self.stem, 3, 1, use_bias=False)(x)
