@@ -13,6 +13,9 @@ import shutil
 import subprocess
 import sys
 
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from tgo_jax import data
@@ -87,6 +90,24 @@ def test_evaluate_workdir_writes_the_tables_and_the_sweep(workdir):
     assert "| model | " + " | ".join(rows) + " |" in markdown
     assert f"| tiny | {table['Clean']:.2f} | {table['FGSM']:.2f} |" in markdown
     assert markdown.strip() == evaluate.render(results)
+
+
+def test_load_run_restores_the_weights_without_an_optimizer(workdir, monkeypatch):
+    def forbidden(*args, **kwargs):
+        raise AssertionError("load_run must not build an optimiser, an objective or a train step")
+
+    for name in ("build_optimizer", "build_objective", "make_train_step", "create_train_state"):
+        monkeypatch.setattr(train, name, forbidden)
+    run, variables, step = evaluate.load_run(workdir, num_examples=8)
+    assert step == 16 and len(run.splits["test"][1]) == 8
+    manager = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "checkpoints")))
+    saved = manager.restore(16, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
+    manager.close()
+    assert jax.tree.structure(variables) == jax.tree.structure(
+        {"params": saved["params"], "batch_stats": saved["batch_stats"]})
+    for name in ("params", "batch_stats"):
+        for a, b in zip(jax.tree.leaves(variables[name]), jax.tree.leaves(saved[name])):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def test_missing_workdir_is_a_clear_error(tmp_path):

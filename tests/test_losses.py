@@ -1,4 +1,5 @@
-"""Tests for tgo_jax.losses: terms against hand-computed values, schedules, compose, RAT helpers."""
+"""Tests for tgo_jax.losses (terms against hand-computed values, per example; schedules; compose) and the RAT
+projections of tgo_jax.projections."""
 import math
 
 import chex
@@ -9,7 +10,7 @@ import optax
 import pytest
 from absl.testing import parameterized
 
-from tgo_jax import losses, models
+from tgo_jax import losses, metrics, models, projections
 
 # Two "layers" of hand-picked potentials H [T=2, B=1, N]; θ = 1, δ = 0.5.
 #   layer 0: H = 1.2, 0.1 | 0.7, 1.0  -> |H-θ| = 0.2, 0.9, 0.3, 0.0 -> gaps 0.3, 0, 0.2, 0.5
@@ -98,24 +99,27 @@ class TaskTermsTest(chex.TestCase):
     @chex.variants(with_jit=True, without_jit=True)
     def test_ce_per_step(self):
         value = self.variant(losses.ce(per_step=True))(make_outputs(), make_batch(), {}, jnp.int32(0))
-        expected = np_ce(LOGITS, np.broadcast_to(LABELS, (2, 2))).mean()
-        np.testing.assert_allclose(value, expected, rtol=1e-5)
+        per_example = np_ce(LOGITS, np.broadcast_to(LABELS, (2, 2))).mean(0)
+        np.testing.assert_allclose(value, per_example, rtol=1e-5)
+        np.testing.assert_allclose(value.mean(), per_example.mean(), rtol=1e-5)
 
     @chex.variants(with_jit=True, without_jit=True)
     def test_ce_of_mean_logits(self):
         value = self.variant(losses.ce(per_step=False))(make_outputs(), make_batch(), {}, jnp.int32(0))
-        expected = np_ce(LOGITS.mean(0), LABELS).mean()
-        np.testing.assert_allclose(value, expected, rtol=1e-5)
+        per_example = np_ce(LOGITS.mean(0), LABELS)
+        np.testing.assert_allclose(value, per_example, rtol=1e-5)
+        np.testing.assert_allclose(value.mean(), per_example.mean(), rtol=1e-5)
         per_step = losses.ce(per_step=True)(make_outputs(), make_batch(), {}, 0)
-        assert not np.isclose(value, per_step)  # the two options are different losses on this input
+        assert not np.isclose(value.mean(), per_step.mean())  # the two options are different losses on this input
 
     @chex.variants(with_jit=True, without_jit=True)
     def test_tet(self):
         lam, phi = 0.2, 1.0
         value = self.variant(losses.tet(lam, phi))(make_outputs(), make_batch(), {}, jnp.int32(0))
-        ce_part = np_ce(LOGITS, np.broadcast_to(LABELS, (2, 2))).mean()
-        mse_part = np.mean((LOGITS.astype(np.float64) - phi) ** 2)
+        ce_part = np_ce(LOGITS, np.broadcast_to(LABELS, (2, 2))).mean(0)
+        mse_part = np.mean((LOGITS.astype(np.float64) - phi) ** 2, axis=(0, 2))
         np.testing.assert_allclose(value, (1 - lam) * ce_part + lam * mse_part, rtol=1e-5)
+        np.testing.assert_allclose(value.mean(), (1 - lam) * ce_part.mean() + lam * mse_part.mean(), rtol=1e-5)
 
     def test_bad_arguments(self):
         with pytest.raises(ValueError, match="lam"):
@@ -141,11 +145,13 @@ class MarginTest(chex.TestCase):
         far = [np.full_like(h, 5.0) for h in (H0, H1)]
         hs = tuple(np.concatenate([h, f], axis=1) for h, f in zip((H0, H1), far))
         value = losses.margin()(make_outputs(hs=hs), make_batch(), {}, 0)
-        np.testing.assert_allclose(value, MARGIN_P2 / 2, rtol=1e-5)
+        np.testing.assert_allclose(value, [MARGIN_P2, 0.0], rtol=1e-5, atol=1e-8)  # per example
+        np.testing.assert_allclose(value.mean(), MARGIN_P2 / 2, rtol=1e-5)
+        np.testing.assert_allclose(losses.margin_penalty(hs), MARGIN_P2 / 2, rtol=1e-5)
 
     @chex.variants(with_jit=True, without_jit=True)
     def test_threshold_neighbour_share(self):
-        share = self.variant(losses.threshold_neighbour_share)((jnp.asarray(H0), jnp.asarray(H1)))
+        share = self.variant(metrics.threshold_neighbour_share)((jnp.asarray(H0), jnp.asarray(H1)))
         np.testing.assert_allclose(share.overall, SHARE_ALL, rtol=1e-6)
         np.testing.assert_allclose(share.per_layer, (SHARE_L0, SHARE_L1), rtol=1e-6)
 
@@ -163,6 +169,15 @@ class MarginTest(chex.TestCase):
     def test_bad_arguments(self, **kwargs):
         with pytest.raises(ValueError, match=next(iter(kwargs))):
             losses.margin(**kwargs)
+
+    @parameterized.parameters(3, 0, True)
+    def test_bad_exponent_of_the_penalty_functions(self, p):
+        # p = 3 used to compute p = 2 without a word.
+        for fn in (losses.layer_margin_penalty, losses.layer_margin_cost):
+            with pytest.raises(ValueError, match="p must be one of"):
+                fn(jnp.asarray(H0), p=p)
+        with pytest.raises(ValueError, match="p must be one of"):
+            losses.margin_penalty((H0, H1), p=p)
 
     def test_needs_potentials(self):
         with pytest.raises(ValueError, match="return_h"):
@@ -218,13 +233,13 @@ class LipschitzTest(chex.TestCase):
         params = toy_params(orthogonal(4) + 0.1, orthogonal_conv_kernel() * 1.1)
         grads = jax.grad(lambda p: losses.lipschitz_penalty(p, beta))(params)
         stepped = jax.tree_util.tree_map(lambda p, g: p - g, params, grads)
-        chex.assert_trees_all_close(stepped, losses.apply_retraction(params, beta), rtol=1e-5, atol=1e-6)
+        chex.assert_trees_all_close(stepped, projections.apply_retraction(params, beta), rtol=1e-5, atol=1e-6)
 
     def test_negative_beta(self):
         with pytest.raises(ValueError, match="beta"):
             losses.lipschitz(-1e-3)
         with pytest.raises(ValueError, match="beta"):
-            losses.parseval_retraction(-1e-3)
+            projections.parseval_retraction(-1e-3)
 
 
 class RetractionTest(chex.TestCase):
@@ -235,7 +250,7 @@ class RetractionTest(chex.TestCase):
         conv = orthogonal_conv_kernel()
         params = toy_params(orthogonal(4) + 0.05 * noise, conv * 1.05)
         for beta in (2e-3, 0.1):
-            new = self.variant(lambda p: losses.apply_retraction(p, beta))(params)
+            new = self.variant(lambda p: projections.apply_retraction(p, beta))(params)
             for name in ("Dense_0", "Conv_0"):
                 assert parseval_error(new[name]["kernel"]) < parseval_error(params[name]["kernel"])
             for name, leaf in (("Dense_0", "bias"), ("BatchNorm_0", "scale"), ("PreActBlock_0", "merge")):
@@ -243,16 +258,16 @@ class RetractionTest(chex.TestCase):
 
     def test_fixed_point_at_orthogonal(self):
         params = toy_params(orthogonal(5), orthogonal_conv_kernel())
-        chex.assert_trees_all_close(losses.apply_retraction(params, 0.1), params, atol=1e-6)
+        chex.assert_trees_all_close(projections.apply_retraction(params, 0.1), params, atol=1e-6)
 
     def test_optax_wrapper(self):
         params = toy_params(orthogonal(4) + 0.1, orthogonal_conv_kernel())
         grads = jax.tree_util.tree_map(jnp.ones_like, params)
         sgd = optax.sgd(0.01)
-        opt = optax.chain(sgd, losses.parseval_retraction(0.1), losses.merge_simplex_projection())
+        opt = optax.chain(sgd, projections.parseval_retraction(0.1), projections.merge_simplex_projection())
         updates, _ = jax.jit(opt.update)(grads, opt.init(params), params)
         plain, _ = sgd.update(grads, sgd.init(params), params)
-        expected = losses.project_merge_simplex(losses.apply_retraction(optax.apply_updates(params, plain), 0.1))
+        expected = projections.project_merge_simplex(projections.apply_retraction(optax.apply_updates(params, plain), 0.1))
         chex.assert_trees_all_close(optax.apply_updates(params, updates), expected, rtol=1e-5, atol=1e-6)
         with pytest.raises(ValueError, match="params"):
             opt.update(grads, opt.init(params))
@@ -266,12 +281,12 @@ class SimplexTest(chex.TestCase):
         ([-0.3, 0.1], [0.3, 0.7]), ([0.0, 0.0], [0.5, 0.5]), ([-4.0, 3.0], [0.0, 1.0]),
         ([1.0, 1.0, -1.0], [0.5, 0.5, 0.0]))
     def test_projection_cases(self, c, expected):
-        np.testing.assert_allclose(self.variant(losses.project_simplex)(jnp.array(c)), expected, atol=1e-6)
+        np.testing.assert_allclose(self.variant(projections.project_simplex)(jnp.array(c)), expected, atol=1e-6)
 
     def test_merge_params_only(self):
         params = toy_params(np.eye(2, dtype=np.float32))
         params["PreActBlock_1"] = {"merge": jnp.array([0.7, 0.5]), "Conv_0": {"kernel": jnp.ones((1, 1, 2, 2))}}
-        new = losses.project_merge_simplex(params)
+        new = projections.project_merge_simplex(params)
         np.testing.assert_allclose(new["PreActBlock_0"]["merge"], [1.0, 0.0])
         np.testing.assert_allclose(new["PreActBlock_1"]["merge"], [0.6, 0.4], atol=1e-6)
         for path in (("Dense_0", "kernel"), ("BatchNorm_0", "scale"), ("PreActBlock_1", "Conv_0")):
@@ -281,9 +296,9 @@ class SimplexTest(chex.TestCase):
         model = models.create("wrn16_4", widths=(4, 8, 8), blocks_per_group=1, stem=4, num_steps=1)
         shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 3)))["params"]
         params = jax.tree_util.tree_map(lambda s: jnp.full(s.shape, 0.8, s.dtype), shapes)
-        projected = losses.project_merge_simplex(params)
+        projected = projections.project_merge_simplex(params)
         merges = [leaf for path, leaf in jax.tree_util.tree_flatten_with_path(projected)[0]
-                  if losses.is_merge_param(path, leaf)]
+                  if projections.is_merge_param(path, leaf)]
         assert len(merges) == 3
         for c in merges:
             np.testing.assert_allclose(c, [0.5, 0.5], atol=1e-6)
@@ -319,8 +334,9 @@ class SRTest(chex.TestCase):
 
         batch = {"image": jnp.asarray(x), "label": jnp.asarray(y)}
         term = self.variant(losses.sr(linear_logits_fn, h=h))
-        value = term(make_outputs(), batch, {"a": jnp.asarray(a)}, jnp.int32(0))
-        np.testing.assert_allclose(value, expected, rtol=2e-3)
+        value = term(make_outputs(), batch, {"a": jnp.asarray(a)}, jnp.int32(0), key=jax.random.PRNGKey(0))
+        assert value.shape == (3,)  # per example
+        np.testing.assert_allclose(value.mean(), expected, rtol=2e-3)
 
     def test_bad_arguments(self):
         with pytest.raises(ValueError, match="h"):
@@ -340,9 +356,9 @@ class ComposeTest(chex.TestCase):
                                  losses.weighted(losses.ce(per_step=False), 0.3, name="ce_mean"),
                                  losses.lipschitz(0.4))
         total, metrics = self.variant(loss_fn)(outputs, batch, params, step)
-        parts = {"tet": (losses.tet()(outputs, batch, params, step), 1.0),
+        parts = {"tet": (losses.tet()(outputs, batch, params, step).mean(), 1.0),
                  "margin": (MARGIN_P2, schedule(step)),
-                 "ce_mean": (losses.ce(per_step=False)(outputs, batch, params, step), 0.3),
+                 "ce_mean": (losses.ce(per_step=False)(outputs, batch, params, step).mean(), 0.3),
                  "lipschitz": (0.4 / 4 * 9, 1.0)}
         assert set(metrics) == set(parts) | {name + "_weight" for name in parts}
         for name, (value, weight) in parts.items():
@@ -363,6 +379,103 @@ class ComposeTest(chex.TestCase):
             losses.weighted("tet", 1.0)
 
 
+class ClosedComposeTest(chex.TestCase):
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_a_composed_loss_is_a_term(self):
+        outputs, batch, step = make_outputs(), make_batch(), jnp.int32(10)
+        inner = losses.compose((losses.margin(0.5, p=1), 2.0), losses.ce(per_step=False))
+        outer = losses.compose(losses.tet(), (inner, losses.linear_ramp(0.4, 20), "reg"))
+        total, metrics = self.variant(outer)(outputs, batch, {}, step)
+        inner_total, inner_metrics = inner(outputs, batch, {}, step)
+        np.testing.assert_allclose(inner_total, 2.0 * MARGIN_P1 + inner_metrics["ce"], rtol=1e-5)
+        tet_value = losses.tet()(outputs, batch, {}, step).mean()
+        np.testing.assert_allclose(total, tet_value + 0.2 * inner_total, rtol=1e-5)
+        np.testing.assert_allclose(metrics["reg"], inner_total, rtol=1e-6)
+        np.testing.assert_allclose(metrics["reg_weight"], 0.2, rtol=1e-6)
+        np.testing.assert_allclose(metrics["reg/margin"], MARGIN_P1, rtol=1e-5)
+        assert set(metrics) == {"tet", "tet_weight", "reg", "reg_weight", "reg/margin", "reg/margin_weight",
+                                "reg/ce", "reg/ce_weight"}
+
+    def test_extra_inputs_reach_the_terms_that_name_them(self):
+        seen = {}
+
+        def needs_key(outputs, batch, params, step, key):
+            seen["key"] = key
+            return jnp.zeros(outputs.logits_tb.shape[1])
+
+        def takes_all(outputs, batch, params, step, **extra):
+            seen["all"] = sorted(extra)
+            return jnp.zeros(())
+
+        def plain(outputs, batch, params, step):
+            return jnp.ones(outputs.logits_tb.shape[1])
+
+        loss_fn = losses.compose(needs_key, takes_all, plain)
+        total, _ = loss_fn(make_outputs(), make_batch(), {}, 0, key=jax.random.PRNGKey(3), other=1)
+        np.testing.assert_array_equal(seen["key"], jax.random.PRNGKey(3))
+        assert seen["all"] == ["key", "other"] and float(total) == 1.0
+        # A composed loss passes its extras on to the terms inside it.
+        losses.compose((loss_fn, 1.0, "inner"))(make_outputs(), make_batch(), {}, 0, key=jax.random.PRNGKey(4))
+        np.testing.assert_array_equal(seen["key"], jax.random.PRNGKey(4))
+
+    def test_a_term_must_return_per_example_values_or_a_scalar(self):
+        def wrong(outputs, batch, params, step):
+            return outputs.logits_tb  # [T, B, K]
+
+        with pytest.raises(ValueError, match="wrong.*per-example"):
+            losses.compose(wrong)(make_outputs(), make_batch(), {}, 0)
+
+    def test_names_stay_importable_from_losses(self):
+        assert losses.apply_retraction is projections.apply_retraction
+        assert losses.parseval_retraction is projections.parseval_retraction
+        assert losses.threshold_neighbour_share is metrics.threshold_neighbour_share
+
+
+class FiringRateTest(chex.TestCase):
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_hand_values(self):
+        rates = (jnp.array([0.1, 0.5]), jnp.array([0.3, 0.0]))
+        outputs = losses.Outputs(jnp.asarray(LOGITS), (), rates)
+        value = self.variant(losses.firing_rate())(outputs, make_batch(), {}, jnp.int32(0))
+        np.testing.assert_allclose(value, [(0.01 + 0.09) / 2, (0.25 + 0.0) / 2], rtol=1e-6)
+        value = self.variant(losses.firing_rate(target=0.2))(outputs, make_batch(), {}, jnp.int32(0))
+        np.testing.assert_allclose(value, [(0.01 + 0.01) / 2, (0.09 + 0.04) / 2], rtol=1e-5)
+
+    def test_bad_arguments(self):
+        with pytest.raises(ValueError, match="target"):
+            losses.firing_rate(target=1.5)
+        with pytest.raises(ValueError, match="spike_rates"):
+            losses.firing_rate()(make_outputs(), make_batch(), {}, 0)  # no rates in the outputs
+
+    def test_sown_rates_are_the_spike_rates_and_the_term_lowers_them(self):
+        model = models.create("small", channels=(4,), hidden=8, num_steps=2, threshold=0.3)
+        x = jax.random.uniform(jax.random.PRNGKey(1), (4, 12, 12, 1))
+        variables = model.init(jax.random.PRNGKey(0), x)
+        loss_fn = losses.compose(losses.firing_rate())
+
+        @jax.jit
+        def rates_and_grads(params):
+            def objective(p):
+                (logits_tb, hs), state = model.apply(dict(variables, params=p), x, train=True, return_h=True,
+                                                     mutable=["batch_stats", "intermediates"])
+                rates = models.sown_spike_rates(state["intermediates"])
+                total, _ = loss_fn(losses.Outputs(logits_tb, hs, rates), {}, p, 0)
+                return total, (rates, hs)
+            return jax.grad(objective, has_aux=True)(params)
+
+        grads, (rates, hs) = rates_and_grads(variables["params"])
+        assert len(rates) == len(hs) == 2 and all(r.shape == (4,) for r in rates)
+        for r, h in zip(rates, hs):  # a spike is H >= θ (hard reset, LIF): the rate is that share per example
+            axes = tuple(i for i in range(h.ndim) if i != 1)
+            np.testing.assert_allclose(r, np.mean(np.asarray(h) >= 0.3, axis=axes), rtol=1e-6)
+        assert float(sum(r.mean() for r in rates)) > 0
+        stepped = jax.tree.map(lambda p, g: p - 5.0 * g, variables["params"], grads)
+        _, (new_rates, _) = rates_and_grads(stepped)
+        assert sum(float(r.mean()) for r in new_rates) < sum(float(r.mean()) for r in rates)
+
+
 class ObjectiveTest(chex.TestCase):
 
     def test_strategies(self):
@@ -375,7 +488,7 @@ class ObjectiveTest(chex.TestCase):
                                        delta=0.5, p=1, lipschitz_beta=0.4)
         total, metrics = tgo_rat(outputs, batch, params, step)
         assert set(metrics) == {"ce", "ce_weight", "margin", "margin_weight", "lipschitz", "lipschitz_weight"}
-        expected = losses.ce()(outputs, batch, params, step) + 0.2 * MARGIN_P1 + 0.4 / 4 * 9
+        expected = losses.ce()(outputs, batch, params, step).mean() + 0.2 * MARGIN_P1 + 0.4 / 4 * 9
         np.testing.assert_allclose(total, expected, rtol=1e-5)
         with pytest.raises(ValueError, match="strategy"):
             losses.tgo_objective("fgsm")
@@ -416,12 +529,13 @@ class SRModelTest(chex.TestCase):
         batch = {"image": x, "label": jnp.arange(8, dtype=jnp.int32) % 10}
         params = model.init(key_init, x)["params"]
         term = losses.sr(losses.training_logits_fn(model))
-        value, grads = jax.jit(jax.value_and_grad(lambda p: term(None, batch, p, jnp.int32(0))))(params)
+        key = jax.random.PRNGKey(1)
+        value, grads = jax.jit(jax.value_and_grad(lambda p: term(None, batch, p, jnp.int32(0), key=key).mean()))(params)
         assert np.isfinite(value) and value > 0
         assert all(np.all(np.isfinite(g)) for g in jax.tree_util.tree_leaves(grads))
         assert np.abs(grads["Dense_1"]["kernel"]).sum() > 0
 
-    def test_noise_key_from_batch(self):
+    def test_noise_key_is_an_explicit_argument(self):
         def noisy_logits_fn(params, x, key):
             return linear_logits_fn(params, x, key) + jax.random.normal(key, (x.shape[0], 3))
 
@@ -430,11 +544,15 @@ class SRModelTest(chex.TestCase):
         x = jnp.asarray(rng.uniform(size=(6, 2, 2, 1)), jnp.float32)
         y = jnp.array([0, 1, 2, 0, 1, 2], jnp.int32)
         term = losses.sr(noisy_logits_fn)
-        key = jax.random.PRNGKey(7)
-        with_key = term(None, {"image": x, "label": y, "key": key}, params, 0)
-        np.testing.assert_allclose(with_key, losses.sr_penalty(noisy_logits_fn, params, x, y, key), rtol=1e-6)
-        default = term(None, {"image": x, "label": y}, params, 3)
-        np.testing.assert_allclose(
-            default, losses.sr_penalty(noisy_logits_fn, params, x, y, jax.random.fold_in(jax.random.PRNGKey(0), 3)),
-            rtol=1e-6)
-        assert not np.isclose(with_key, default)
+        key, other = jax.random.PRNGKey(7), jax.random.PRNGKey(8)
+        with_key = term(None, {"image": x, "label": y}, params, 0, key=key)
+        np.testing.assert_allclose(with_key.mean(), losses.sr_penalty(noisy_logits_fn, params, x, y, key), rtol=1e-6)
+        with_other = term(None, {"image": x, "label": y}, params, 0, key=other)
+        assert not np.isclose(with_key.mean(), with_other.mean())  # the key is the noise the model sees
+        # No silent fallback key: a missing key is an error, also through compose.
+        with pytest.raises(ValueError, match="key"):
+            term(None, {"image": x, "label": y, "key": key}, params, 3)
+        with pytest.raises(ValueError, match="key"):
+            losses.compose(losses.sr(noisy_logits_fn))(None, {"image": x, "label": y}, params, 3)
+        total, _ = losses.compose(losses.sr(noisy_logits_fn))(None, {"image": x, "label": y}, params, 3, key=key)
+        np.testing.assert_allclose(total, with_key.mean(), rtol=1e-6)

@@ -6,23 +6,29 @@ images) on Fashion-MNIST from the Debian package; the paper's CIFAR networks are
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
 import time
 from typing import Any, Callable, NamedTuple
 
+import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from absl import flags
+from ml_collections import config_flags
 
-from tgo_jax import data, losses
+from tgo_jax import data, losses, metrics, projections
 from tgo_train import train
+from tgo_train.checkpoint import Checkpoints
 from tgo_train.configs import cifar, test_tiny
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -59,7 +65,7 @@ class Built(NamedTuple):
     batch: dict  # the first training batch of epoch 0
 
 
-def build(config: ml_collections.ConfigDict, *, trace_metrics: bool = True) -> Built:
+def build(config: ml_collections.ConfigDict) -> Built:
     """What ``train_and_evaluate`` builds before its loop, with a jitted (not donating) step."""
     run = train.prepare(config)
     total = train.total_steps(config, run.steps_per_epoch)
@@ -67,10 +73,8 @@ def build(config: ml_collections.ConfigDict, *, trace_metrics: bool = True) -> B
     objective = train.build_objective(config, total, run.model)
     images, labels = run.splits["train"]
     batch = next(data.epoch_batches(images, labels, config.batch_size, seed=config.seed, epoch=0))
-    names = train.metric_names(config, run.model, objective, optimizer, batch) if trace_metrics else []
-    sums = {k: jnp.zeros(()) for k in names + ["count"]}
     # Jitted: XLA:CPU compiles the init faster than flax runs it op by op (same values).
-    state = jax.jit(lambda x: train.create_train_state(config, run.model, optimizer, x, sums))(batch["image"])
+    state = jax.jit(lambda x: train.create_train_state(config, run.model, optimizer, x))(batch["image"])
     step = jax.jit(train.make_train_step(config, run.model, objective, optimizer))
     return Built(run, state, step, batch)
 
@@ -93,7 +97,7 @@ def neighbour_share(run: train.Run, state: train.TrainState, x: np.ndarray) -> f
     """Share of |H − θ| < δ over every LIF layer, eval mode, on inputs x (docs/FORMULAS.md §5)."""
     variables = {"params": state.params, "batch_stats": state.batch_stats}
     _, hs = run.model.apply(variables, x, train=False, return_h=True, rngs={"noise": jax.random.PRNGKey(0)})
-    share = losses.threshold_neighbour_share(hs, delta=run.config.margin.delta,
+    share = metrics.threshold_neighbour_share(hs, delta=run.config.margin.delta,
                                              threshold=run.config.neuron.threshold)
     return float(share.overall)
 
@@ -138,16 +142,19 @@ def tiny_tet(fashion_mnist) -> Built:
 # ----------------------------------------------------------------------------------------------------
 
 def test_train_step_lowers_the_loss_on_a_fixed_batch(tiny_tet):
-    state, losses_seen = tiny_tet.state, []
+    state, losses_seen, sums = tiny_tet.state, [], None
     for _ in range(6):
-        state, metrics = tiny_tet.step(state, tiny_tet.batch)
-        losses_seen.append(float(metrics["loss"]))
+        state, step_metrics = tiny_tet.step(state, tiny_tet.batch)
+        sums = train.accumulate(sums, step_metrics)
+        losses_seen.append(float(step_metrics["loss"]))
     assert np.all(np.isfinite(losses_seen))
     assert losses_seen[-1] < losses_seen[0], losses_seen
     assert int(state.step) == 6
-    assert float(state.sums["count"]) == 6.0
+    assert float(sums["count"]) == 6.0
     # The running sums are the sums of the per-step metrics.
-    np.testing.assert_allclose(float(state.sums["loss"]), sum(losses_seen), rtol=1e-5)
+    np.testing.assert_allclose(float(sums["loss"]), sum(losses_seen), rtol=1e-5)
+    # The train state holds what a resume needs, and no metric.
+    assert set(flax.serialization.to_state_dict(state)) == {"step", "params", "batch_stats", "opt_state", "key"}
 
 
 def test_margin_penalty_lowers_the_threshold_neighbour_share(tiny_tet):
@@ -161,9 +168,9 @@ def test_margin_penalty_lowers_the_threshold_neighbour_share(tiny_tet):
     for name, built in (("vanilla", tiny_tet), ("margin", margin)):
         state = built.state
         for batch in train_batches(built.run, num_steps):
-            state, metrics = built.step(state, batch)
+            state, step_metrics = built.step(state, batch)
         shares[name] = neighbour_share(built.run, state, x_test)
-    assert float(metrics["margin_weight"]) == 20.0  # the constant schedule
+    assert float(step_metrics["margin_weight"]) == 20.0  # the constant schedule
     assert shares["margin"] < 0.75 * shares["vanilla"], shares
 
 
@@ -178,8 +185,8 @@ def test_tgo_step_reports_margin_metrics_and_is_deterministic_per_seed():
     def train_from(state, num_steps=3):
         history = []
         for batch in train_batches(built.run, num_steps):
-            state, metrics = built.step(state, batch)
-            history.append({k: float(v) for k, v in metrics.items()})
+            state, step_metrics = built.step(state, batch)
+            history.append({k: float(v) for k, v in step_metrics.items()})
         return state, history
 
     state_a, history = train_from(built.state)
@@ -192,7 +199,7 @@ def test_tgo_step_reports_margin_metrics_and_is_deterministic_per_seed():
         np.testing.assert_allclose(m["margin_weight"], config.margin.lambda_max * i / total, rtol=1e-6)
         np.testing.assert_allclose(m["loss"], m["tet"] + m["margin_weight"] * m["margin"], rtol=1e-5)
     # The program's own (un-jitted) init with the same seed gives the same state and the same training.
-    state = train.create_train_state(config, built.run.model, optimizer, built.batch["image"], built.state.sums)
+    state = train.create_train_state(config, built.run.model, optimizer, built.batch["image"])
     assert_trees_equal(state, built.state)
     trained, _ = train_from(state)
     assert_trees_equal(trained.params, state_a.params)
@@ -212,12 +219,14 @@ def test_at_and_rat_steps_run_and_rat_retracts():
     rat_step = jax.jit(train.make_train_step(rat_config, at.run.model,
                                              train.build_objective(rat_config, total, at.run.model), optimizer))
     at_state, at_metrics = at.step(at.state, at.batch)
-    rat_state, rat_metrics = rat_step(at.state, at.batch)
-    for metrics in (at_metrics, rat_metrics):
-        assert all(np.isfinite(float(v)) for v in metrics.values()), metrics
+    # RAT's optimiser chains the projections (their states are empty): same SGD state, more transforms.
+    rat_start = at.state.replace(opt_state=optimizer.init(at.state.params))
+    rat_state, rat_metrics = rat_step(rat_start, at.batch)
+    for step_metrics in (at_metrics, rat_metrics):
+        assert all(np.isfinite(float(v)) for v in step_metrics.values()), step_metrics
     assert max_abs_diff(at_state.params, at.state.params) > 0.0
     # Same key, same PGD examples, same loss: RAT is the AT update followed by the Parseval retraction.
-    retracted = losses.project_merge_simplex(losses.apply_retraction(at_state.params, beta))
+    retracted = projections.project_merge_simplex(projections.apply_retraction(at_state.params, beta))
     assert max_abs_diff(rat_state.params, retracted) < 1e-6
     assert max_abs_diff(rat_state.params, at_state.params) > 1e-3
 
@@ -242,15 +251,15 @@ def test_rat_loss_form_adds_the_lipschitz_term(tiny_tet):
 def test_rat_step_keeps_wrn_merge_coefficients_on_the_simplex():
     config = tiny_config({"strategy": "rat", "batch_size": 8, "at.steps": 1, "model.arch": "wrn16_4"})
     config.model_kwargs = ml_collections.ConfigDict(dict(widths=(4, 8, 8), stem=4))
-    built = build(config, trace_metrics=False)
+    built = build(config)
     # Start off the simplex (sum 1.6): only the projection can bring the sum back to 1.
     off = jax.tree_util.tree_map_with_path(
-        lambda path, leaf: jnp.array([0.9, 0.7], leaf.dtype) if losses.is_merge_param(path, leaf) else leaf,
+        lambda path, leaf: jnp.array([0.9, 0.7], leaf.dtype) if projections.is_merge_param(path, leaf) else leaf,
         built.state.params)
-    state, metrics = built.step(built.state.replace(params=off), built.batch)
-    assert np.isfinite(float(metrics["loss"]))
+    state, step_metrics = built.step(built.state.replace(params=off), built.batch)
+    assert np.isfinite(float(step_metrics["loss"]))
     merges = [leaf for path, leaf in jax.tree_util.tree_leaves_with_path(state.params)
-              if losses.is_merge_param(path, leaf)]
+              if projections.is_merge_param(path, leaf)]
     assert len(merges) == 6  # WRN-16: three groups of two blocks
     for c in merges:
         assert c.shape == (2,) and float(jnp.min(c)) >= 0.0
@@ -295,7 +304,61 @@ def test_resumed_run_matches_an_uninterrupted_one(tmp_path, capsys):
     assert records[interrupted][0]["elapsed_s"] >= first["elapsed_s"] > 0
     (step_a, state_a), (step_b, state_b) = saved_state(interrupted), saved_state(whole)
     assert step_a == step_b == 16
-    assert_trees_equal(state_a, state_b)  # params, BN statistics, optimiser state, key, sums
+    assert_trees_equal(state_a, state_b)  # params, BN statistics, optimiser state, key
+
+
+def test_a_checkpoint_with_metric_sums_in_its_state_still_restores(tmp_path):
+    """Checkpoints written while the train state held the metric sums: the lean state restores from them
+    (only the entries it names are read), the unfinished epoch's sums carry over, and the weights alone
+    can be read without any target."""
+    params = {"Dense_0": {"kernel": np.arange(6, dtype=np.float32).reshape(2, 3)}}
+    batch_stats = {"BatchNorm_0": {"mean": np.full((3,), 0.5, np.float32)}}
+    opt_state = {"0": {"trace": {"Dense_0": {"kernel": np.ones((2, 3), np.float32)}}}}
+    old = {"step": np.asarray(5, np.int32), "params": params, "batch_stats": batch_stats, "opt_state": opt_state,
+           "key": np.asarray([0, 7], np.uint32),
+           "sums": {"count": np.asarray(5.0, np.float32), "loss": np.asarray(11.5, np.float32)}}
+    ckpt = Checkpoints(str(tmp_path / "checkpoints"), every_steps=1)
+    ckpt.save(5, old, {"config": {}})
+    ckpt.wait()
+    zeros = functools.partial(jax.tree.map, jnp.zeros_like)
+    target = train.TrainState(step=jnp.zeros((), jnp.int32), params=zeros(params), batch_stats=zeros(batch_stats),
+                              opt_state=zeros(opt_state), key=jnp.zeros((2,), jnp.uint32))
+    state, meta = ckpt.restore(target)
+    assert int(state.step) == 5
+    assert_trees_equal(state.params, params)
+    assert_trees_equal(state.opt_state, opt_state)
+    np.testing.assert_array_equal(state.key, [0, 7])
+    sums = train._restored_sums(ckpt, meta, 5)
+    assert {k: float(v) for k, v in sums.items()} == {"count": 5.0, "loss": 11.5}
+    weights = ckpt.restore_entries(["params", "batch_stats", "absent"])
+    assert set(weights) == {"params", "batch_stats"}
+    assert_trees_equal(weights["batch_stats"], batch_stats)
+    ckpt.close()
+
+
+def parse_main_flags(*overrides: str) -> ml_collections.ConfigDict:
+    """The config ``tgo_train.main`` gets from ``--config <tiny> *overrides`` (its flag definition, fresh flags)."""
+    argv = ["main", f"--config={os.path.join(REPO, TINY_CONFIG)}", *overrides]
+    flag_values = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", None, flag_values=flag_values, lock_config=True, sys_argv=argv)
+    flag_values(argv)
+    return flag_values.config
+
+
+def test_every_config_flag_the_readme_names_parses_with_the_tiny_config():
+    with open(os.path.join(REPO, "README.md")) as f:
+        names = sorted({name.rstrip(".") for name in re.findall(r"--config\.([\w.]+)", f.read())})
+    assert {"model_kwargs.remat_blocks", "model_kwargs.conv_impl", "neuron.fused"} <= set(names), names
+    defaults = test_tiny.get_config()
+    for name in names:
+        default = functools.reduce(getattr, name.split("."), defaults)  # AttributeError: not declared
+        value = (not default) if isinstance(default, bool) else default  # a bool flips, to see it applied
+        config = parse_main_flags(f"--config.{name}={value}")
+        assert functools.reduce(getattr, name.split("."), config) == value, name
+    # The speed options reach the model.
+    config = parse_main_flags("--config.model_kwargs.remat_blocks=True", "--config.model_kwargs.conv_impl=xla")
+    model = train.build_model(config, data.dataset_info("fashion_mnist"))
+    assert model.remat_blocks is True and model.conv_impl == "xla"
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -377,15 +440,15 @@ def test_cifar_tgo_rat_train_step_traces(arch):
     objective = train.build_objective(config, total, model)
     batch = {"image": jax.ShapeDtypeStruct((2, *info.shape), jnp.float32),
              "label": jax.ShapeDtypeStruct((2,), jnp.int32)}
-    state = jax.eval_shape(lambda x: train.create_train_state(config, model, optimizer, x,
-                                                              {"count": jnp.zeros(())}), batch["image"])
-    new_state, metrics = jax.eval_shape(train.make_train_step(config, model, objective, optimizer), state, batch)
+    state = jax.eval_shape(lambda x: train.create_train_state(config, model, optimizer, x), batch["image"])
+    new_state, step_metrics = jax.eval_shape(train.make_train_step(config, model, objective, optimizer), state, batch)
     assert jax.tree.map(lambda s: (s.shape, s.dtype), new_state) == jax.tree.map(lambda s: (s.shape, s.dtype),
                                                                                   state)
-    assert {"loss", "tet", "margin", "margin_weight", "accuracy", "neighbour_share"} <= set(metrics)
-    assert all(m.shape == () for m in metrics.values())
+    assert {"loss", "tet", "margin", "margin_weight", "accuracy", "neighbour_share"} <= set(step_metrics)
+    assert all(m.shape == () for m in step_metrics.values())
     if arch == "wrn16_4":
-        assert any(losses.is_merge_param(p, leaf) for p, leaf in jax.tree_util.tree_leaves_with_path(state.params))
+        assert any(projections.is_merge_param(p, leaf)
+                   for p, leaf in jax.tree_util.tree_leaves_with_path(state.params))
 
 
 def test_prepare_cifar_offline_fails_fast_naming_data_dir(tmp_path, monkeypatch):
@@ -432,7 +495,7 @@ def test_cifar_mock_data_through_prepare_and_train_step(tmp_path, monkeypatch):
     assert built.run.model.in_channels == 3 and built.run.config.augment
     state = built.state
     for batch in train_batches(built.run, 2):
-        state, metrics = built.step(state, batch)
-        assert all(np.isfinite(float(v)) for v in metrics.values()), metrics
+        state, step_metrics = built.step(state, batch)
+        assert all(np.isfinite(float(v)) for v in step_metrics.values()), step_metrics
     assert int(state.step) == 2
     assert max_abs_diff(state.params, built.state.params) > 0.0

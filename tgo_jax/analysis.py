@@ -28,7 +28,7 @@ from jax.scipy.special import ndtr
 
 from tgo_jax import neurons, validation
 # One implementation of the threshold-neighbour share, shared with the training metrics.
-from tgo_jax.losses import NeighbourShare, threshold_neighbour_share  # noqa: F401 (re-exported)
+from tgo_jax.metrics import NeighbourShare, threshold_neighbour_share  # noqa: F401 (re-exported)
 from tgo_jax.models import layers
 
 Array = jax.Array

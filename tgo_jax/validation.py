@@ -91,8 +91,9 @@ def boolean(name: str, value: Any) -> bool:
 
 
 def choice(name: str, value: Any, choices: Sequence[Any]) -> Any:
-    """One of ``choices``."""
-    if value not in tuple(choices):
+    """One of ``choices`` (a bool is not taken for the number 1 or 0)."""
+    is_bool = isinstance(value, (bool, np.bool_))
+    if value not in tuple(choices) or (is_bool and not any(isinstance(c, (bool, np.bool_)) for c in choices)):
         raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
     return value
 
@@ -160,3 +161,22 @@ def text(name: str, value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError(f"{name} must be a string, got {value!r}")
     return value
+
+
+def function(name: str, value: Any, signature: str) -> Any:
+    """A callable; ``signature`` says what it is called with and returns, for the error message."""
+    if not callable(value):
+        raise ValueError(f"{name} must be a function {signature}, got {value!r}")
+    return value
+
+
+def per_layer(name: str, values: Any, rank: int, hint: str) -> tuple:
+    """A non-empty tuple (or list) with one array of rank >= ``rank`` per layer; ``hint`` says how to get it."""
+    if not isinstance(values, (tuple, list)) or len(values) == 0:
+        length = len(values) if isinstance(values, (tuple, list)) else "n/a"
+        raise ValueError(f"{name} must be a non-empty tuple with one array per LIF layer ({hint}), "
+                         f"got {type(values).__name__} of length {length}")
+    for i, value in enumerate(values):
+        if np.ndim(value) < rank:
+            raise ValueError(f"{name}[{i}] must have rank >= {rank}, got shape {np.shape(value)}")
+    return tuple(values)

@@ -98,9 +98,7 @@ def run_bench(config, image, reps: int, apgd: bool = True) -> dict:
     rng = np.random.default_rng(0)
     batch = {"image": jnp.asarray(rng.random((config.batch_size,) + tuple(image), np.float32)),
              "label": jnp.asarray(rng.integers(0, config.model.num_classes, config.batch_size), jnp.int32)}
-    names = train.metric_names(config, model, objective, optimizer, batch)
-    state = train.create_train_state(config, model, optimizer, batch["image"],
-                                     {k: jnp.zeros(()) for k in names + ["count"]})
+    state = train.create_train_state(config, model, optimizer, batch["image"])
     step_fn = jax.jit(train.make_train_step(config, model, objective, optimizer), donate_argnums=0)
     step_fn = step_fn.lower(state, batch).compile()  # compiled once: timed below, and its memory read
     eval_fn = jax.jit(train.make_eval_step(model))

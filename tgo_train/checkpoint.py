@@ -11,7 +11,7 @@ import os
 import re
 import sys
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import flax.serialization
 import jax
@@ -30,6 +30,8 @@ class Checkpoints:
 
     The state is stored as a plain pytree (``flax.serialization.to_state_dict``) next to a JSON
     record holding the config, so ``tgo_train.evaluate`` can rebuild the model from a workdir alone.
+    Restores are partial: a target reads only the entries it names (an older checkpoint's extra
+    entries are skipped), and ``restore_entries`` reads chosen top-level entries without any target.
     """
 
     def __init__(self, directory: str, every_steps: int, keep: int = 2, writer: bool = False):
@@ -40,7 +42,9 @@ class Checkpoints:
         options = ocp.CheckpointManagerOptions(max_to_keep=keep, save_interval_steps=every_steps, create=True,
                                                cleanup_tmp_directories=writer)
         self.directory = os.path.abspath(directory)
-        self.manager = ocp.CheckpointManager(self.directory, options=options)
+        # The plain pytree handler (the format StandardSave writes) is the one that restores part of a tree.
+        handlers = {"state": ocp.PyTreeCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
+        self.manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
         self._unsealed: list[int] = []  # saved steps whose manifest is not written yet
 
     def latest_step(self) -> Optional[int]:
@@ -49,10 +53,14 @@ class Checkpoints:
     def step_dir(self, step: int) -> str:
         return os.path.join(self.directory, str(step))
 
+    def due(self, step: int) -> bool:
+        """Whether ``save(step, ...)`` would save (so the caller builds the meta only then)."""
+        return self.manager.should_save(step)
+
     def save(self, step: int, state: Any, meta: dict, force: bool = False) -> bool:
         """Saves when ``step`` is on the interval (or ``force``); returns whether it saved."""
         self._seal(block=False)
-        args = ocp.args.Composite(state=ocp.args.StandardSave(flax.serialization.to_state_dict(state)),
+        args = ocp.args.Composite(state=ocp.args.PyTreeSave(flax.serialization.to_state_dict(state)),
                                   meta=ocp.args.JsonSave(meta))
         saved = self.manager.save(step, args=args, force=force)
         if saved:
@@ -90,25 +98,48 @@ class Checkpoints:
         Damaged newer checkpoints are reported on stderr and, with ``set_aside`` (a folder), moved there
         so the run can save those steps again.
         """
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, flax.serialization.to_state_dict(target))
+        out = self._restore_intact(step, lambda s: abstract, set_aside, "the state built from the config")
+        return flax.serialization.from_state_dict(target, out["state"]), out["meta"]
+
+    def restore_entries(self, names: Sequence[str], step: Optional[int] = None) -> dict:
+        """The saved state's top-level entries ``names`` that exist (e.g. params and batch_stats), as arrays,
+        at ``step`` or the newest intact checkpoint, without building the rest of the state: their
+        shapes come from the checkpoint's metadata."""
+
+        def abstract(s):
+            saved = self.manager.item_metadata(s)["state"]
+            saved = getattr(saved, "tree", saved)
+            return {name: jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), saved[name])
+                    for name in names if name in saved}
+
+        return dict(self._restore_intact(step, abstract, None, f"the entries {list(names)}")["state"])
+
+    def _restore_intact(self, step: Optional[int], abstract_of: Callable[[int], Any], set_aside: Optional[str],
+                        what: str) -> dict:
+        """orbax's ``{'state', 'meta'}`` of ``step`` or of the newest intact checkpoint, ``abstract_of(step)``
+        naming the part of the state to read (partial restore)."""
         steps = [step] if step is not None else sorted(self.manager.all_steps(), reverse=True)
         if not steps:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, flax.serialization.to_state_dict(target))
         problems = []
         for s in steps:
             problem = self.damage(s)
             if problem is None:
                 try:
+                    abstract = abstract_of(s)
                     out = self.manager.restore(s, args=ocp.args.Composite(
-                        state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+                        state=ocp.args.PyTreeRestore(abstract, partial_restore=True,
+                                                     restore_args=ocp.checkpoint_utils.construct_restore_args(abstract)),
+                        meta=ocp.args.JsonRestore()))
                 except Exception as e:  # noqa: BLE001 - orbax raises many kinds; reduced to one line
                     if manifest.exists(self.step_dir(s)):  # the files are intact: the state does not fit
-                        raise CheckpointError(f"checkpoint step {s} in {self.directory} does not fit the "
-                                              f"state built from the config: {one_line(e)}") from e
+                        raise CheckpointError(f"checkpoint step {s} in {self.directory} does not fit "
+                                              f"{what}: {one_line(e)}") from e
                     problem = _unreadable(e)
                 else:
                     self._set_aside([p[0] for p in problems], set_aside)
-                    return flax.serialization.from_state_dict(target, out["state"]), out["meta"]
+                    return out
             problems.append((s, problem))
             print(f"warning: checkpoint step {s} in {self.directory} is damaged: {problem}"
                   + ("; trying the previous one" if s != steps[-1] else ""), file=sys.stderr, flush=True)

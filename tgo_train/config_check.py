@@ -17,10 +17,9 @@ from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 import ml_collections
 
-from tgo_jax import data, losses, models, neurons, validation
+from tgo_jax import data, fastconv, losses, models, neurons, validation
 
 DTYPES = ("float32", "bfloat16")  # compute dtypes; params and optimiser state stay float32
-STRATEGIES = ("tet", "ce", "at", "rat")
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("cosine", "constant")
 RAT_FORMS = ("retraction", "loss")
@@ -63,6 +62,8 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
     "model.arch": _choice(models.ARCHS),
     "model.num_steps": _int(1),
     "model.num_classes": _int(1),  # optional: defaults to the dataset's
+    "model_kwargs.remat_blocks": validation.boolean,
+    "model_kwargs.conv_impl": _choice(fastconv.IMPLS),
     "dtype": _choice(DTYPES),
     "neuron.kind": _choice(neurons.KINDS),
     "neuron.decay": _range(0.0, 1.0),
@@ -78,11 +79,11 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
     "neuron.fused": validation.boolean,
     "neuron.remat": validation.boolean,
     "neuron.unroll": validation.boolean,
-    "strategy": _choice(STRATEGIES),
+    "strategy": _choice(losses.STRATEGIES),
     "tet_lambda": validation.non_negative,
     "margin.enabled": validation.boolean,
     "margin.delta": validation.positive,
-    "margin.p": _int(1),
+    "margin.p": _choice((1, 2)),
     "margin.lambda_max": validation.non_negative,
     "margin.schedule": _choice(losses.SCHEDULES),
     "at.eps": _range(0.0, 1.0),

@@ -16,7 +16,7 @@ from fractions import Fraction
 from typing import Optional, Sequence
 
 import jax
-import numpy as np
+import jax.numpy as jnp
 from absl import app, flags, logging
 
 from tgo_jax import attacks, data
@@ -42,7 +42,10 @@ def parse_eps(text: str) -> float:
 
 
 def load_run(workdir: str, step: Optional[int] = None, num_examples: int = 0):
-    """Rebuilds the model and data of a training workdir and restores its checkpoint."""
+    """Rebuilds the model and data of a training workdir and restores its weights (params, batch_stats).
+
+    Only those two entries of the checkpoint are read; no optimiser, objective or train step is built.
+    """
     ckpt_dir = os.path.join(workdir, "checkpoints")
     if not os.path.isdir(ckpt_dir):
         raise FileNotFoundError(f"no checkpoints in {workdir} (expected {ckpt_dir})")
@@ -52,17 +55,11 @@ def load_run(workdir: str, step: Optional[int] = None, num_examples: int = 0):
         config.eval_subset = num_examples
     config.train_subset = config.batch_size  # evaluation needs the test split only
     run = train.prepare(config)
-    optimizer = train.build_optimizer(config, train.total_steps(config, run.steps_per_epoch))
-    objective = train.build_objective(config, train.total_steps(config, run.steps_per_epoch), run.model)
-    images, labels = run.splits["train"]
-    sample = next(data.epoch_batches(images, labels, config.batch_size, seed=config.seed, epoch=0))
-    names = train.metric_names(config, run.model, objective, optimizer, sample)
-    target = train.create_train_state(config, run.model, optimizer, sample["image"],
-                                      {k: np.zeros((), np.float32) for k in names + ["count"]})
     manager = Checkpoints(ckpt_dir, every_steps=1)
-    state, _ = manager.restore(target, step)
+    saved = manager.restore_entries(["params", "batch_stats", "step"], step)  # default: newest intact
     manager.close()
-    return run, {"params": state.params, "batch_stats": state.batch_stats}, int(state.step)
+    variables = jax.tree.map(jnp.asarray, {"params": saved["params"], "batch_stats": saved["batch_stats"]})
+    return run, variables, int(saved["step"])
 
 
 def evaluate_suite(run, variables, suite, *, batch_size: int, draws: int, seed: int = 0,

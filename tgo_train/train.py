@@ -9,7 +9,7 @@ import dataclasses
 import functools
 import os
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import flax
 import jax
@@ -18,22 +18,22 @@ import ml_collections
 import numpy as np
 import optax
 
-from tgo_jax import attacks, augment, data, losses, models, neurons, sharding
+from tgo_jax import attacks, augment, data, losses, metrics, models, neurons, projections, sharding
 from tgo_train import config_check, records, resume
 from tgo_train.checkpoint import Checkpoints
-from tgo_train.config_check import STRATEGIES
 from tgo_train.progress import Progress
 from tgo_train.summaries import Summaries
 
 
 @flax.struct.dataclass
 class TrainState:
+    """What a resumed run needs, and nothing else (metric sums live in the loop and the checkpoint's meta)."""
+
     step: jax.Array  # [], int32: optimiser steps taken
     params: Any  # the model's 'params' collection
     batch_stats: Any  # BatchNorm running statistics
     opt_state: Any
     key: jax.Array  # [2], uint32: PRNG key for noise, attacks and augmentation
-    sums: Any  # dict of running sums of this epoch's train metrics (reset each epoch)
 
 
 # ----------------------------------------------------------------------------- building blocks
@@ -67,7 +67,11 @@ def learning_rate(config: ml_collections.ConfigDict, steps: int) -> optax.Schedu
 
 
 def build_optimizer(config: ml_collections.ConfigDict, steps: int) -> optax.GradientTransformation:
-    """SGD (momentum 0.9) or Adam with ``learning_rate``; weight decay."""
+    """SGD (momentum 0.9) or Adam with ``learning_rate``; weight decay on kernels.
+
+    Under RAT the projections follow the update as optax transforms chained last: the Parseval
+    retraction (``rat.form == "retraction"``) and the WRN merge-simplex projection (docs/FORMULAS.md §3).
+    """
     o = config.optim
     lr = learning_rate(config, steps)
     if o.name == "sgd":
@@ -76,36 +80,33 @@ def build_optimizer(config: ml_collections.ConfigDict, steps: int) -> optax.Grad
         opt = optax.adam(lr)
     else:
         raise ValueError(f"optim.name must be 'sgd' or 'adam', got {o.name!r}")
-    if o.weight_decay:
-        opt = optax.chain(optax.add_decayed_weights(o.weight_decay, mask=_decay_mask), opt)
+    if o.weight_decay:  # conv/dense kernels only (not biases, BN scales or merge coefficients)
+        opt = optax.chain(optax.add_decayed_weights(o.weight_decay, mask=projections.kernel_mask), opt)
+    if config.strategy == "rat":
+        if config.rat.form == "retraction":
+            opt = optax.chain(opt, projections.parseval_retraction(config.rat.beta))
+        opt = optax.chain(opt, projections.merge_simplex_projection())
     return opt
 
 
-def _decay_mask(params):
-    """Weight decay on conv/dense kernels only (not biases, BN scales or merge coefficients)."""
-    return jax.tree_util.tree_map_with_path(lambda path, _: path[-1].key == "kernel", params)
-
-
 def build_objective(config: ml_collections.ConfigDict, steps: int, model=None):
-    """The composed loss: task term (TET or CE) + TGO margin penalty (dynamic λ) + RAT Lipschitz term
-    (+ the SR gradient-sparsity term when ``config.sr.enabled``; it needs the model)."""
-    if config.strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {STRATEGIES}, got {config.strategy!r}")
-    terms = [losses.ce() if config.strategy == "ce" else losses.tet(lam=config.tet_lambda)]
+    """``losses.tgo_objective`` for the config: task term (TET or CE), TGO margin penalty (dynamic λ), RAT's
+    Lipschitz term in loss form, and the SR term when ``config.sr.enabled`` (it needs the model)."""
     m = config.margin
-    if m.enabled:
-        weight = losses.schedule_by_name(m.schedule, m.lambda_max, steps)
-        terms.append((losses.margin(delta=m.delta, p=m.p, threshold=config.neuron.threshold), weight))
-    if config.strategy == "rat" and config.rat.form == "loss":
-        terms.append(losses.lipschitz(beta=config.rat.beta))
+    extra = []
     if config.sr.enabled:
         if model is None:
             raise ValueError("config.sr.enabled needs the model: build_objective(config, steps, model)")
-        terms.append((losses.sr(losses.training_logits_fn(model), h=config.sr.h), config.sr.weight))
-    return losses.compose(*terms)
+        extra.append((losses.sr(losses.training_logits_fn(model), h=config.sr.h), config.sr.weight))
+    return losses.tgo_objective(
+        config.strategy, tet_lambda=config.tet_lambda,
+        margin_weight=losses.schedule_by_name(m.schedule, m.lambda_max, steps) if m.enabled else None,
+        delta=m.delta, p=m.p, threshold=config.neuron.threshold,
+        lipschitz_beta=config.rat.beta if config.strategy == "rat" and config.rat.form == "loss" else None,
+        extra_terms=extra)
 
 
-def create_train_state(config, model, optimizer, sample_x, sums) -> TrainState:
+def create_train_state(config, model, optimizer, sample_x) -> TrainState:
     key = jax.random.PRNGKey(config.seed)
     key, init_key, noise_key = jax.random.split(key, 3)
     # Jitted: an eager init compiles every initializer separately (seconds on CPU).
@@ -113,7 +114,7 @@ def create_train_state(config, model, optimizer, sample_x, sums) -> TrainState:
         {"params": init_key, "noise": noise_key}, sample_x)
     params = variables["params"]
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=variables["batch_stats"],
-                      opt_state=optimizer.init(params), key=key, sums=sums)
+                      opt_state=optimizer.init(params), key=key)
 
 
 # ----------------------------------------------------------------------------- steps
@@ -122,20 +123,23 @@ def make_train_step(config, model, objective, optimizer) -> Callable:
     """``train_step(state, batch) -> (state, metrics)``: one SGD step of the configured strategy.
 
     AT / RAT replace the batch by PGD examples made on the fly with the model in eval mode
-    (docs/FORMULAS.md §3); RAT's Parseval retraction and the WRN merge projection follow the update.
+    (docs/FORMULAS.md §3); RAT's projections are in the optimiser (``build_optimizer``).
     """
-    adversarial = config.strategy in ("at", "rat")
+    adversarial = config.strategy in losses.ADVERSARIAL
     logits_fn = attacks.model_logits_fn(model)
     threshold, delta = config.neuron.threshold, config.margin.delta
 
-    def loss_fn(params, batch_stats, x, batch, step, noise_key):
+    def loss_fn(params, batch_stats, batch, step, noise_key):
         (logits_tb, hs), updated = model.apply(
-            {"params": params, "batch_stats": batch_stats}, x, train=True, return_h=True,
+            {"params": params, "batch_stats": batch_stats}, batch["image"], train=True, return_h=True,
             rngs={"noise": noise_key}, mutable=["batch_stats", "intermediates"])
-        total, terms = objective(losses.Outputs(logits_tb, hs), batch, params, step)
+        rates = models.sown_spike_rates(updated["intermediates"])
+        # The noise key also feeds terms that run the model again (SR).
+        total, terms = objective(losses.Outputs(logits_tb, hs, rates), batch, params, step, key=noise_key)
         # Reduced inside the loss, so the step keeps no H tensor as an output.
-        share = losses.threshold_neighbour_share(hs, delta=delta, threshold=threshold).overall
-        return total, (dict(terms, loss=total, neighbour_share=share), updated, logits_tb)
+        share = metrics.threshold_neighbour_share(hs, delta=delta, threshold=threshold).overall
+        extra = dict(loss=total, neighbour_share=share, spike_rate=metrics.mean_spike_rate(rates))
+        return total, (dict(terms, **extra), updated["batch_stats"], logits_tb)
 
     def train_step(state: TrainState, batch):
         key, k_aug, k_attack, k_noise = jax.random.split(state.key, 4)
@@ -147,41 +151,24 @@ def make_train_step(config, model, objective, optimizer) -> Callable:
             x = attacks.pgd(logits_fn, variables, x, y, k_attack, eps=config.at.eps, alpha=config.at.alpha,
                             steps=config.at.steps)
             x = jax.lax.stop_gradient(x)
-        batch = dict(batch, image=x, key=k_noise)  # the key feeds the SR term's noise
-        grads, (terms, updated, logits_tb) = jax.grad(loss_fn, has_aux=True)(
-            state.params, state.batch_stats, x, batch, state.step, k_noise)
+        grads, (step_metrics, batch_stats, logits_tb) = jax.grad(loss_fn, has_aux=True)(
+            state.params, state.batch_stats, dict(batch, image=x), state.step, k_noise)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        if config.strategy == "rat":
-            if config.rat.form == "retraction":
-                params = losses.apply_retraction(params, config.rat.beta)
-            params = losses.project_merge_simplex(params)
-        metrics = dict(terms)
-        metrics["accuracy"] = jnp.mean(jnp.argmax(models.mean_over_time(logits_tb), -1) == y)
-        metrics["spike_rate"] = _mean_spike_rate(updated["intermediates"])
-        metrics = {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
-        sums = {k: state.sums[k] + (1.0 if k == "count" else metrics[k]) for k in state.sums}
-        new_state = TrainState(step=state.step + 1, params=params, batch_stats=updated["batch_stats"],
-                               opt_state=opt_state, key=key, sums=sums)
-        return new_state, metrics
+        step_metrics["accuracy"] = jnp.mean(jnp.argmax(models.mean_over_time(logits_tb), -1) == y)
+        step_metrics = {k: jnp.asarray(v, jnp.float32) for k, v in step_metrics.items()}
+        new_state = TrainState(step=state.step + 1, params=params, batch_stats=batch_stats,
+                               opt_state=opt_state, key=key)
+        return new_state, step_metrics
 
     return train_step
 
 
-def _mean_spike_rate(intermediates) -> jax.Array:
-    rates = [r for path, r in jax.tree_util.tree_leaves_with_path(intermediates)
-             if "spike_rate" in jax.tree_util.keystr(path)]
-    return jnp.mean(jnp.stack(rates)) if rates else jnp.zeros(())
-
-
-def metric_names(config, model, objective, optimizer, sample_batch) -> list[str]:
-    """The train-step metric names, found by tracing the step once without running it."""
-    dummy_sums = {"count": jnp.zeros(())}
-    state = jax.eval_shape(lambda: create_train_state(config, model, optimizer, sample_batch["image"],
-                                                      dummy_sums))
-    step = make_train_step(config, model, objective, optimizer)
-    _, metrics = jax.eval_shape(step, state, sample_batch)
-    return sorted(metrics)
+def accumulate(sums: Optional[dict], step_metrics: dict) -> dict:
+    """Running sums of the train metrics over an epoch, with ``count`` the steps summed (jit it)."""
+    if sums is None:
+        sums = {k: jnp.zeros((), jnp.float32) for k in [*step_metrics, "count"]}
+    return {k: sums[k] + (1.0 if k == "count" else step_metrics[k]) for k in sums}
 
 
 def make_eval_step(model) -> Callable:
@@ -263,9 +250,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     objective = build_objective(config, steps, run.model)
     images, labels = run.splits["train"]
     sample = next(data.epoch_batches(images, labels, config.batch_size, seed=config.seed, epoch=0))
-    names = metric_names(config, run.model, objective, optimizer, sample)
-    sums = {k: jnp.zeros(()) for k in names + ["count"]}
-    state = create_train_state(config, run.model, optimizer, sample["image"], sums)
+    state = create_train_state(config, run.model, optimizer, sample["image"])
+    sums = None  # running sums of this epoch's train metrics (``accumulate``)
 
     os.makedirs(workdir, exist_ok=True)
     ckpt = Checkpoints(os.path.join(workdir, "checkpoints"), config.checkpoint_every_steps,
@@ -275,6 +261,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if ckpt.latest_step() is not None:
         state, restored_meta = ckpt.restore(state, set_aside=os.path.join(workdir, "damaged_checkpoints"))
         elapsed_before = float(restored_meta.get("elapsed_s", 0.0))
+        sums = _restored_sums(ckpt, restored_meta, int(state.step))
         records.keep_records_until(os.path.join(workdir, records.METRICS), int(state.step),
                                    drop_partial=int(state.step) < last_step)
         print(f"resumed from step {int(state.step)} in {workdir}", flush=True)
@@ -283,6 +270,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     mesh = sharding.make_mesh(config.num_devices or None)
     state = sharding.replicate(state, mesh)
     train_step = jax.jit(make_train_step(config, run.model, objective, optimizer), donate_argnums=0)
+    accumulate_step = jax.jit(accumulate)
     eval_step = jax.jit(make_eval_step(run.model))
     eval_key = jax.random.PRNGKey(config.seed + 1)
 
@@ -297,29 +285,33 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         epoch, start = divmod(step, run.steps_per_epoch)
         for batch in data.epoch_batches(images, labels, config.batch_size, seed=config.seed, epoch=epoch,
                                         start_step=start):
-            state, metrics = train_step(state, sharding.shard_batch(batch, mesh))
+            state, step_metrics = train_step(state, sharding.shard_batch(batch, mesh))
+            sums = accumulate_step(sums, step_metrics)
             step += 1
             progress.update(step)
             if config.log_every_steps and step % config.log_every_steps == 0:  # the only per-step transfer
-                summaries.scalars(step, dict(jax.device_get(metrics), learning_rate=float(lr(step - 1))),
+                summaries.scalars(step, dict(jax.device_get(step_metrics), learning_rate=float(lr(step - 1))),
                                   prefix="train/")
             epoch_done = step % run.steps_per_epoch == 0
             if epoch_done or step >= last_step:  # before saving: sums reset at an epoch's end
                 t_eval = time.time()
-                state, record = _end_epoch(run, state, epoch, step, eval_step, eval_key, workdir,
-                                           time.time() - t0, partial=not epoch_done)
+                record = _end_epoch(run, state, sums, epoch, step, eval_step, eval_key, workdir,
+                                    time.time() - t0, partial=not epoch_done)
+                sums = None if epoch_done else sums  # a partial epoch's sums carry over a resume
                 summaries.scalars(step, {k: v for k, v in record.items() if k not in ("step", "epoch")},
                                   prefix="epoch/")
                 progress.write(f"{_format_record(record)}  time: train {t_eval - t_epoch:.0f} s, "
                                f"clean eval {time.time() - t_eval:.0f} s")
                 t_epoch = time.time()
-            ckpt.save(step, state, dict(meta, epoch=epoch, elapsed_s=time.time() - t0))
+            if ckpt.due(step):
+                ckpt.save(step, state, _checkpoint_meta(meta, epoch, time.time() - t0, sums))
             if step >= last_step:
                 break
     progress.close()
     summaries.close()
-    ckpt.save(step, state, dict(meta, epoch=step // run.steps_per_epoch, elapsed_s=time.time() - t0),
-              force=ckpt.latest_step() != step)
+    if ckpt.latest_step() != step:
+        ckpt.save(step, state, _checkpoint_meta(meta, step // run.steps_per_epoch, time.time() - t0, sums),
+                  force=True)
     ckpt.close()
     if not record:  # resumed an already finished run: evaluate once more
         variables = {"params": state.params, "batch_stats": state.batch_stats}
@@ -328,13 +320,31 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     return record
 
 
-def _end_epoch(run, state, epoch, step, eval_step, eval_key, workdir, elapsed, partial=False):
-    """Averages the epoch's train metrics, evaluates, appends to metrics.jsonl, resets the sums.
+def _checkpoint_meta(meta: dict, epoch: int, elapsed: float, sums: Optional[dict]) -> dict:
+    """The JSON record saved with a checkpoint; it carries the epoch's metric sums so far (exact floats)."""
+    metric_sums = None if sums is None else {k: float(v) for k, v in jax.device_get(sums).items()}
+    return dict(meta, epoch=epoch, elapsed_s=elapsed, metric_sums=metric_sums)
 
-    A ``max_steps`` stop inside an epoch (``partial``) writes a record marked partial and keeps the
-    sums, so a resumed run finishes the epoch's averages and replaces that record.
+
+def _restored_sums(ckpt: Checkpoints, meta: dict, step: int) -> Optional[dict]:
+    """The metric sums of a checkpoint's unfinished epoch: from its meta, or, in a checkpoint written
+    when the sums were part of the train state, from the state's 'sums' entry."""
+    if "metric_sums" in meta:
+        saved = meta["metric_sums"]
+    else:
+        saved = ckpt.restore_entries(["sums"], step).get("sums")
+    if not saved or not float(saved.get("count", 0.0)):
+        return None
+    return {k: jnp.asarray(v, jnp.float32) for k, v in saved.items()}
+
+
+def _end_epoch(run, state, sums, epoch, step, eval_step, eval_key, workdir, elapsed, partial=False):
+    """Averages the epoch's train metrics, evaluates, appends to metrics.jsonl; returns the record.
+
+    A ``max_steps`` stop inside an epoch (``partial``) writes a record marked partial; the caller keeps
+    the sums, so a resumed run finishes the epoch's averages and replaces that record.
     """
-    sums = jax.device_get(state.sums)
+    sums = jax.device_get(sums)
     count = max(float(sums["count"]), 1.0)
     record = {"epoch": epoch + 1, "step": step, "elapsed_s": round(elapsed, 2)}
     if partial:
@@ -345,9 +355,7 @@ def _end_epoch(run, state, epoch, step, eval_step, eval_key, workdir, elapsed, p
         record["test_accuracy"] = evaluate_clean(run, variables, eval_key, eval_step,
                                                  run.config.eval_noise_draws)
     records.append_jsonl(os.path.join(workdir, records.METRICS), record)
-    if not partial:
-        state = state.replace(sums=jax.tree.map(jnp.zeros_like, state.sums))
-    return state, record
+    return record
 
 
 def _format_record(record: dict) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 import flax.linen as nn
 
 from tgo_jax import neurons, validation
-from tgo_jax.models.layers import mean_over_time
+from tgo_jax.models.layers import mean_over_time, sown_spike_rates
 from tgo_jax.models.small import SmallSNN
 from tgo_jax.models.vgg import SpikingVGG11
 from tgo_jax.models.wrn import SpikingWRN
@@ -40,4 +40,4 @@ def create(arch: str, **kwargs: Any) -> nn.Module:
     return ARCHS[arch](neuron=neuron, **kwargs)
 
 
-__all__ = ["ARCHS", "create", "mean_over_time", "SmallSNN", "SpikingVGG11", "SpikingWRN"]
+__all__ = ["ARCHS", "create", "mean_over_time", "sown_spike_rates", "SmallSNN", "SpikingVGG11", "SpikingWRN"]

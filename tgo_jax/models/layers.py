@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -84,9 +85,17 @@ class Spiking(nn.Module):
                 raise ValueError("a Noisy-LIF model needs a noise key: apply(..., rngs={'noise': key})")
             key = self.make_rng("noise")
         spikes_tb, h_tb = neurons.run(self.neuron, x_tb, key)
-        # Mean firing rate, collected only when 'intermediates' is mutable (training metrics).
-        self.sow("intermediates", "spike_rate", spikes_tb.mean())
+        # Per-example firing rate [B], collected only when 'intermediates' is mutable (training: the
+        # spike-rate metric and loss terms on the rates, see ``sown_spike_rates``).
+        rate_axes = (0,) + tuple(range(2, spikes_tb.ndim))
+        self.sow("intermediates", "spike_rate", spikes_tb.astype(jnp.float32).mean(axis=rate_axes))
         return spikes_tb.reshape(x.shape), h_tb
+
+
+def sown_spike_rates(intermediates) -> tuple:
+    """The per-example firing rates [B] the LIF layers sowed into ``'intermediates'``, in forward order."""
+    flat = flax.traverse_util.flatten_dict(flax.core.unfreeze(intermediates))
+    return tuple(rate for path, values in flat.items() if path[-1] == "spike_rate" for rate in values)
 
 
 def batch_norm(train: bool, dtype: Any, name: str | None = None) -> nn.BatchNorm:

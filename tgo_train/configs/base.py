@@ -17,7 +17,11 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.eval_subset = 0  # evaluate on the first N test images (0 = all)
     # Model (tgo_jax/models): arch + keyword arguments of the model class.
     c.model = ml_collections.ConfigDict(dict(arch="small", num_steps=4))
-    c.model_kwargs = ml_collections.ConfigDict()  # extra keyword arguments (channels, hidden, merge, remat_blocks, ...)
+    # Extra keyword arguments of the model class (channels, hidden, merge, ...); the speed options every
+    # model takes are declared so that --config.model_kwargs.<name> overrides them.
+    c.model_kwargs = ml_collections.ConfigDict(dict(
+        remat_blocks=False,  # recompute each block in the backward pass (models/layers.py SpikingNet.block)
+        conv_impl="auto"))  # tgo_jax.fastconv.IMPLS: auto | xla | im2col | xla_flip
     c.dtype = "float32"  # compute dtype: float32 | bfloat16 (params and optimiser state stay float32)
     # Neurons (tgo_jax.neurons.NeuronConfig); kind="noisy" is TGO's Noisy-LIF part.
     c.neuron = ml_collections.ConfigDict(dict(
