@@ -210,3 +210,24 @@ def test_comparison_has_one_table_per_eps_and_a_row_per_workdir():
         "| model | Clean |", "|---|---|", "| vanilla | 90.00 |", "| tgo | 88.50 |"]
     # A workdir without a column shows '-'.
     assert "| b | 1.00 | - |" in evaluate.markdown_table({"b": {"Clean": 1.0}}, ["Clean", "FGSM"])
+
+
+@pytest.mark.slow
+def test_audit_writes_flags_and_numbers(workdir):
+    """The gradient-masking audit at CI size: every check present with a flag, files written whole."""
+    from tgo_train import audit
+
+    result = audit.audit_workdir(workdir, eps=8 / 255, alpha=0.01, sizes=audit.SIZES["ci"], num_examples=16,
+                                 batch_size=16, log=lambda *_: None)
+    assert set(result["checks"]) == {"a_unbounded", "b_more_steps", "b_more_restarts", "b_more_eot",
+                                     "c_white_vs_black_box", "d_worst_case", "e_noise_on_off"}
+    acc = result["accuracy"]
+    attacked = [n for n in acc if n != "Unbounded PGD"]
+    assert result["worst_case_accuracy"] <= min(acc[n] for n in attacked) + 1e-9
+    assert result["checks"]["a_unbounded"]["pass"] == (acc["Unbounded PGD"] <= audit.UNBOUNDED_MAX)
+    assert result["checks"]["b_more_eot"]["pass"] is None  # LIF model: no noise
+    with open(os.path.join(workdir, "audit.json")) as f:
+        assert json.load(f)["worst_case_accuracy"] == result["worst_case_accuracy"]
+    with open(os.path.join(workdir, "audit.md")) as f:
+        text = f.read()
+    assert "worst-case accuracy" in text and "| a_unbounded |" in text

@@ -6,7 +6,12 @@ r"""Robustness evaluation of trained checkpoints in the paper's table layout.
 Writes ``eval.json`` and ``eval.md`` in each workdir (and ``eps_sweep.png`` for a sweep); with several
 workdirs it also prints one comparison table with a row each (``--out`` writes it to a file).
 Noisy (stochastic) models are attacked with EoT (``--eot``, default 10 draws) and their accuracy is
-the mean over fresh noise draws (``--draws``).
+the mean over fresh noise draws (``--draws``). ``--attacks`` takes any attack of the registry by name
+(``tgo_jax.attacks.names()``: APGD-T, FAB-T, Square, AutoAttack, ASSG, Sweep, ...).
+
+    python -m tgo_train.evaluate --audit --workdir DIR [--audit_size full|quick|ci] [--transfer_from DIR2]
+
+runs the gradient-masking audit (``tgo_train/audit.py``) and writes ``audit.json`` and ``audit.md``.
 """
 from __future__ import annotations
 
@@ -273,6 +278,9 @@ def define_flags():
     flags.DEFINE_string("out", None, "write the comparison table (markdown) here")
     flags.DEFINE_integer("event_steps", 50, "steps of the event attack on DVS workdirs (0 = skip it)",
                          lower_bound=0)
+    flags.DEFINE_bool("audit", False, "run the gradient-masking audit instead (writes audit.json, audit.md)")
+    flags.DEFINE_enum("audit_size", "full", ["full", "quick", "ci"], "audit attack sizes (tgo_train/audit.py)")
+    flags.DEFINE_string("transfer_from", None, "audit: workdir of the transfer attack's source model")
 
 
 def main(argv):
@@ -282,6 +290,14 @@ def main(argv):
     F = flags.FLAGS
     if not F.workdir:
         raise app.UsageError("--workdir is required")
+    if F.audit:
+        from tgo_train import audit
+        for workdir in F.workdir:
+            result = audit.audit_workdir(workdir, eps=parse_eps(F.eps[0]), alpha=F.alpha,
+                                         sizes=audit.SIZES[F.audit_size], num_examples=F.num_examples,
+                                         batch_size=F.batch_size, step=F.step, transfer_from=F.transfer_from)
+            print(audit.render(result, workdir), flush=True)
+        return
     all_results = []
     for workdir in F.workdir:
         results = evaluate_workdir(

@@ -35,7 +35,8 @@ def soft_sign(g: Array, *, step: str = "smooth", temperature: float = 1e-3) -> A
     """The differentiable stand-in for ``sign(g)`` (see the module docstring)."""
     if step == "smooth":
         return jnp.tanh(g / temperature)
-    return g / temperature + lax.stop_gradient(jnp.sign(g) - g / temperature)
+    scaled = g / temperature
+    return jnp.sign(g) + (scaled - lax.stop_gradient(scaled))  # forward exactly sign(g)
 
 
 def pgd(logits_fn: LogitsFn, params, x: Array, y: Array, key: Array, *, eps=EPS, alpha=ALPHA, steps: int = 10,

@@ -195,7 +195,7 @@ def sweep_logits_fn(model, rule: Rule):
 
 def surrogate_sweep(logits_fn, params, x: Array, y: Array, key: Array, *, eps=EPS, alpha=ALPHA, steps: int = 10,
                     eot: int = 1, rules: Sequence[Rule] = SWEEP_RULES, attack: str = "pgd") -> Array:
-    """Surrogate sweep (after Özdenizci & Legenstein, TMLR 2024; docs/FORMULAS.md §8): the attack under
+    """Surrogate sweep (after Özdenizci & Legenstein, TMLR 2024, arXiv 2311.09266; docs/FORMULAS.md §8): the attack under
     every backward rule of ``rules``; per example a point that fools the model's own forward pass if
     any rule found one, else the one with the highest margin.
 
