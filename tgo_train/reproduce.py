@@ -1,0 +1,399 @@
+r"""The paper's claims with error bars: trains and attacks a grid of small nets over several seeds.
+
+    python -m tgo_train.reproduce --workdir runs/reproduce [--seeds 0,1,2] [--size small|full]
+
+The grid (Fashion-MNIST, the small spiking net, T = 4):
+
+* the ablation of the paper's Table 4 under TET: ``vanilla``, ``mc`` (membrane margin penalty only),
+  ``nlif`` (Noisy-LIF only), ``tgo`` (both);
+* the training strategies of its Table 1: ``at`` / ``at_tgo`` and ``rat`` / ``rat_tgo``;
+* ``sr``: the gradient-sparsity regulariser, the compared baseline.
+
+Each (model, seed) trains in ``<workdir>/<size>/<model>/seed<k>`` with ``tgo_train.train`` (which resumes
+from its checkpoints), is attacked with the attack columns of ``ATTACKS`` at each ε of ``EPS`` through
+``tgo_train.evaluate`` (Noisy-LIF models with EoT, and again with their noise off), and is measured
+(threshold-neighbour share, input-gradient L1 norm, input-Jacobian spectral norm, ``tgo_jax.analysis``).
+Each finished cell is kept in ``reproduce.json`` next to the run, so a rerun skips what is done and
+an interrupted run continues where it stopped; adding an attack name to ``ATTACKS`` evaluates only the
+new column. The report (``RESULTS.md``, ``results/results.json``, ``results/*.png``) is written after
+every run, from whatever has finished (``--report_only`` writes it without training anything).
+
+Seeds are fixed on the command line before the run; no run is dropped or re-tuned (the report
+aggregates every run it finds for the size and seeds asked for).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import subprocess
+import time
+from typing import Optional, Sequence
+
+import jax
+import numpy as np
+from absl import app, flags, logging
+
+from tgo_jax import analysis, attacks, data
+from tgo_train import evaluate, reproduce_report, train
+from tgo_train.configs import fmnist_tgo, fmnist_vanilla
+
+# ----------------------------------------------------------------------------- the grid
+
+# name -> (label, overrides of tgo_train/configs/fmnist_vanilla.py). "TGO" = margin penalty + Noisy-LIF
+# exactly as tgo_train/configs/fmnist_tgo.py sets them.
+_TGO = {"margin.enabled": True, "margin.lambda_max": fmnist_tgo.get_config().margin.lambda_max,
+        "neuron.kind": "noisy"}
+MODELS = {
+    "vanilla": ("vanilla (TET)", {}),
+    "mc": ("MC only", {"margin.enabled": True, "margin.lambda_max": _TGO["margin.lambda_max"]}),
+    "nlif": ("NLIF only", {"neuron.kind": "noisy"}),
+    "tgo": ("TGO (MC + NLIF)", _TGO),
+    "at": ("AT", {"strategy": "at"}),
+    "at_tgo": ("AT + TGO", dict(_TGO, strategy="at")),
+    "rat": ("RAT", {"strategy": "rat", "optim.weight_decay": 0.0}),  # paper: RAT without weight decay
+    "rat_tgo": ("RAT + TGO", dict(_TGO, strategy="rat", **{"optim.weight_decay": 0.0})),
+    "sr": ("SR (baseline)", {"sr.enabled": True}),
+}
+# The attack columns, by name. Names resolve through ``attack_suite``; adding one is a config change.
+ATTACKS = ("Clean", "FGSM", "RFGSM", "PGD10", "PGD40", "APGD", "MTPGD")
+EPS = (8 / 255, 0.1)
+ALPHA = 0.01  # PGD step (docs/FORMULAS.md §4)
+
+
+@dataclasses.dataclass(frozen=True)
+class Size:
+    """How long each run trains and how hard it is evaluated."""
+
+    epochs: int
+    train_subset: int  # 0 = all 60k training images
+    num_examples: int  # test images attacked
+    eot: int  # EoT draws per gradient for Noisy-LIF models (noise on)
+    draws: int  # noise draws per accuracy of a Noisy-LIF model
+    apgd_steps: int
+    mtpgd_steps: int
+    analysis_examples: int  # test images for the share / gradient / Jacobian measures
+    jacobian_iters: int
+    eval_batch: int
+    model_kwargs: tuple = ()  # overrides of the small net (tiny nets for the tests)
+    num_steps: int = 4
+    batch_size: int = 64
+
+
+SIZES = {
+    # The end-to-end test: seconds per run; its numbers mean nothing.
+    "ci": Size(epochs=1, train_subset=128, num_examples=32, eot=2, draws=1, apgd_steps=3, mtpgd_steps=2,
+               analysis_examples=32, jacobian_iters=2, eval_batch=32, batch_size=32, num_steps=2,
+               model_kwargs=(("channels", (4, 8)), ("hidden", 16))),
+    # About two hours on 2 idle CPU cores for 9 models x 3 seeds (RESULTS.md gives the measured times).
+    "small": Size(epochs=2, train_subset=20_000, num_examples=200, eot=4, draws=2, apgd_steps=20,
+                  mtpgd_steps=4, analysis_examples=200, jacobian_iters=10, eval_batch=200),
+    # Close to converged clean accuracy (see the convergence curve in RESULTS.md).
+    "full": Size(epochs=10, train_subset=0, num_examples=1000, eot=10, draws=3, apgd_steps=100,
+                 mtpgd_steps=10, analysis_examples=1000, jacobian_iters=20, eval_batch=500),
+}
+
+
+def run_config(model: str, seed: int, size: Size):
+    """The training config of one grid cell: fmnist_vanilla.py with the model's overrides."""
+    if model not in MODELS:
+        raise ValueError(f"model must be one of {list(MODELS)}, got {model!r}")
+    c = fmnist_vanilla.get_config()
+    c.seed = seed
+    c.epochs, c.train_subset, c.batch_size = size.epochs, size.train_subset, size.batch_size
+    c.model.num_steps = size.num_steps
+    for k, v in size.model_kwargs:
+        c.model_kwargs[k] = v
+    c.eval_subset = 2000 if size.train_subset else 0  # clean accuracy per epoch (the convergence curve)
+    c.eval_batch_size = min(c.eval_batch_size, size.eval_batch * 4)
+    c.checkpoint_every_steps = 200
+    c.progress = False
+    for path, value in MODELS[model][1].items():
+        node = c
+        *parents, leaf = path.split(".")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    if c.neuron.kind == "noisy":
+        c.eval_noise_draws = size.draws
+    if size.train_subset and size.train_subset < 1000:
+        c.eval_subset = size.num_examples
+    return c
+
+
+def attack_suite(names: Sequence[str], *, eps: float, eot: int, size: Size) -> list:
+    """(name, attack) pairs for the column names, in order; an unknown name is an error listing the known."""
+    pgd_steps = tuple(sorted({int(n[3:]) for n in names if n.startswith("PGD") and n[3:].isdigit()})) or (10,)
+    suite = dict(attacks.paper_suite(eps=eps, alpha=ALPHA, eot=eot, extra=("apgd", "mtpgd"),
+                                     pgd_steps=pgd_steps, apgd_steps=size.apgd_steps,
+                                     mtpgd_steps=size.mtpgd_steps))
+    unknown = [n for n in names if n not in suite]
+    if unknown:
+        raise ValueError(f"unknown attack name(s) {unknown}; known: {sorted(suite)}")
+    return [(n, suite[n]) for n in names]
+
+
+# ----------------------------------------------------------------------------- one run
+
+@functools.lru_cache(maxsize=None)
+def git_commit() -> str:
+    """The commit of the code that runs (with '+dirty' for uncommitted changes), or 'unknown'.
+
+    Read once per process: the code in memory is what was checked out when the program started."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        sha = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True, text=True,
+                             check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return sha + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _read_json(path: str) -> Optional[dict]:
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def _write_json(path: str, obj) -> None:
+    """Atomic: a crash leaves the previous file, never half of a new one."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1, default=str)
+    os.replace(tmp, path)
+
+
+def _training_finished(workdir: str, config) -> bool:
+    """The run's last record is its final epoch (so ``train_and_evaluate`` would only re-evaluate)."""
+    path = os.path.join(workdir, "metrics.jsonl")
+    if not os.path.exists(path):
+        return False
+    with open(path) as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    return bool(records) and records[-1].get("epoch") == config.epochs and not records[-1].get("partial")
+
+
+def run_one(workdir: str, model: str, seed: int, size_name: str, attack_names: Sequence[str],
+            eps_list: Sequence[float]) -> dict:
+    """Trains (resuming), evaluates the missing cells and measures one (model, seed); returns its record."""
+    size = SIZES[size_name]
+    config = run_config(model, seed, size)
+    path = os.path.join(workdir, "reproduce.json")
+    record = _read_json(path)
+    config_dict = json.loads(json.dumps(config.to_dict(), default=str))
+    if record is not None:
+        changed = _config_changes(record.get("config", {}), config_dict)
+        if changed:
+            raise ValueError(f"{path} was made with another config ({', '.join(changed)}); "
+                             f"move {workdir} away to retrain it")
+    if record is None or not _training_finished(workdir, config):
+        t0, cpu0 = time.time(), _cpu_seconds()
+        train.train_and_evaluate(config, workdir)
+        record = {"model": model, "seed": seed, "size": size_name, "size_spec": dataclasses.asdict(size),
+                  "config": config_dict, "train_commit": git_commit(),
+                  "train_wall_s": round(time.time() - t0, 1), "train_cpu_s": round(_cpu_seconds() - cpu0, 1),
+                  "accuracy": {}, "analysis": {}}
+        _write_json(path, record)
+    record["metrics"] = _read_metrics(workdir)
+    run, variables, step = evaluate.load_run(workdir, num_examples=size.num_examples)
+    record["step"] = step
+    for noise, model_obj in _variants(run.model).items():
+        run_v = dataclasses.replace(run, model=model_obj)
+        for eps in eps_list:
+            cells = record["accuracy"].setdefault(noise, {}).setdefault(evaluate.eps_label(eps), {})
+            todo = [n for n in attack_names if n not in cells]
+            if not todo:
+                continue
+            stochastic = model_obj.neuron.stochastic
+            t0, cpu0 = time.time(), _cpu_seconds()
+            suite = attack_suite(todo, eps=eps, eot=size.eot if stochastic else 1, size=size)
+            cells.update(evaluate.evaluate_suite(run_v, variables, suite, batch_size=size.eval_batch,
+                                                 draws=size.draws if stochastic else 1, seed=seed,
+                                                 progress=False))
+            cell = f"{noise} {evaluate.eps_label(eps)}"
+            record.setdefault("eval_wall_s", {})[cell] = round(time.time() - t0, 1)
+            record.setdefault("eval_cpu_s", {})[cell] = round(_cpu_seconds() - cpu0, 1)
+            record["eval_commit"] = git_commit()
+            _write_json(path, record)
+        if noise not in record["analysis"]:
+            record["analysis"][noise] = measure(run_v, variables, size, seed)
+            _write_json(path, record)
+    return record
+
+
+def _config_changes(old: dict, new: dict, prefix: str = "") -> list:
+    """Fields set differently in both configs (fields only one has, e.g. options added later, are ignored)."""
+    out = []
+    for k in old.keys() & new.keys():
+        if isinstance(old[k], dict) and isinstance(new[k], dict):
+            out += _config_changes(old[k], new[k], f"{prefix}{k}.")
+        elif old[k] != new[k]:
+            out.append(f"{prefix}{k}: {old[k]!r} -> {new[k]!r}")
+    return sorted(out)
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process, all threads (on a shared machine wall time overstates the cost)."""
+    t = os.times()
+    return t.user + t.system
+
+
+def _variants(model) -> dict:
+    """{'on': the model} and, for a Noisy-LIF model, {'off': the same weights with plain LIF neurons}."""
+    out = {"on": model}
+    if model.neuron.stochastic:
+        out["off"] = model.clone(neuron=dataclasses.replace(model.neuron, kind="lif"))
+    return out
+
+
+def _read_metrics(workdir: str) -> list:
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def measure(run, variables, size: Size, seed: int) -> dict:
+    """Threshold-neighbour share, input-gradient L1 norm and zero share, input-Jacobian spectral norm
+    (docs/FORMULAS.md §5, eq. 10), means over the first ``analysis_examples`` test images."""
+    images, labels = run.splits["test"]
+    n = min(size.analysis_examples, len(labels))
+    logits_fn = attacks.model_logits_fn(run.model)
+    c = run.config
+
+    @jax.jit
+    def stats(variables, x, y, key):
+        k_h, k_g, k_j = jax.random.split(key, 3)
+        _, hs = analysis.forward_potentials(run.model, variables, x, k_h)
+        share = analysis.threshold_neighbour_share(hs, delta=c.margin.delta, threshold=c.neuron.threshold)
+        g = analysis.gradient_sparsity(analysis.input_gradients(logits_fn, variables, x, y, k_g))
+        jac = analysis.jacobian_spectral_norm(logits_fn, variables, x, k_j, iters=size.jacobian_iters)
+        return share.overall * x.shape[0], g["l1"].sum(), g["zero_share"].sum(), jac.sum()
+
+    key = jax.random.PRNGKey(seed + 7)
+    sums = np.zeros(4)
+    for batch in data.eval_batches(images[:n], labels[:n], size.eval_batch):
+        key, sub = jax.random.split(key)
+        sums += np.array([float(v) for v in stats(variables, batch["image"], batch["label"], sub)])
+    share, l1, zero, jac = sums / n
+    return {"neighbour_share": share, "grad_l1": l1, "grad_zero_share": zero, "jacobian_norm": jac,
+            "examples": n}
+
+
+# ----------------------------------------------------------------------------- the grid
+
+def run_grid(workdir: str, seeds: Sequence[int], size_name: str, models: Sequence[str],
+             attack_names: Sequence[str] = ATTACKS, eps_list: Sequence[float] = EPS,
+             report_dir: Optional[str] = None, stop_after: Optional[int] = None) -> None:
+    """Runs every (seed, model) in seed-major order (a partial grid covers every model first), writing
+    the report after each; ``stop_after`` stops after that many runs were worked on (for tests)."""
+    worked = 0
+    for seed in seeds:
+        for model in models:
+            run_dir = os.path.join(workdir, size_name, model, f"seed{seed}")
+            if _complete(run_dir, attack_names, eps_list):
+                print(f"== {model} seed {seed}: done, skipped", flush=True)
+                continue
+            if stop_after is not None and worked >= stop_after:
+                return
+            print(f"== {model} seed {seed} -> {run_dir}", flush=True)
+            t0 = time.time()
+            run_one(run_dir, model, seed, size_name, attack_names, eps_list)
+            print(f"== {model} seed {seed}: {time.time() - t0:.0f} s", flush=True)
+            worked += 1
+            write_report(workdir, size_name, seeds, models, attack_names, eps_list, report_dir)
+
+
+def _complete(run_dir: str, attack_names, eps_list) -> bool:
+    record = _read_json(os.path.join(run_dir, "reproduce.json"))
+    return record is not None and reproduce_report.is_complete(record, attack_names, eps_list)
+
+
+def write_report(workdir: str, size_name: str, seeds, models, attack_names=ATTACKS, eps_list=EPS,
+                 report_dir: Optional[str] = None) -> str:
+    """Collects the runs found for (size, seeds, models) and writes RESULTS.md, results.json, figures."""
+    records = []
+    for seed in seeds:
+        for model in models:
+            r = _read_json(os.path.join(workdir, size_name, model, f"seed{seed}", "reproduce.json"))
+            if r is not None:
+                records.append(r)
+    convergence = _read_convergence(workdir)
+    return reproduce_report.write(report_dir or workdir, records, size_name=size_name,
+                                  size_spec=dataclasses.asdict(SIZES[size_name]), seeds=list(seeds),
+                                  models={m: MODELS[m][0] for m in models},
+                                  attack_names=list(attack_names),
+                                  eps_labels=[evaluate.eps_label(e) for e in eps_list],
+                                  convergence=convergence)
+
+
+# ----------------------------------------------------------------------------- convergence
+
+def convergence_dir(workdir: str) -> str:
+    return os.path.join(workdir, "convergence", "vanilla_seed0")
+
+
+def run_convergence(workdir: str, epochs: int) -> None:
+    """Vanilla (seed 0) on all 60k images for ``epochs`` epochs, test accuracy on all 10k after each:
+    the curve that sets the ``full`` size."""
+    c = run_config("vanilla", 0, SIZES["full"])
+    c.epochs, c.train_subset, c.eval_subset = epochs, 0, 0
+    train.train_and_evaluate(c, convergence_dir(workdir))
+
+
+def _read_convergence(workdir: str) -> Optional[list]:
+    path = os.path.join(convergence_dir(workdir), "metrics.jsonl")
+    if not os.path.exists(path):
+        return None
+    return [{"epoch": r["epoch"], "test_accuracy": r.get("test_accuracy"), "elapsed_s": r.get("elapsed_s"),
+             "epochs_total": _read_json(os.path.join(convergence_dir(workdir), "config.json"))["epochs"]}
+            for r in _read_metrics(convergence_dir(workdir)) if not r.get("partial")]
+
+
+# ----------------------------------------------------------------------------- command line
+
+_WORKDIR = flags.DEFINE_string("workdir", "runs/reproduce", "folder for every run and the report")
+_SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "seeds, fixed before the run")
+_SIZE = flags.DEFINE_enum("size", "small", list(SIZES), "training length and evaluation effort")
+_MODELS = flags.DEFINE_list("models", list(MODELS), f"grid rows, among {list(MODELS)}")
+_ATTACKS = flags.DEFINE_list("attacks", list(ATTACKS), "attack columns, by name")
+_EPS = flags.DEFINE_list("eps", [evaluate.eps_label(e) for e in EPS], "attack budgets")
+_REPORT_DIR = flags.DEFINE_string("report_dir", None, "where RESULTS.md and results/ go (default: workdir)")
+_REPORT_ONLY = flags.DEFINE_bool("report_only", False, "only write the report from the finished runs")
+_CONVERGENCE = flags.DEFINE_integer("convergence_epochs", 0,
+                                    "first train vanilla this many epochs on all images (the curve)")
+_STOP_AFTER = flags.DEFINE_integer("stop_after", None, "stop after working on this many runs")
+
+
+def main(argv):
+    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    try:
+        seeds = [int(s) for s in _SEEDS.value]
+    except ValueError as e:
+        raise app.UsageError(f"--seeds must be integers, got {_SEEDS.value}") from e
+    unknown = sorted(set(_MODELS.value) - set(MODELS))
+    if unknown:
+        raise app.UsageError(f"unknown --models {unknown}; known: {list(MODELS)}")
+    size = SIZES[_SIZE.value]
+    eps_list = [evaluate.parse_eps(e) for e in _EPS.value]
+    attack_suite(_ATTACKS.value, eps=eps_list[0], eot=1, size=size)  # unknown names fail before training
+    # Same model structure and attack across seeds -> the compiled code is reused from disk.
+    jax.config.update("jax_compilation_cache_dir", os.path.join(os.path.abspath(_WORKDIR.value), ".jax_cache"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    git_commit()
+    if _CONVERGENCE.value and not _REPORT_ONLY.value:
+        run_convergence(_WORKDIR.value, _CONVERGENCE.value)
+    if not _REPORT_ONLY.value:
+        run_grid(_WORKDIR.value, seeds, _SIZE.value, _MODELS.value, _ATTACKS.value, eps_list,
+                 _REPORT_DIR.value, _STOP_AFTER.value)
+    path = write_report(_WORKDIR.value, _SIZE.value, seeds, _MODELS.value, _ATTACKS.value, eps_list,
+                        _REPORT_DIR.value)
+    print(f"report: {path}", flush=True)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,432 @@
+"""The reproduction's report: mean ± std over seeds, the paper's numbers beside them, a verdict per claim.
+
+``write(out_dir, records, ...)`` turns the per-run records of ``tgo_train.reproduce`` (finished or not)
+into ``RESULTS.md``, ``results/results.json`` and ``results/*.png``. Verdicts are decided by
+``compare`` (a rule, not by hand): a difference counts when it exceeds twice its standard error over
+seeds.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Optional, Sequence
+
+import numpy as np
+
+# The paper's numbers (docs/FORMULAS.md §6): Table 1, CIFAR-10, WRN-16-4, T = 4, ε = 8/255 ...
+PAPER_TABLE1 = {
+    "vanilla": {"Clean": 93.32, "FGSM": 14.05, "RFGSM": 31.21, "PGD10": 0.00, "PGD40": 0.00},
+    "tgo": {"Clean": 88.79, "FGSM": 51.40, "RFGSM": 71.38, "PGD10": 6.14, "PGD40": 0.45},
+    "at": {"Clean": 91.32, "FGSM": 39.14, "RFGSM": 74.31, "PGD10": 17.45, "PGD40": 12.93},
+    "at_tgo": {"Clean": 88.16, "FGSM": 63.03, "RFGSM": 79.69, "PGD10": 35.01, "PGD40": 20.11},
+    "rat": {"Clean": 91.44, "FGSM": 42.02, "RFGSM": 75.89, "PGD10": 19.81, "PGD40": 14.18},
+    "rat_tgo": {"Clean": 87.33, "FGSM": 69.16, "RFGSM": 79.28, "PGD10": 47.69, "PGD40": 33.13},
+}
+# ... and Table 4, the ablation on CIFAR-100, VGG-11 (BPTT), ε = 8/255.
+PAPER_TABLE4 = {
+    "vanilla": {"Clean": 71.4, "FGSM": 5.9, "RFGSM": 25.0, "PGD40": 0.0},
+    "mc": {"Clean": 64.3, "FGSM": 17.1, "RFGSM": 25.9, "PGD40": 0.5},
+    "nlif": {"Clean": 70.6, "FGSM": 8.1, "RFGSM": 31.7, "PGD40": 0.1},
+    "tgo": {"Clean": 66.9, "FGSM": 21.5, "RFGSM": 39.1, "PGD40": 0.5},
+}
+PAPER_SHARE_DROP = 0.40  # "TGO reduces the number of threshold-neighboring neurons by 40%" (paper §5.3)
+SHARE_DROP_TOLERANCE = 0.10  # "about 40 %": a drop within 30-50 % counts
+CLAIM_ATTACKS = ("FGSM", "PGD10", "PGD40")  # "FGSM and PGD accuracy"
+DATASET_NOTE = (
+    "**Dataset difference.** Every number here is the small spiking net (2 conv + 1 hidden layer, T = 4) "
+    "trained on Fashion-MNIST (28×28 grey images, 10 classes) on CPUs. The paper's numbers beside them are "
+    "CIFAR-10 with WRN-16-4 (its Table 1) and CIFAR-100 with VGG-11 (its Table 4), 300 epochs on a GPU; "
+    "they are quoted for the direction and size of the effects, not as values to match.")
+
+
+# ----------------------------------------------------------------------------- statistics
+
+def mean_std(values: Sequence[float]) -> dict:
+    """Mean, sample standard deviation (ddof = 1; None for one value) and the values."""
+    v = [float(x) for x in values]
+    if not v:
+        return {"mean": None, "std": None, "n": 0, "values": []}
+    std = float(np.std(v, ddof=1)) if len(v) > 1 else None
+    return {"mean": float(np.mean(v)), "std": std, "n": len(v), "values": v}
+
+
+def compare(a: Sequence[float], b: Sequence[float]) -> dict:
+    """Is mean(a) above mean(b)? The rule behind every verdict.
+
+    ``d = mean(a) − mean(b)``, ``se = sqrt(s_a²/n_a + s_b²/n_b)`` (sample variances over seeds):
+    "higher" when d > 2·se, "lower" when d < −2·se, else "no clear difference"; "undecided" with
+    fewer than 2 seeds on either side (no spread to judge by), "missing" when either has none.
+    """
+    if not a or not b:
+        return {"verdict": "missing", "diff": None, "se": None}
+    d = float(np.mean(a) - np.mean(b))
+    if len(a) < 2 or len(b) < 2:
+        return {"verdict": "undecided", "diff": d, "se": None}
+    se = math.sqrt(np.var(a, ddof=1) / len(a) + np.var(b, ddof=1) / len(b))
+    verdict = "higher" if d > 2 * se and d > 0 else "lower" if d < -2 * se and d < 0 else "no clear difference"
+    return {"verdict": verdict, "diff": d, "se": se}
+
+
+# ----------------------------------------------------------------------------- collecting runs
+
+def is_complete(record: dict, attack_names: Sequence[str], eps_list: Sequence[float]) -> bool:
+    """Every (noise setting, ε, attack) cell and every measure of the run is there."""
+    from tgo_train.evaluate import eps_label  # the one ε label (kept out of module scope: no JAX import)
+
+    noises = ["on", "off"] if record.get("config", {}).get("neuron", {}).get("kind") == "noisy" else ["on"]
+    acc = record.get("accuracy", {})
+    return all(n in record.get("analysis", {}) and
+               all(a in acc.get(n, {}).get(eps_label(e), {}) for e in eps_list for a in attack_names)
+               for n in noises)
+
+
+def per_seed(records: Sequence[dict], model: str, *path: str) -> list:
+    """The value at ``record[path...]`` for each seed's run of ``model`` that has it."""
+    out = []
+    for r in sorted((r for r in records if r["model"] == model), key=lambda r: r["seed"]):
+        node = r
+        for p in path:
+            node = node.get(p) if isinstance(node, dict) else None
+        if node is not None:
+            out.append(float(node))
+    return out
+
+
+def accuracy_values(records, model, eps, attack, noise="on") -> list:
+    return per_seed(records, model, "accuracy", noise, eps, attack)
+
+
+def measure_values(records, model, name, noise="on") -> list:
+    return per_seed(records, model, "analysis", noise, name)
+
+
+# ----------------------------------------------------------------------------- claims
+
+def _pairwise(records, pairs, eps_labels) -> list:
+    """compare(better, worse) for each (better, worse) model pair, claim attack and ε."""
+    rows = []
+    for better, worse in pairs:
+        for eps in eps_labels:
+            for attack in CLAIM_ATTACKS:
+                c = compare(accuracy_values(records, better, eps, attack),
+                            accuracy_values(records, worse, eps, attack))
+                rows.append(dict(c, a=better, b=worse, eps=eps, attack=attack))
+    return rows
+
+
+def _summarise(rows: list) -> str:
+    """'holds' when every comparison is 'higher', 'does not hold' when none is or one is 'lower'."""
+    verdicts = [r["verdict"] for r in rows]
+    if not verdicts or "missing" in verdicts:
+        return "not decided: runs missing"
+    if "undecided" in verdicts:
+        return "not decided: fewer than 2 seeds"
+    higher = verdicts.count("higher")
+    if "lower" in verdicts:
+        return f"does not hold ({verdicts.count('lower')} of {len(rows)} comparisons significantly lower)"
+    if higher == len(rows):
+        return "holds"
+    if higher == 0:
+        return "does not hold (no comparison significantly higher)"
+    return f"partly holds ({higher} of {len(rows)} comparisons significantly higher, the rest not clearly)"
+
+
+def claims(records: Sequence[dict], eps_labels: Sequence[str]) -> dict:
+    """Claims (a)-(e) of the paper (and TGO vs the SR baseline), each with its rule's verdict and numbers."""
+    out = {}
+    rows = _pairwise(records, [("tgo", "vanilla")], eps_labels)
+    out["a"] = {"claim": "TGO raises FGSM and PGD accuracy over vanilla", "rows": rows,
+                "verdict": _summarise(rows)}
+    parts = {"MC alone helps": [("mc", "vanilla")], "NLIF alone helps": [("nlif", "vanilla")],
+             "together more than either": [("tgo", "mc"), ("tgo", "nlif")]}
+    sub = {k: _pairwise(records, v, eps_labels) for k, v in parts.items()}
+    out["b"] = {"claim": "MC alone and NLIF alone each help, and together more",
+                "rows": [r for v in sub.values() for r in v],
+                "parts": {k: _summarise(v) for k, v in sub.items()},
+                "verdict": _summarise([r for v in sub.values() for r in v])}
+    out["c"] = _share_claim(records)
+    van, tgo = measure_values(records, "vanilla", "grad_l1"), measure_values(records, "tgo", "grad_l1")
+    c = compare(van, tgo)
+    out["d"] = {"claim": "input gradients become sparser (lower input-gradient L1 norm under TGO)",
+                "rows": [dict(c, a="vanilla", b="tgo", measure="grad_l1")],
+                "verdict": {"higher": "holds", "lower": "does not hold (TGO's gradients are larger)",
+                            "no clear difference": "does not hold (no clear difference)",
+                            "undecided": "not decided: fewer than 2 seeds",
+                            "missing": "not decided: runs missing"}[c["verdict"]]}
+    sub = {"AT + TGO beats AT": _pairwise(records, [("at_tgo", "at")], eps_labels),
+           "RAT + TGO beats RAT": _pairwise(records, [("rat_tgo", "rat")], eps_labels)}
+    out["e"] = {"claim": "AT + TGO beats AT, RAT + TGO beats RAT", "rows": [r for v in sub.values() for r in v],
+                "parts": {k: _summarise(v) for k, v in sub.items()},
+                "verdict": _summarise([r for v in sub.values() for r in v])}
+    rows = _pairwise(records, [("tgo", "sr")], eps_labels)
+    out["f"] = {"claim": "TGO beats the SR baseline (paper Fig. 4, Table 3)", "rows": rows,
+                "verdict": _summarise(rows)}
+    return out
+
+
+def _share_claim(records) -> dict:
+    """(c): the share must fall significantly and by 40 % ± 10 % of the vanilla share (relative)."""
+    van, tgo = measure_values(records, "vanilla", "neighbour_share"), measure_values(records, "tgo", "neighbour_share")
+    c = compare(van, tgo)
+    drop = 1 - np.mean(tgo) / np.mean(van) if van and tgo and np.mean(van) > 0 else None
+    row = dict(c, a="vanilla", b="tgo", measure="neighbour_share", relative_drop=drop)
+    if c["verdict"] in ("missing", "undecided"):
+        verdict = {"missing": "not decided: runs missing", "undecided": "not decided: fewer than 2 seeds"}[
+            c["verdict"]]
+    elif c["verdict"] != "higher":
+        verdict = f"does not hold (share {c['verdict']} under TGO, drop {100 * drop:.0f} %)"
+    elif abs(drop - PAPER_SHARE_DROP) <= SHARE_DROP_TOLERANCE:
+        verdict = f"holds (drop {100 * drop:.0f} %)"
+    else:
+        verdict = f"partly holds: the share falls, by {100 * drop:.0f} % rather than about 40 %"
+    return {"claim": "the threshold-neighbour share falls by about 40 %", "rows": [row], "verdict": verdict}
+
+
+# ----------------------------------------------------------------------------- markdown
+
+def fmt(stats: dict, expected_n: int, digits: int = 2) -> str:
+    if not stats["n"]:
+        return "missing"
+    text = f"{stats['mean']:.{digits}f}"
+    if stats["std"] is not None:
+        text += f" ± {stats['std']:.{digits}f}"
+    if stats["n"] < expected_n:
+        text += f" (n={stats['n']})"
+    return text
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def accuracy_table(records, models: dict, names: Sequence[str], eps: str, attack_names, n_seeds, noise="on",
+                   paper: Optional[dict] = None, paper_label: str = "") -> str:
+    rows = []
+    for m in names:
+        if m not in models:
+            continue
+        label = models[m] + (" (noise off)" if noise == "off" else "")
+        rows.append([label] + [fmt(mean_std(accuracy_values(records, m, eps, a, noise)), n_seeds)
+                               for a in attack_names])
+        if paper and m in paper and eps == "8/255":
+            rows.append([f"*paper, {paper_label}*"] + [f"*{paper[m][a]:.2f}*" if a in paper[m] else ""
+                                                      for a in attack_names])
+    return _table(["model"] + list(attack_names), rows)
+
+
+def _claim_lines(result: dict) -> list:
+    lines = []
+    for key, c in result.items():
+        lines.append(f"- **({key}) {c['claim']}: {c['verdict']}.**")
+        for name, v in c.get("parts", {}).items():
+            lines.append(f"  - {name}: {v}")
+        shown = [r for r in c["rows"] if r["diff"] is not None]
+        if shown:
+            cells = []
+            for r in shown:
+                what = f"{r['attack']} @ {r['eps']}" if "attack" in r else r["measure"]
+                se = f" ± {2 * r['se']:.2f}" if r["se"] is not None else ""
+                drop = f", relative drop {100 * r['relative_drop']:.1f} %" if r.get("relative_drop") is not None else ""
+                cells.append(f"{r['a']} − {r['b']}, {what}: {r['diff']:+.2f}{se} → {r['verdict']}{drop}")
+            lines.append("  - " + "; ".join(cells))
+    return lines
+
+
+def render(summary: dict, records: Sequence[dict]) -> str:
+    """RESULTS.md text."""
+    models, eps_labels, attack_names = summary["models"], summary["eps_labels"], summary["attack_names"]
+    n = len(summary["seeds"])
+    spec = summary["size_spec"]
+    status = ("complete" if summary["complete"] else
+              f"**INCOMPLETE: {summary['finished']} of {summary['expected']} runs finished**; missing or "
+              f"unfinished: {', '.join(summary['missing'])}")
+    out = [
+        "# Reproduction of the paper's claims, with error bars",
+        "",
+        f"Produced by `python -m tgo_train.reproduce --size {summary['size']} --seeds "
+        f"{','.join(map(str, summary['seeds']))}`. Grid: {status}.",
+        "",
+        f"Size `{summary['size']}`: {spec['epochs']} epoch(s) on "
+        f"{spec['train_subset'] or 60000} training images, batch {spec['batch_size']}, T = {spec['num_steps']}; "
+        f"attacked on the first {spec['num_examples']} test images; Noisy-LIF models with EoT {spec['eot']} "
+        f"and accuracy averaged over {spec['draws']} noise draws; APGD {spec['apgd_steps']} steps, MTPGD "
+        f"{spec['mtpgd_steps']} steps per target (9 targets); measures on {spec['analysis_examples']} test "
+        "images. PGD: uniform random start, α = 0.01. Cells: mean ± sample std over the seeds that finished "
+        f"(n shown when fewer than {n}); \"missing\" = not run yet. Seeds were fixed before the runs; "
+        "no run was dropped or re-tuned.",
+        "",
+        DATASET_NOTE,
+        "",
+        "## Claims",
+        "",
+        "Rule (in `tgo_train/reproduce_report.py`, `compare`): a difference of means over seeds counts when it "
+        "exceeds twice its standard error (√(s_a²/n_a + s_b²/n_b)); a claim on accuracy holds when every "
+        f"comparison over {', '.join(CLAIM_ATTACKS)} at every ε is significantly higher. Noisy-LIF models with "
+        "their noise on (attacked with EoT). Each line: difference ± 2·SE → verdict.",
+        "",
+    ]
+    out += _claim_lines(summary["claims"])
+    groups = [("Ablation (paper Table 4) under TET", ["vanilla", "mc", "nlif", "tgo"], PAPER_TABLE4,
+               "CIFAR-100, VGG-11"),
+              ("Training strategies (paper Table 1)", ["vanilla", "tgo", "at", "at_tgo", "rat", "rat_tgo"],
+               PAPER_TABLE1, "CIFAR-10, WRN-16-4"),
+              ("SR baseline", ["vanilla", "sr", "tgo"], None, "")]
+    for title, names, paper, label in groups:
+        out += ["", f"## {title}"]
+        for eps in eps_labels:
+            out += ["", f"ε = {eps}:", "",
+                    accuracy_table(records, models, names, eps, attack_names, n, paper=paper, paper_label=label)]
+    noisy = [m for m in models if any(r["model"] == m and "off" in r.get("accuracy", {}) for r in records)]
+    if noisy:
+        out += ["", "## Noisy-LIF models with the noise on and off",
+                "", "Same weights; \"noise off\" replaces the Noisy-LIF neurons by plain LIF at evaluation."]
+        for eps in eps_labels:
+            rows = []
+            for m in noisy:
+                for noise in ("on", "off"):
+                    rows.append([f"{models[m]} (noise {noise})"] +
+                                [fmt(mean_std(accuracy_values(records, m, eps, a, noise)), n) for a in attack_names])
+            out += ["", f"ε = {eps}:", "", _table(["model"] + list(attack_names), rows)]
+    out += ["", "## Per-model measures", "",
+            "Threshold-neighbour share (|H − θ| < δ = 0.5 over all layers, steps and neurons, "
+            "docs/FORMULAS.md §5), input-gradient L1 norm ‖∇ₓCE‖₁ and its share of zero entries, "
+            "input-Jacobian spectral norm (power iteration, eq. 10), means over the test images; noise on.",
+            ""]
+    rows = []
+    for m, label in models.items():
+        cells = [fmt(mean_std([100 * v for v in measure_values(records, m, "neighbour_share")]), n),
+                 fmt(mean_std(measure_values(records, m, "grad_l1")), n, 3),
+                 fmt(mean_std([100 * v for v in measure_values(records, m, "grad_zero_share")]), n),
+                 fmt(mean_std(measure_values(records, m, "jacobian_norm")), n, 3)]
+        rows.append([label] + cells)
+    out.append(_table(["model", "neighbour share %", "grad L1", "grad zero share %", "Jacobian norm"], rows))
+    out += ["", "Paper: TGO lowers the threshold-neighbour share by about 40 % (CIFAR, its Fig. 4) and makes "
+            "input gradients sparser (its Fig. 5)."]
+    out += _convergence_lines(summary.get("convergence"))
+    out += _timing_lines(records)
+    out += ["", "## Figures", "", "![accuracy](results/accuracy.png)"]
+    if summary.get("convergence"):
+        out.append("![convergence](results/convergence.png)")
+    out += ["", "Per-seed values, each run's config, seed and git commit: `results/results.json`."]
+    return "\n".join(out) + "\n"
+
+
+def _convergence_lines(curve: Optional[list]) -> list:
+    if not curve:
+        return ["", "## Convergence of vanilla", "", "Not measured yet (`--convergence_epochs`)."]
+    rows = [[str(r["epoch"]), f"{100 * r['test_accuracy']:.2f}" if r["test_accuracy"] is not None else "-",
+             f"{r['elapsed_s']:.0f}"] for r in curve]
+    return ["", "## Convergence of vanilla", "",
+            f"Vanilla, seed 0, all 60k training images, a {curve[0]['epochs_total']}-epoch cosine schedule, "
+            "test accuracy on all 10k test images after each epoch (this sets the `full` size):", "",
+            _table(["epoch", "test accuracy %", "elapsed s"], rows)]
+
+
+def _timing_lines(records) -> list:
+    if not records:
+        return []
+    rows = []
+    for r in sorted(records, key=lambda r: (r["seed"], r["model"])):
+        rows.append([r["model"], str(r["seed"]), f"{r.get('train_wall_s', 0):.0f}", f"{r.get('train_cpu_s', 0):.0f}",
+                     f"{sum(r.get('eval_wall_s', {}).values()):.0f}", f"{sum(r.get('eval_cpu_s', {}).values()):.0f}",
+                     (r.get("eval_commit") or r.get("train_commit", "?"))[:12]])
+    return ["", "## Runs and their times", "",
+            "Seconds per run, wall clock and CPU (all threads), training and attacks (compilation included; "
+            "the first seed compiles, later seeds reuse the compiled code from disk). The machine had 2 CPU cores "
+            "shared with other jobs while these ran, so wall times are inflated; CPU seconds ÷ 2 approximates the "
+            "wall time on 2 idle cores.", "",
+            _table(["model", "seed", "train wall s", "train CPU s", "attack wall s", "attack CPU s", "commit"], rows)]
+
+
+# ----------------------------------------------------------------------------- figures
+
+def plot_accuracy(records, models: dict, eps_labels, attack_names, path: str) -> None:
+    """Grouped bars: mean accuracy per model and attack (one panel per ε), error bars = std over seeds."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(eps_labels), 1, figsize=(10, 3.2 * len(eps_labels)), squeeze=False)
+    width = 0.8 / max(len(models), 1)
+    for ax, eps in zip(axes[:, 0], eps_labels):
+        for i, (m, label) in enumerate(models.items()):
+            stats = [mean_std(accuracy_values(records, m, eps, a)) for a in attack_names]
+            means = [s["mean"] if s["n"] else np.nan for s in stats]
+            stds = [s["std"] or 0.0 for s in stats]
+            ax.bar(np.arange(len(attack_names)) + i * width, means, width, yerr=stds, label=label, capsize=2)
+        ax.set_xticks(np.arange(len(attack_names)) + 0.4 - width / 2)
+        ax.set_xticklabels(attack_names)
+        ax.set_ylabel("accuracy (%)")
+        ax.set_title(f"ε = {eps}")
+        ax.grid(alpha=0.3, axis="y")
+    axes[0, 0].legend(ncol=3, fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_convergence(curve: list, path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    pts = [(r["epoch"], 100 * r["test_accuracy"]) for r in curve if r["test_accuracy"] is not None]
+    ax.plot(*zip(*pts), marker="o")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("vanilla, Fashion-MNIST")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- writing
+
+def write(out_dir: str, records: Sequence[dict], *, size_name: str, size_spec: dict, seeds: Sequence[int],
+          models: dict, attack_names: Sequence[str], eps_labels: Sequence[str],
+          convergence: Optional[list] = None) -> str:
+    """Writes RESULTS.md, results/results.json and results/*.png under ``out_dir``; returns RESULTS.md's path."""
+    from tgo_train.evaluate import parse_eps
+
+    eps_values = [parse_eps(e) for e in eps_labels]
+    done = {(r["model"], r["seed"]) for r in records if is_complete(r, attack_names, eps_values)}
+    expected = [(m, s) for s in seeds for m in models]
+    summary = {
+        "size": size_name, "size_spec": size_spec, "seeds": list(seeds), "models": dict(models),
+        "attack_names": list(attack_names), "eps_labels": list(eps_labels),
+        "expected": len(expected), "finished": len(done), "complete": len(done) == len(expected),
+        "missing": [f"{m}/seed{s}" for m, s in expected if (m, s) not in done],
+        "claims": claims(records, eps_labels), "convergence": convergence,
+    }
+    summary["aggregate"] = {
+        m: {"accuracy": {noise: {eps: {a: mean_std(accuracy_values(records, m, eps, a, noise))
+                                       for a in attack_names} for eps in eps_labels} for noise in ("on", "off")},
+            "analysis": {noise: {k: mean_std(measure_values(records, m, k, noise))
+                                 for k in ("neighbour_share", "grad_l1", "grad_zero_share", "jacobian_norm")}
+                         for noise in ("on", "off")}}
+        for m in models}
+    summary["paper"] = {"table1_cifar10_wrn16_4": PAPER_TABLE1, "table4_cifar100_vgg11": PAPER_TABLE4,
+                        "share_drop": PAPER_SHARE_DROP}
+    fig_dir = os.path.join(out_dir, "results")
+    os.makedirs(fig_dir, exist_ok=True)
+    runs = [{k: r[k] for k in r if k != "metrics"} | {"metrics": r.get("metrics")} for r in records]
+    _atomic_write(os.path.join(fig_dir, "results.json"), json.dumps(dict(summary, runs=runs), indent=1,
+                                                                    default=str))
+    plot_accuracy(records, models, eps_labels, attack_names, os.path.join(fig_dir, "accuracy.png"))
+    if convergence:
+        plot_convergence(convergence, os.path.join(fig_dir, "convergence.png"))
+    path = os.path.join(out_dir, "RESULTS.md")
+    _atomic_write(path, render(summary, records))
+    return path
+
+
+def _atomic_write(path: str, text: str) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
