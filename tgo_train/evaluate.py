@@ -68,7 +68,7 @@ def load_run(workdir: str, step: Optional[int] = None, num_examples: int = 0):
 
 
 def evaluate_suite(run, variables, suite, *, batch_size: int, draws: int, seed: int = 0,
-                   progress: bool = True, label: str = "") -> dict:
+                   progress: bool = True, label: str = "", per_example: bool = False):
     """Accuracy (%) of a model under each (name, attack) of ``suite`` on the run's test split.
 
     Args:
@@ -76,15 +76,20 @@ def evaluate_suite(run, variables, suite, *, batch_size: int, draws: int, seed: 
       draws: noise draws per evaluation of a stochastic model (fresh noise; mean accuracy).
       progress: a bar on a terminal, and a line with each attack's seconds when done.
       label: names the suite in the progress output (e.g. the model and ε).
+      per_example: also return each example's correctness per row (share of the draws, [N] arrays),
+        from which the per-example worst case over rows follows.
+
+    Returns:
+      ``{name: accuracy %}``, or ``({name: accuracy %}, {name: correctness [N]})`` with ``per_example``.
     """
     logits_fn = attacks.model_logits_fn(run.model)
     stochastic = run.model.neuron.stochastic
     draws = draws if stochastic else 1
     images, labels = run.splits["test"]
     batches = list(data.eval_batches(images, labels, batch_size))
-    jitted = {name: jax.jit(_accuracy_fn(attack, logits_fn, draws)) for name, attack in suite}
+    jitted = {name: jax.jit(_correct_fn(attack, logits_fn, draws)) for name, attack in suite}
     bar = Progress(len(batches) * len(suite), enabled=progress, desc=f"evaluate {label}".strip())
-    correct = {name: 0.0 for name, _ in suite}
+    hits = {name: [] for name, _ in suite}
     seconds = {name: 0.0 for name, _ in suite}  # per attack, compilation included
     key = jax.random.PRNGKey(seed)
     done = 0
@@ -92,16 +97,17 @@ def evaluate_suite(run, variables, suite, *, batch_size: int, draws: int, seed: 
         for name, _ in suite:
             key, sub = jax.random.split(key)
             t0 = time.time()
-            correct[name] += float(jitted[name](variables, batch["image"], batch["label"], sub))
+            hits[name].append(np.asarray(jitted[name](variables, batch["image"], batch["label"], sub)))
             seconds[name] += time.time() - t0
             done += 1
             bar.update(done)
     bar.close()
-    accuracy = {name: 100.0 * c / len(labels) for name, c in correct.items()}
+    hits = {name: np.concatenate(h)[:len(labels)] for name, h in hits.items()}
+    accuracy = {name: 100.0 * float(h.sum()) / len(labels) for name, h in hits.items()}
     if progress:  # where the time went: one line per suite, each attack's seconds and accuracy
         bar.write(f"evaluated {label} on {len(labels)} images: " + ", ".join(
             f"{name} {seconds[name]:.0f} s ({accuracy[name]:.1f}%)" for name, _ in suite))
-    return accuracy
+    return (accuracy, hits) if per_example else accuracy
 
 
 def evaluate_event_attack(run, variables, *, batch_size: int, draws: int, eot: int, steps: int,
@@ -128,15 +134,15 @@ def evaluate_event_attack(run, variables, *, batch_size: int, draws: int, eot: i
     return {"asr": asr, "clean_correct": clean_correct, "fooled": fooled, "steps": steps, "unit": unit}
 
 
-def _accuracy_fn(attack, logits_fn, draws):
-    """Number of correctly classified examples (mean over noise draws) after ``attack``."""
+def _correct_fn(attack, logits_fn, draws):
+    """Per-example correctness [B] (share of the noise draws) after ``attack``."""
 
-    def count(variables, x, y, key):
-        acc = attacks.robust_accuracy(attack, logits_fn, variables, x, y, key, draws=draws) if attack \
-            else attacks.accuracy(logits_fn, variables, x, y, key, draws=draws)
-        return acc * x.shape[0]
+    def correct(variables, x, y, key):
+        if attack:
+            return attacks.robust_correct(attack, logits_fn, variables, x, y, key, draws=draws)
+        return attacks.correct(logits_fn, variables, x, y, key, draws=draws)
 
-    return count
+    return correct
 
 
 def markdown_table(rows: dict, columns: Sequence[str], title: str = "") -> str:

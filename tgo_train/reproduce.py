@@ -36,7 +36,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from tgo_jax import analysis, attacks, data
-from tgo_train import evaluate, reproduce_report, train
+from tgo_train import evaluate, reproduce_report, resume, train
 from tgo_train.configs import fmnist_tgo, fmnist_vanilla
 
 # ----------------------------------------------------------------------------- the grid
@@ -56,8 +56,11 @@ MODELS = {
     "rat_tgo": ("RAT + TGO", dict(_TGO, strategy="rat", **{"optim.weight_decay": 0.0})),
     "sr": ("SR (baseline)", {"sr.enabled": True}),
 }
-# The attack columns, by name. Names resolve through ``attack_suite``; adding one is a config change.
-ATTACKS = ("Clean", "FGSM", "RFGSM", "PGD10", "PGD40", "APGD", "MTPGD")
+# The attack columns, by name in the attack registry (``tgo_jax.attacks.make``); adding a column is a
+# change of these lists. The paper's columns come first for every run, then the strong suite.
+PAPER_ATTACKS = ("Clean", "FGSM", "RFGSM", "PGD10", "PGD40", "APGD", "MTPGD")
+STRONG_ATTACKS = tuple(n for n in attacks.STRONG_ROWS if n not in PAPER_ATTACKS)
+ATTACKS = PAPER_ATTACKS + STRONG_ATTACKS
 EPS = (8 / 255, 0.1)
 ALPHA = 0.01  # PGD step (docs/FORMULAS.md §4)
 
@@ -71,8 +74,11 @@ class Size:
     num_examples: int  # test images attacked
     eot: int  # EoT draws per gradient for Noisy-LIF models (noise on)
     draws: int  # noise draws per accuracy of a Noisy-LIF model
-    apgd_steps: int
-    mtpgd_steps: int
+    apgd_steps: int  # the paper's APGD column
+    mtpgd_steps: int  # the paper's MTPGD column (per target, 9 targets)
+    strong_steps: int  # iterations of the strong suite's attacks (AutoAttack's reference: 100)
+    strong_queries: int  # Square's queries (reference: 5000)
+    strong_targets: int  # targets of APGD-T and FAB-T (reference: 9)
     analysis_examples: int  # test images for the share / gradient / Jacobian measures
     jacobian_iters: int
     eval_batch: int
@@ -84,14 +90,14 @@ class Size:
 SIZES = {
     # The end-to-end test: seconds per run; its numbers mean nothing.
     "ci": Size(epochs=1, train_subset=128, num_examples=32, eot=2, draws=1, apgd_steps=3, mtpgd_steps=2,
-               analysis_examples=32, jacobian_iters=2, eval_batch=32, batch_size=32, num_steps=2,
+               strong_steps=2, strong_queries=10, strong_targets=2, analysis_examples=32, jacobian_iters=2, eval_batch=32, batch_size=32, num_steps=2,
                model_kwargs=(("channels", (4, 8)), ("hidden", 16))),
     # About two hours on 2 idle CPU cores for 9 models x 3 seeds (RESULTS.md gives the measured times).
     "small": Size(epochs=2, train_subset=20_000, num_examples=200, eot=4, draws=2, apgd_steps=20,
-                  mtpgd_steps=4, analysis_examples=200, jacobian_iters=10, eval_batch=200),
+                  mtpgd_steps=4, strong_steps=10, strong_queries=100, strong_targets=3, analysis_examples=200, jacobian_iters=10, eval_batch=200),
     # Close to converged clean accuracy (see the convergence curve in RESULTS.md).
     "full": Size(epochs=10, train_subset=0, num_examples=1000, eot=10, draws=3, apgd_steps=100,
-                 mtpgd_steps=10, analysis_examples=1000, jacobian_iters=20, eval_batch=500),
+                 mtpgd_steps=10, strong_steps=100, strong_queries=5000, strong_targets=9, analysis_examples=1000, jacobian_iters=20, eval_batch=500),
 }
 
 
@@ -123,15 +129,19 @@ def run_config(model: str, seed: int, size: Size):
 
 
 def attack_suite(names: Sequence[str], *, eps: float, eot: int, size: Size) -> list:
-    """(name, attack) pairs for the column names, in order; an unknown name is an error listing the known."""
-    pgd_steps = tuple(sorted({int(n[3:]) for n in names if n.startswith("PGD") and n[3:].isdigit()})) or (10,)
-    suite = dict(attacks.paper_suite(eps=eps, alpha=ALPHA, eot=eot, extra=("apgd", "mtpgd"),
-                                     pgd_steps=pgd_steps, apgd_steps=size.apgd_steps,
-                                     mtpgd_steps=size.mtpgd_steps))
-    unknown = [n for n in names if n not in suite]
-    if unknown:
-        raise ValueError(f"unknown attack name(s) {unknown}; known: {sorted(suite)}")
-    return [(n, suite[n]) for n in names]
+    """(name, attack) pairs for the column names, resolved through the attack registry at the size's
+    effort; an unknown name is an error listing the known ones."""
+    out = []
+    for name in names:
+        if name == "APGD":
+            sizes = {"steps": size.apgd_steps}
+        elif name == "MTPGD":
+            sizes = {"steps": size.mtpgd_steps}
+        else:
+            sizes = {"steps": size.strong_steps, "queries": size.strong_queries,
+                     "num_targets": size.strong_targets}
+        out.append((attacks.canonical(name), attacks.make(name, eps=eps, alpha=ALPHA, eot=eot, **sizes)))
+    return out
 
 
 # ----------------------------------------------------------------------------- one run
@@ -186,9 +196,9 @@ def run_one(workdir: str, model: str, seed: int, size_name: str, attack_names: S
     record = _read_json(path)
     config_dict = json.loads(json.dumps(config.to_dict(), default=str))
     if record is not None:
-        changed = _config_changes(record.get("config", {}), config_dict)
+        changed, _ = resume.compare(record.get("config", {}), config)  # options added later keep defaults
         if changed:
-            raise ValueError(f"{path} was made with another config ({', '.join(changed)}); "
+            raise ValueError(f"{path} was made with another config ({', '.join(map(str, changed))}); "
                              f"move {workdir} away to retrain it")
     if record is None or not _training_finished(workdir, config):
         t0, cpu0 = time.time(), _cpu_seconds()
@@ -211,9 +221,13 @@ def run_one(workdir: str, model: str, seed: int, size_name: str, attack_names: S
             stochastic = model_obj.neuron.stochastic
             t0, cpu0 = time.time(), _cpu_seconds()
             suite = attack_suite(todo, eps=eps, eot=size.eot if stochastic else 1, size=size)
-            cells.update(evaluate.evaluate_suite(run_v, variables, suite, batch_size=size.eval_batch,
-                                                 draws=size.draws if stochastic else 1, seed=seed,
-                                                 progress=False))
+            accuracy, hits = evaluate.evaluate_suite(run_v, variables, suite, batch_size=size.eval_batch,
+                                                     draws=size.draws if stochastic else 1, seed=seed,
+                                                     progress=False, per_example=True)
+            cells.update(accuracy)
+            examples = record.setdefault("per_example", {}).setdefault(noise, {}).setdefault(
+                evaluate.eps_label(eps), {})
+            examples.update({n: [round(float(v), 4) for v in h] for n, h in hits.items()})
             cell = f"{noise} {evaluate.eps_label(eps)}"
             record.setdefault("eval_wall_s", {})[cell] = round(time.time() - t0, 1)
             record.setdefault("eval_cpu_s", {})[cell] = round(_cpu_seconds() - cpu0, 1)
@@ -223,17 +237,6 @@ def run_one(workdir: str, model: str, seed: int, size_name: str, attack_names: S
             record["analysis"][noise] = measure(run_v, variables, size, seed)
             _write_json(path, record)
     return record
-
-
-def _config_changes(old: dict, new: dict, prefix: str = "") -> list:
-    """Fields set differently in both configs (fields only one has, e.g. options added later, are ignored)."""
-    out = []
-    for k in old.keys() & new.keys():
-        if isinstance(old[k], dict) and isinstance(new[k], dict):
-            out += _config_changes(old[k], new[k], f"{prefix}{k}.")
-        elif old[k] != new[k]:
-            out.append(f"{prefix}{k}: {old[k]!r} -> {new[k]!r}")
-    return sorted(out)
 
 
 def _cpu_seconds() -> float:
@@ -287,23 +290,27 @@ def measure(run, variables, size: Size, seed: int) -> dict:
 def run_grid(workdir: str, seeds: Sequence[int], size_name: str, models: Sequence[str],
              attack_names: Sequence[str] = ATTACKS, eps_list: Sequence[float] = EPS,
              report_dir: Optional[str] = None, stop_after: Optional[int] = None) -> None:
-    """Runs every (seed, model) in seed-major order (a partial grid covers every model first), writing
-    the report after each; ``stop_after`` stops after that many runs were worked on (for tests)."""
+    """Runs every (seed, model) in seed-major order, first with the paper's columns only, then with
+    the rest (the strong suite), so a partial grid covers every model and the paper's table first.
+    Writes the report after each run; ``stop_after`` stops after that many runs were worked on (tests)."""
+    paper = [n for n in attack_names if n in PAPER_ATTACKS]
+    phases = [paper, list(attack_names)] if paper and len(paper) < len(attack_names) else [list(attack_names)]
     worked = 0
-    for seed in seeds:
-        for model in models:
-            run_dir = os.path.join(workdir, size_name, model, f"seed{seed}")
-            if _complete(run_dir, attack_names, eps_list):
-                print(f"== {model} seed {seed}: done, skipped", flush=True)
-                continue
-            if stop_after is not None and worked >= stop_after:
-                return
-            print(f"== {model} seed {seed} -> {run_dir}", flush=True)
-            t0 = time.time()
-            run_one(run_dir, model, seed, size_name, attack_names, eps_list)
-            print(f"== {model} seed {seed}: {time.time() - t0:.0f} s", flush=True)
-            worked += 1
-            write_report(workdir, size_name, seeds, models, attack_names, eps_list, report_dir)
+    for names in phases:
+        for seed in seeds:
+            for model in models:
+                run_dir = os.path.join(workdir, size_name, model, f"seed{seed}")
+                if _complete(run_dir, names, eps_list):
+                    print(f"== {model} seed {seed} ({len(names)} columns): done, skipped", flush=True)
+                    continue
+                if stop_after is not None and worked >= stop_after:
+                    return
+                print(f"== {model} seed {seed} ({len(names)} columns) -> {run_dir}", flush=True)
+                t0 = time.time()
+                run_one(run_dir, model, seed, size_name, names, eps_list)
+                print(f"== {model} seed {seed}: {time.time() - t0:.0f} s", flush=True)
+                worked += 1
+                write_report(workdir, size_name, seeds, models, attack_names, eps_list, report_dir)
 
 
 def _complete(run_dir: str, attack_names, eps_list) -> bool:
@@ -324,7 +331,7 @@ def write_report(workdir: str, size_name: str, seeds, models, attack_names=ATTAC
     return reproduce_report.write(report_dir or workdir, records, size_name=size_name,
                                   size_spec=dataclasses.asdict(SIZES[size_name]), seeds=list(seeds),
                                   models={m: MODELS[m][0] for m in models},
-                                  attack_names=list(attack_names),
+                                  attack_names=list(attack_names), paper_names=list(PAPER_ATTACKS),
                                   eps_labels=[evaluate.eps_label(e) for e in eps_list],
                                   convergence=convergence)
 
@@ -358,7 +365,8 @@ _WORKDIR = flags.DEFINE_string("workdir", "runs/reproduce", "folder for every ru
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "seeds, fixed before the run")
 _SIZE = flags.DEFINE_enum("size", "small", list(SIZES), "training length and evaluation effort")
 _MODELS = flags.DEFINE_list("models", list(MODELS), f"grid rows, among {list(MODELS)}")
-_ATTACKS = flags.DEFINE_list("attacks", list(ATTACKS), "attack columns, by name")
+_ATTACKS = flags.DEFINE_list("attacks", list(ATTACKS), "attack columns, by registry name "
+                             "(tgo_jax.attacks.names()); default: the paper's columns, then the strong suite")
 _EPS = flags.DEFINE_list("eps", [evaluate.eps_label(e) for e in EPS], "attack budgets")
 _REPORT_DIR = flags.DEFINE_string("report_dir", None, "where RESULTS.md and results/ go (default: workdir)")
 _REPORT_ONLY = flags.DEFINE_bool("report_only", False, "only write the report from the finished runs")

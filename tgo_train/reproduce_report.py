@@ -7,6 +7,7 @@ seeds.
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -34,7 +35,7 @@ PAPER_SHARE_DROP = 0.40  # "TGO reduces the number of threshold-neighboring neur
 SHARE_DROP_TOLERANCE = 0.10  # "about 40 %": a drop within 30-50 % counts
 CLAIM_ATTACKS = ("FGSM", "PGD10", "PGD40")  # "FGSM and PGD accuracy"
 DATASET_NOTE = (
-    "**Dataset difference.** Every number here is the small spiking net (2 conv + 1 hidden layer, T = 4) "
+    "**Dataset difference.** Every number here is the small spiking net (2 conv + 1 hidden layer) "
     "trained on Fashion-MNIST (28×28 grey images, 10 classes) on CPUs. The paper's numbers beside them are "
     "CIFAR-10 with WRN-16-4 (its Table 1) and CIFAR-100 with VGG-11 (its Table 4), 300 epochs on a GPU; "
     "they are quoted for the direction and size of the effects, not as values to match.")
@@ -81,6 +82,29 @@ def is_complete(record: dict, attack_names: Sequence[str], eps_list: Sequence[fl
                for n in noises)
 
 
+WORST_PAPER, WORST_ALL = "Worst (paper)", "Worst (all)"
+
+
+def with_worst_case(records: Sequence[dict], paper_names: Sequence[str], all_names: Sequence[str]) -> list:
+    """Copies of the records with the per-example worst case as two more columns: an example counts
+    as robust only if it is classified right under every column (for a Noisy-LIF model: the least of its
+    per-column shares of right draws). "Worst (paper)" over the paper's columns, "Worst (all)" over
+    every column (only when the run has columns beyond the paper's); absent while a column is missing."""
+    out = []
+    for r in records:
+        r = copy.deepcopy(r)
+        for noise, by_eps in r.get("accuracy", {}).items():
+            for eps, cells in by_eps.items():
+                ex = r.get("per_example", {}).get(noise, {}).get(eps, {})
+                for column, names in ((WORST_PAPER, paper_names), (WORST_ALL, all_names)):
+                    if column == WORST_ALL and list(all_names) == list(paper_names):
+                        continue
+                    if names and all(n in ex for n in names):
+                        cells[column] = 100 * float(np.mean(np.min([ex[n] for n in names], axis=0)))
+        out.append(r)
+    return out
+
+
 def per_seed(records: Sequence[dict], model: str, *path: str) -> list:
     """The value at ``record[path...]`` for each seed's run of ``model`` that has it."""
     out = []
@@ -103,12 +127,12 @@ def measure_values(records, model, name, noise="on") -> list:
 
 # ----------------------------------------------------------------------------- claims
 
-def _pairwise(records, pairs, eps_labels) -> list:
-    """compare(better, worse) for each (better, worse) model pair, claim attack and ε."""
+def _pairwise(records, pairs, eps_labels, columns: Sequence[str] = CLAIM_ATTACKS) -> list:
+    """compare(better, worse) for each (better, worse) model pair, column and ε."""
     rows = []
     for better, worse in pairs:
         for eps in eps_labels:
-            for attack in CLAIM_ATTACKS:
+            for attack in columns:
                 c = compare(accuracy_values(records, better, eps, attack),
                             accuracy_values(records, worse, eps, attack))
                 rows.append(dict(c, a=better, b=worse, eps=eps, attack=attack))
@@ -162,6 +186,11 @@ def claims(records: Sequence[dict], eps_labels: Sequence[str]) -> dict:
     rows = _pairwise(records, [("tgo", "sr")], eps_labels)
     out["f"] = {"claim": "TGO beats the SR baseline (paper Fig. 4, Table 3)", "rows": rows,
                 "verdict": _summarise(rows)}
+    rows = _pairwise(records, [("tgo", "vanilla"), ("at_tgo", "at"), ("rat_tgo", "rat")], eps_labels,
+                     (WORST_ALL,))
+    out["g"] = {"claim": "TGO's gains survive the per-example worst case over every attack, the strong suite "
+                         "included (not a claim of the paper: a check for gradient masking)",
+                "rows": rows, "verdict": _summarise(rows)}
     return out
 
 
@@ -237,7 +266,8 @@ def _claim_lines(result: dict) -> list:
 
 def render(summary: dict, records: Sequence[dict]) -> str:
     """RESULTS.md text."""
-    models, eps_labels, attack_names = summary["models"], summary["eps_labels"], summary["attack_names"]
+    models, eps_labels = summary["models"], summary["eps_labels"]
+    groups = summary["column_groups"]
     n = len(summary["seeds"])
     spec = summary["size_spec"]
     status = ("complete" if summary["complete"] else
@@ -260,6 +290,13 @@ def render(summary: dict, records: Sequence[dict]) -> str:
         "",
         DATASET_NOTE,
         "",
+        f"\"{WORST_PAPER}\" and \"{WORST_ALL}\": per-example worst case — the share of test images classified "
+        "right under every column of the table before it (the paper's columns; all columns, the strong suite "
+        "included). The strong suite (`tgo_jax.attacks.strong_suite`, docs/robustness.md) runs at this size's "
+        f"effort: {spec.get('strong_steps')} iterations, {spec.get('strong_queries')} Square queries, "
+        f"{spec.get('strong_targets')} targets for APGD-T / FAB-T; it is evaluated after the paper's columns "
+        "of every run.",
+        "",
         "## Claims",
         "",
         "Rule (in `tgo_train/reproduce_report.py`, `compare`): a difference of means over seeds counts when it "
@@ -269,27 +306,29 @@ def render(summary: dict, records: Sequence[dict]) -> str:
         "",
     ]
     out += _claim_lines(summary["claims"])
-    groups = [("Ablation (paper Table 4) under TET", ["vanilla", "mc", "nlif", "tgo"], PAPER_TABLE4,
+    groups_of_models = [("Ablation (paper Table 4) under TET", ["vanilla", "mc", "nlif", "tgo"], PAPER_TABLE4,
                "CIFAR-100, VGG-11"),
               ("Training strategies (paper Table 1)", ["vanilla", "tgo", "at", "at_tgo", "rat", "rat_tgo"],
                PAPER_TABLE1, "CIFAR-10, WRN-16-4"),
               ("SR baseline", ["vanilla", "sr", "tgo"], None, "")]
-    for title, names, paper, label in groups:
+    for title, names, paper, label in groups_of_models:
         out += ["", f"## {title}"]
         for eps in eps_labels:
-            out += ["", f"ε = {eps}:", "",
-                    accuracy_table(records, models, names, eps, attack_names, n, paper=paper, paper_label=label)]
+            for columns in groups:
+                out += ["", f"ε = {eps}:", "", accuracy_table(records, models, names, eps, columns, n, paper=paper,
+                                                               paper_label=label)]
     noisy = [m for m in models if any(r["model"] == m and "off" in r.get("accuracy", {}) for r in records)]
     if noisy:
         out += ["", "## Noisy-LIF models with the noise on and off",
                 "", "Same weights; \"noise off\" replaces the Noisy-LIF neurons by plain LIF at evaluation."]
         for eps in eps_labels:
-            rows = []
-            for m in noisy:
-                for noise in ("on", "off"):
-                    rows.append([f"{models[m]} (noise {noise})"] +
-                                [fmt(mean_std(accuracy_values(records, m, eps, a, noise)), n) for a in attack_names])
-            out += ["", f"ε = {eps}:", "", _table(["model"] + list(attack_names), rows)]
+            for columns in groups:
+                rows = []
+                for m in noisy:
+                    for noise in ("on", "off"):
+                        rows.append([f"{models[m]} (noise {noise})"] +
+                                    [fmt(mean_std(accuracy_values(records, m, eps, a, noise)), n) for a in columns])
+                out += ["", f"ε = {eps}:", "", _table(["model"] + list(columns), rows)]
     out += ["", "## Per-model measures", "",
             "Threshold-neighbour share (|H − θ| < δ = 0.5 over all layers, steps and neurons, "
             "docs/FORMULAS.md §5), input-gradient L1 norm ‖∇ₓCE‖₁ and its share of zero entries, "
@@ -388,24 +427,32 @@ def plot_convergence(curve: list, path: str) -> None:
 # ----------------------------------------------------------------------------- writing
 
 def write(out_dir: str, records: Sequence[dict], *, size_name: str, size_spec: dict, seeds: Sequence[int],
-          models: dict, attack_names: Sequence[str], eps_labels: Sequence[str],
+          models: dict, attack_names: Sequence[str], paper_names: Sequence[str], eps_labels: Sequence[str],
           convergence: Optional[list] = None) -> str:
-    """Writes RESULTS.md, results/results.json and results/*.png under ``out_dir``; returns RESULTS.md's path."""
+    """Writes RESULTS.md, results/results.json and results/*.png under ``out_dir``; returns RESULTS.md's path.
+
+    ``paper_names``: the columns of the paper's table (the rest of ``attack_names`` form a second table);
+    each table ends with its per-example worst case (``with_worst_case``)."""
     from tgo_train.evaluate import parse_eps
 
     eps_values = [parse_eps(e) for e in eps_labels]
     done = {(r["model"], r["seed"]) for r in records if is_complete(r, attack_names, eps_values)}
+    paper_names = [a for a in attack_names if a in paper_names]
+    others = [a for a in attack_names if a not in paper_names]
+    records = with_worst_case(records, paper_names, list(attack_names))
+    groups = [paper_names + [WORST_PAPER]] + ([others + [WORST_ALL]] if others else [])
+    columns = [c for g in groups for c in g]
     expected = [(m, s) for s in seeds for m in models]
     summary = {
         "size": size_name, "size_spec": size_spec, "seeds": list(seeds), "models": dict(models),
-        "attack_names": list(attack_names), "eps_labels": list(eps_labels),
+        "attack_names": list(attack_names), "column_groups": groups, "eps_labels": list(eps_labels),
         "expected": len(expected), "finished": len(done), "complete": len(done) == len(expected),
         "missing": [f"{m}/seed{s}" for m, s in expected if (m, s) not in done],
         "claims": claims(records, eps_labels), "convergence": convergence,
     }
     summary["aggregate"] = {
         m: {"accuracy": {noise: {eps: {a: mean_std(accuracy_values(records, m, eps, a, noise))
-                                       for a in attack_names} for eps in eps_labels} for noise in ("on", "off")},
+                                       for a in columns} for eps in eps_labels} for noise in ("on", "off")},
             "analysis": {noise: {k: mean_std(measure_values(records, m, k, noise))
                                  for k in ("neighbour_share", "grad_l1", "grad_zero_share", "jacobian_norm")}
                          for noise in ("on", "off")}}
@@ -414,10 +461,10 @@ def write(out_dir: str, records: Sequence[dict], *, size_name: str, size_spec: d
                         "share_drop": PAPER_SHARE_DROP}
     fig_dir = os.path.join(out_dir, "results")
     os.makedirs(fig_dir, exist_ok=True)
-    runs = [{k: r[k] for k in r if k != "metrics"} | {"metrics": r.get("metrics")} for r in records]
+    runs = [{k: v for k, v in r.items() if k != "per_example"} for r in records]  # per-example: in the run dirs
     _atomic_write(os.path.join(fig_dir, "results.json"), json.dumps(dict(summary, runs=runs), indent=1,
                                                                     default=str))
-    plot_accuracy(records, models, eps_labels, attack_names, os.path.join(fig_dir, "accuracy.png"))
+    plot_accuracy(records, models, eps_labels, paper_names + [WORST_PAPER], os.path.join(fig_dir, "accuracy.png"))
     if convergence:
         plot_convergence(convergence, os.path.join(fig_dir, "convergence.png"))
     path = os.path.join(out_dir, "RESULTS.md")

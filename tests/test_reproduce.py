@@ -1,0 +1,135 @@
+"""Tests for the reproduction program (tgo_train/reproduce.py, tgo_train/reproduce_report.py).
+
+The end-to-end test runs the ``ci`` size (tiny nets, 128 training images) for two models and two
+seeds, stops mid-grid, reruns, and checks that finished runs are skipped and the report says what is
+missing. The verdict rule and the claims are checked on made-up numbers.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from tgo_jax import data
+from tgo_train import reproduce, reproduce_report
+
+MODELS = ("vanilla", "nlif")  # one LIF and one Noisy-LIF model (noise on and off)
+ATTACKS = ("Clean", "FGSM", "Square")  # two paper columns, one of the strong suite
+EPS = (8 / 255,)
+
+
+def _record_path(workdir, model, seed):
+    return os.path.join(workdir, "ci", model, f"seed{seed}", "reproduce.json")
+
+
+def test_grid_end_to_end_with_resume(tmp_path, capsys):
+    try:
+        data.load("fashion_mnist")
+    except data.DataUnavailableError as e:
+        pytest.skip(f"Fashion-MNIST is not available: {e}")
+    workdir = str(tmp_path)
+    run = dict(workdir=workdir, seeds=[0, 1], size_name="ci", models=MODELS, attack_names=ATTACKS,
+               eps_list=EPS)
+    reproduce.run_grid(**run, stop_after=1)  # "killed" after the first run
+    assert os.path.exists(_record_path(workdir, "vanilla", 0))
+    assert not os.path.exists(os.path.join(workdir, "ci", "nlif"))
+    text = open(os.path.join(workdir, "RESULTS.md")).read()
+    assert "INCOMPLETE: 0 of 4 runs finished" in text and "nlif/seed0" in text and "size ci" in text
+    assert "missing" in text
+
+    # An evaluation cut short: a cell lost from the record is recomputed, nothing else.
+    path = _record_path(workdir, "vanilla", 0)
+    record = json.load(open(path))
+    kept = record["accuracy"]["on"]["8/255"]["Clean"]
+    del record["accuracy"]["on"]["8/255"]["FGSM"]
+    json.dump(record, open(path, "w"))
+    capsys.readouterr()
+    reproduce.run_grid(**run)
+    out = capsys.readouterr().out
+    assert "vanilla seed 0 (2 columns) ->" in out  # resumed for its missing cell ...
+    record = json.load(open(path))
+    assert record["accuracy"]["on"]["8/255"]["Clean"] == kept and "FGSM" in record["accuracy"]["on"]["8/255"]
+    assert int(record["metrics"][-1]["step"]) == record["step"]  # ... without training again
+
+    mtimes = {(m, s): os.path.getmtime(_record_path(workdir, m, s)) for m in MODELS for s in (0, 1)}
+    reproduce.run_grid(**run)  # everything finished: all skipped
+    assert capsys.readouterr().out.count("done, skipped") == 8  # 4 runs x (paper columns, all columns)
+    assert mtimes == {(m, s): os.path.getmtime(_record_path(workdir, m, s)) for m in MODELS for s in (0, 1)}
+
+    text = open(os.path.join(workdir, "RESULTS.md")).read()
+    assert "Grid: complete" in text and "(noise off)" in text and "(a) TGO raises" in text
+    results = json.load(open(os.path.join(workdir, "results", "results.json")))
+    assert results["complete"] and results["size"] == "ci"
+    assert {(r["model"], r["seed"]) for r in results["runs"]} == {(m, s) for m in MODELS for s in (0, 1)}
+    for r in results["runs"]:
+        assert r["config"]["seed"] == r["seed"] and r["train_commit"]
+        assert set(r["accuracy"]) == ({"on", "off"} if r["model"] == "nlif" else {"on"})
+        assert 0 <= r["analysis"]["on"]["neighbour_share"] <= 1 and r["analysis"]["on"]["jacobian_norm"] >= 0
+    agg = results["aggregate"]["nlif"]["accuracy"]["off"]["8/255"]["FGSM"]
+    assert agg["n"] == 2 and len(agg["values"]) == 2 and agg["std"] is not None
+    assert os.path.exists(os.path.join(workdir, "results", "accuracy.png"))
+    worst = results["aggregate"]["nlif"]["accuracy"]["on"]["8/255"]
+    for r in results["runs"]:  # the worst case is at most every column it is taken over
+        cells = r["accuracy"]["on"]["8/255"]
+        assert cells["Worst (all)"] <= min(cells[a] for a in ATTACKS) + 1e-9
+        assert cells["Worst (all)"] <= cells["Worst (paper)"] <= min(cells["Clean"], cells["FGSM"]) + 1e-9
+    assert worst["Worst (all)"]["n"] == 2
+
+
+def test_other_config_is_refused(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    config = reproduce.run_config("vanilla", 0, reproduce.SIZES["ci"]).to_dict()
+    config["optim"]["lr"] = 1.0
+    (run_dir / "reproduce.json").write_text(json.dumps({"config": config}))
+    with pytest.raises(ValueError, match="optim.lr 1.0 → 0.05"):
+        reproduce.run_one(str(run_dir), "vanilla", 0, "ci", ATTACKS, EPS)
+
+
+def test_grid_configs():
+    small = reproduce.SIZES["small"]
+    configs = {m: reproduce.run_config(m, 3, small) for m in reproduce.MODELS}
+    assert all(c.seed == 3 for c in configs.values())
+    noisy = {m for m, c in configs.items() if c.neuron.kind == "noisy"}
+    margin = {m for m, c in configs.items() if c.margin.enabled}
+    assert noisy == {"nlif", "tgo", "at_tgo", "rat_tgo"} and margin == {"mc", "tgo", "at_tgo", "rat_tgo"}
+    assert {m: c.strategy for m, c in configs.items() if c.strategy != "tet"} == {
+        "at": "at", "at_tgo": "at", "rat": "rat", "rat_tgo": "rat"}
+    assert [m for m, c in configs.items() if c.sr.enabled] == ["sr"]
+    with pytest.raises(ValueError, match="model must be one of"):
+        reproduce.run_config("vgg", 0, small)
+    with pytest.raises(ValueError, match="unknown attack 'PGD7x'"):
+        reproduce.attack_suite(["Clean", "PGD7x"], eps=0.1, eot=1, size=small)
+    assert [n for n, _ in reproduce.attack_suite(reproduce.ATTACKS, eps=0.1, eot=1, size=small)] == list(
+        reproduce.ATTACKS)
+
+
+def test_compare_rule():
+    assert reproduce_report.compare([50, 52, 51], [40, 41, 39])["verdict"] == "higher"
+    assert reproduce_report.compare([40, 41, 39], [50, 52, 51])["verdict"] == "lower"
+    assert reproduce_report.compare([50, 40, 60], [49, 51, 50])["verdict"] == "no clear difference"
+    assert reproduce_report.compare([50], [40, 41])["verdict"] == "undecided"
+    assert reproduce_report.compare([], [40])["verdict"] == "missing"
+    c = reproduce_report.compare([2.0, 4.0], [1.0, 1.0])  # d = 2, se = sqrt(2/2) = 1: exactly 2 se
+    assert c["diff"] == pytest.approx(2.0) and c["se"] == pytest.approx(1.0) and c["verdict"] == "no clear difference"
+
+
+def _fake(model, seed, fgsm, share):
+    cells = {a: fgsm for a in reproduce_report.CLAIM_ATTACKS}
+    return {"model": model, "seed": seed, "accuracy": {"on": {"8/255": cells}},
+            "analysis": {"on": {"neighbour_share": share, "grad_l1": 1.0 + 0.01 * seed}}}
+
+
+def test_claims_follow_the_rule():
+    records = [_fake("vanilla", s, 40 + s, 0.30 + 0.001 * s) for s in range(3)]
+    records += [_fake("tgo", s, 60 + s, 0.18 + 0.001 * s) for s in range(3)]  # drop 40 %
+    records += [_fake("mc", s, 40 - s, 0.25) for s in range(3)]  # no better than vanilla
+    out = reproduce_report.claims(records, ["8/255"])
+    assert out["a"]["verdict"] == "holds"
+    assert out["c"]["verdict"].startswith("holds")
+    assert out["b"]["parts"]["MC alone helps"].startswith("does not hold")
+    assert out["b"]["parts"]["NLIF alone helps"] == "not decided: runs missing"
+    assert out["d"]["verdict"] == "does not hold (no clear difference)"
+    records = [r for r in records if r["model"] != "tgo"] + [_fake("tgo", s, 60 + s, 0.27) for s in range(3)]
+    assert reproduce_report.claims(records, ["8/255"])["c"]["verdict"].startswith("partly holds")
