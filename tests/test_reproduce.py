@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
 from tgo_jax import data
 from tgo_train import reproduce, reproduce_report
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLI_TIMEOUT_S = 300
 MODELS = ("vanilla", "nlif")  # one LIF and one Noisy-LIF model (noise on and off)
 ATTACKS = ("Clean", "FGSM", "Square")  # two paper columns, one of the strong suite
 EPS = (8 / 255,)
@@ -23,15 +27,24 @@ def _record_path(workdir, model, seed):
     return os.path.join(workdir, "ci", model, f"seed{seed}", "reproduce.json")
 
 
-def test_grid_end_to_end_with_resume(tmp_path, capsys):
+def _cli(workdir, *extra):
+    """The program in a subprocess (its compilation cache and XLA's lowest CPU optimisation level keep
+    the second seed and the reruns cheap)."""
+    args = [sys.executable, "-m", "tgo_train.reproduce", f"--workdir={workdir}", "--size=ci", "--seeds=0,1",
+            f"--models={','.join(MODELS)}", f"--attacks={','.join(ATTACKS)}", "--eps=8/255", *extra]
+    env = dict(os.environ, PYTHONPATH=REPO, XLA_FLAGS="--xla_backend_optimization_level=0")
+    out = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=CLI_TIMEOUT_S)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+def test_grid_end_to_end_with_resume(tmp_path):
     try:
         data.load("fashion_mnist")
     except data.DataUnavailableError as e:
         pytest.skip(f"Fashion-MNIST is not available: {e}")
     workdir = str(tmp_path)
-    run = dict(workdir=workdir, seeds=[0, 1], size_name="ci", models=MODELS, attack_names=ATTACKS,
-               eps_list=EPS)
-    reproduce.run_grid(**run, stop_after=1)  # "killed" after the first run
+    _cli(workdir, "--stop_after=1")  # stopped after the first run
     assert os.path.exists(_record_path(workdir, "vanilla", 0))
     assert not os.path.exists(os.path.join(workdir, "ci", "nlif"))
     text = open(os.path.join(workdir, "RESULTS.md")).read()
@@ -44,17 +57,14 @@ def test_grid_end_to_end_with_resume(tmp_path, capsys):
     kept = record["accuracy"]["on"]["8/255"]["Clean"]
     del record["accuracy"]["on"]["8/255"]["FGSM"]
     json.dump(record, open(path, "w"))
-    capsys.readouterr()
-    reproduce.run_grid(**run)
-    out = capsys.readouterr().out
+    out = _cli(workdir)
     assert "vanilla seed 0 (2 columns) ->" in out  # resumed for its missing cell ...
     record = json.load(open(path))
     assert record["accuracy"]["on"]["8/255"]["Clean"] == kept and "FGSM" in record["accuracy"]["on"]["8/255"]
     assert int(record["metrics"][-1]["step"]) == record["step"]  # ... without training again
 
     mtimes = {(m, s): os.path.getmtime(_record_path(workdir, m, s)) for m in MODELS for s in (0, 1)}
-    reproduce.run_grid(**run)  # everything finished: all skipped
-    assert capsys.readouterr().out.count("done, skipped") == 8  # 4 runs x (paper columns, all columns)
+    assert _cli(workdir).count("done, skipped") == 8  # everything finished: 4 runs x (paper, all columns)
     assert mtimes == {(m, s): os.path.getmtime(_record_path(workdir, m, s)) for m in MODELS for s in (0, 1)}
 
     text = open(os.path.join(workdir, "RESULTS.md")).read()

@@ -36,7 +36,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from tgo_jax import analysis, attacks, data
-from tgo_train import evaluate, reproduce_report, resume, train
+from tgo_train import evaluate, reproduce_report, resume, tables, train
 from tgo_train.configs import fmnist_tgo, fmnist_vanilla
 
 # ----------------------------------------------------------------------------- the grid
@@ -214,7 +214,7 @@ def run_one(workdir: str, model: str, seed: int, size_name: str, attack_names: S
     for noise, model_obj in _variants(run.model).items():
         run_v = dataclasses.replace(run, model=model_obj)
         for eps in eps_list:
-            cells = record["accuracy"].setdefault(noise, {}).setdefault(evaluate.eps_label(eps), {})
+            cells = record["accuracy"].setdefault(noise, {}).setdefault(tables.eps_label(eps), {})
             todo = [n for n in attack_names if n not in cells]
             if not todo:
                 continue
@@ -226,9 +226,9 @@ def run_one(workdir: str, model: str, seed: int, size_name: str, attack_names: S
                                                      progress=False, per_example=True)
             cells.update(accuracy)
             examples = record.setdefault("per_example", {}).setdefault(noise, {}).setdefault(
-                evaluate.eps_label(eps), {})
+                tables.eps_label(eps), {})
             examples.update({n: [round(float(v), 4) for v in h] for n, h in hits.items()})
-            cell = f"{noise} {evaluate.eps_label(eps)}"
+            cell = f"{noise} {tables.eps_label(eps)}"
             record.setdefault("eval_wall_s", {})[cell] = round(time.time() - t0, 1)
             record.setdefault("eval_cpu_s", {})[cell] = round(_cpu_seconds() - cpu0, 1)
             record["eval_commit"] = git_commit()
@@ -332,7 +332,7 @@ def write_report(workdir: str, size_name: str, seeds, models, attack_names=ATTAC
                                   size_spec=dataclasses.asdict(SIZES[size_name]), seeds=list(seeds),
                                   models={m: MODELS[m][0] for m in models},
                                   attack_names=list(attack_names), paper_names=list(PAPER_ATTACKS),
-                                  eps_labels=[evaluate.eps_label(e) for e in eps_list],
+                                  eps_labels=[tables.eps_label(e) for e in eps_list],
                                   convergence=convergence)
 
 
@@ -367,7 +367,7 @@ _SIZE = flags.DEFINE_enum("size", "small", list(SIZES), "training length and eva
 _MODELS = flags.DEFINE_list("models", list(MODELS), f"grid rows, among {list(MODELS)}")
 _ATTACKS = flags.DEFINE_list("attacks", list(ATTACKS), "attack columns, by registry name "
                              "(tgo_jax.attacks.names()); default: the paper's columns, then the strong suite")
-_EPS = flags.DEFINE_list("eps", [evaluate.eps_label(e) for e in EPS], "attack budgets")
+_EPS = flags.DEFINE_list("eps", [tables.eps_label(e) for e in EPS], "attack budgets")
 _REPORT_DIR = flags.DEFINE_string("report_dir", None, "where RESULTS.md and results/ go (default: workdir)")
 _REPORT_ONLY = flags.DEFINE_bool("report_only", False, "only write the report from the finished runs")
 _CONVERGENCE = flags.DEFINE_integer("convergence_epochs", 0,

@@ -15,6 +15,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from tgo_train.tables import eps_label
+
 # The paper's numbers (docs/FORMULAS.md §6): Table 1, CIFAR-10, WRN-16-4, T = 4, ε = 8/255 ...
 PAPER_TABLE1 = {
     "vanilla": {"Clean": 93.32, "FGSM": 14.05, "RFGSM": 31.21, "PGD10": 0.00, "PGD40": 0.00},
@@ -73,8 +75,6 @@ def compare(a: Sequence[float], b: Sequence[float]) -> dict:
 
 def is_complete(record: dict, attack_names: Sequence[str], eps_list: Sequence[float]) -> bool:
     """Every (noise setting, ε, attack) cell and every measure of the run is there."""
-    from tgo_train.evaluate import eps_label  # the one ε label (kept out of module scope: no JAX import)
-
     noises = ["on", "off"] if record.get("config", {}).get("neuron", {}).get("kind") == "noisy" else ["on"]
     acc = record.get("accuracy", {})
     return all(n in record.get("analysis", {}) and
