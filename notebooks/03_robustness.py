@@ -31,10 +31,14 @@
 # then an ε sweep, a sweep of the Noisy-LIF σ used at evaluation for the TGO model, and loss landscapes
 # (`analysis.landscape_directions` + `analysis.loss_landscape`) on clean and PGD inputs.
 #
-# Trained models are cached under `runs/ablation/<name>` (`full` size, default), so a rerun only
-# evaluates. `TGO_NOTEBOOK_SIZE=ci` trains tiny nets for a few dozen steps in a temporary directory (for
-# the tests; its numbers mean nothing). All numbers on this page are computed here; the paper's are
-# quoted only in the comparison at the end.
+# When the reproduction (`python -m tgo_train.reproduce`, several seeds, longer training, more attacks;
+# its report is `RESULTS.md`) has finished the seed-0 runs of these four models, this notebook reads its
+# results instead of training its own one-seed grid: the table shows the reproduction's mean ± std over
+# seeds, and the sweeps below use its seed-0 models. Otherwise trained models are cached under
+# `runs/ablation/<name>` (`full` size, default), so a rerun only evaluates. `TGO_NOTEBOOK_SIZE=ci` trains
+# tiny nets for a few dozen steps in a temporary directory (for the tests; its numbers mean nothing). All
+# numbers on this page are computed here or read from the reproduction; the paper's are quoted only in the
+# comparison at the end.
 
 # %%
 import os
@@ -63,7 +67,7 @@ import optax
 from absl import logging as absl_logging
 
 from tgo_jax import analysis, attacks, models
-from tgo_train import evaluate, notebook_runs, train
+from tgo_train import evaluate, notebook_runs, reproduce_report, train
 from tgo_train.tables import eps_label, print_table
 
 notebook_runs.check_size(SIZE)
@@ -83,6 +87,24 @@ ALPHA = 0.01  # PGD step (docs/FORMULAS.md §4)
 SEED = 0
 print(f"size={SIZE}: {S}; jax {jax.__version__} on {jax.devices()[0].platform} "
       f"({os.cpu_count()} CPU cores visible)")
+
+# %% [markdown]
+# ## The reproduction's results, when they exist
+#
+# `TGO_REPRODUCE_DIR` (default `runs/reproduce` in `full` size; unset in `ci` size, so the tests stay
+# self-contained) is the reproduction's workdir. Its results are used when `results/results.json` is there
+# and the seed-0 runs of vanilla, mc, nlif and tgo are finished.
+
+# %%
+REPRO_DIR = os.environ.get("TGO_REPRODUCE_DIR") or (os.path.join("runs", "reproduce") if SIZE == "full" else None)
+REPRO = reproduce_report.load(REPRO_DIR, models=tuple(notebook_runs.ABLATION_GRID)) if REPRO_DIR else None
+if REPRO:
+    S["pgd_steps"], PGD = 10, "PGD10"  # the reproduction's PGD column
+    ATTACKS = ("Clean", "FGSM", "RFGSM", PGD)
+    print(f"using the reproduction in {REPRO_DIR}: size {REPRO['size']}, seeds {REPRO['seeds']}, "
+          f"grid {'complete' if REPRO['complete'] else 'incomplete'}")
+else:
+    print("no finished reproduction found: training this notebook's own one-seed grid")
 
 # %% [markdown]
 # ## Training the ablation grid
@@ -108,17 +130,24 @@ else:
     ROOT = os.path.join("runs", "ablation")
 RUNS, TRAIN_INFO = {}, {}
 for name in NAMES:
-    config, workdir = ablation_config(name), os.path.join(ROOT, name)
-    notebook_runs.check_cached(config, workdir)
     t0 = time.time()
-    record = train.train_and_evaluate(config, workdir)
-    run, variables, step = evaluate.load_run(workdir, num_examples=S["n_eval"])
+    if REPRO:  # the reproduction's seed-0 model
+        workdir = REPRO["workdirs"][name]
+        run, variables, step = evaluate.load_run(workdir, num_examples=S["n_eval"])
+        record, config = REPRO["final"][name], run.config
+    else:
+        config, workdir = ablation_config(name), os.path.join(ROOT, name)
+        notebook_runs.check_cached(config, workdir)
+        record = train.train_and_evaluate(config, workdir)
+        run, variables, step = evaluate.load_run(workdir, num_examples=S["n_eval"])
     RUNS[name] = (run, variables)
     TRAIN_INFO[name] = record
     print(f"{name}: {time.time() - t0:.0f} s (training or reuse + loading), step {step}, "
           f"test accuracy at the end of training {100 * record['test_accuracy']:.2f}% "
-          f"on {config.eval_subset} images")
-c = ablation_config("tgo")
+          f"on {config.eval_subset or 'all'} test images")
+if REPRO:
+    ROOT = os.path.dirname(os.path.dirname(REPRO["workdirs"]["tgo"]))
+c = RUNS["tgo"][0].config
 print(f"all: seed {c.seed}, {c.epochs} epoch on {c.train_subset} images, batch {c.batch_size}, SGD lr {c.optim.lr}, "
       f"T = {c.model.num_steps}, small net {c.model_kwargs.to_dict() or 'channels (16, 32), hidden 128'}, "
       f"MC: δ = {c.margin.delta}, λ_max = {c.margin.lambda_max} ({c.margin.schedule}); NLIF: σ = {c.neuron.sigma}")
@@ -176,9 +205,22 @@ def robust_accuracy(model, variables, attack, eps, seed=SEED):
 
 
 t0 = time.time()
-TABLE = {eps: {name: {a: robust_accuracy(*MODELS[name], a, eps) for a in ATTACKS} for name in NAMES}
-         for eps in EPS_TABLE}
-print(f"evaluated in {time.time() - t0:.0f} s\n")
+if REPRO:  # the reproduction's means over seeds (its own test images and attack settings, RESULTS.md)
+    TABLE = {eps: {name: {a: REPRO["accuracy"][name][eps_label(eps)][a]["mean"] for a in ATTACKS}
+                   for name in NAMES} for eps in EPS_TABLE}
+    STD = {eps: {name: {a: REPRO["accuracy"][name][eps_label(eps)][a]["std"] for a in ATTACKS}
+                 for name in NAMES} for eps in EPS_TABLE}
+    print(f"the reproduction's accuracy (%), mean ± std over seeds {REPRO['seeds']}, "
+          f"{REPRO['size_spec']['num_examples']} test images, EoT {REPRO['size_spec']['eot']}:")
+    for eps in EPS_TABLE:
+        print(f"\nε = {eps_label(eps)}")
+        print_table({n: {a: f"{TABLE[eps][n][a]:.1f} ± {STD[eps][n][a] or 0:.1f}" for a in ATTACKS} for n in NAMES},
+                    ATTACKS, first="model", width=14)
+    print()
+else:
+    TABLE = {eps: {name: {a: robust_accuracy(*MODELS[name], a, eps) for a in ATTACKS} for name in NAMES}
+             for eps in EPS_TABLE}
+    print(f"evaluated in {time.time() - t0:.0f} s\n")
 
 
 def table4_rows(table):
@@ -193,8 +235,9 @@ def table4_rows(table):
     return rows
 
 
+N_TABLE = f"mean over seeds {REPRO['seeds']}, {REPRO['size_spec']['num_examples']}" if REPRO else len(Y)
 for eps, table in TABLE.items():
-    print(f"ε = {eps_label(eps)}  (accuracy %, {len(Y)} test images)")
+    print(f"ε = {eps_label(eps)}  (accuracy %, {N_TABLE} test images)")
     print_table(table4_rows(table), ["MC", "NLIF", *ATTACKS], first="model", width=14)
     print()
 
@@ -269,6 +312,8 @@ EPS_SWEEP = (0.0, 2 / 255, 4 / 255, 6 / 255, 8 / 255, 0.05, 0.1)
 
 def sweep_point(name, eps):
     """PGD accuracy at ε, taken from the table where it has it."""
+    if REPRO:  # the table holds the reproduction's means: every point is computed here on seed 0
+        return robust_accuracy(*MODELS[name], "Clean" if eps == 0 else PGD, eps)
     if eps == 0:
         return TABLE[EPS_TABLE[0]][name]["Clean"]
     if eps in TABLE:
@@ -311,7 +356,7 @@ variants.update({f"σ = {s}": run.model.clone(neuron=dataclasses.replace(run.mod
 
 
 def sigma_point(model, attack, eps):
-    if repr(model) == repr(run.model):  # the trained noise level: the table's number
+    if repr(model) == repr(run.model) and not REPRO:  # the trained noise level: the table's number
         return TABLE[eps]["tgo"][attack]
     return robust_accuracy(model, variables, attack, eps)
 
@@ -435,9 +480,8 @@ plt.show()
 # paper, in accuracy points. The comparison is of the direction of the changes only.
 
 # %%
-PAPER_TABLE4_BPTT = {  # paper Table 4, BPTT: Clean, FGSM, RFGSM, PGD40 (CIFAR-100, VGG-11), accuracy %
-    "vanilla": (71.4, 5.9, 25.0, 0.0), "mc": (64.3, 17.1, 25.9, 0.5),
-    "nlif": (70.6, 8.1, 31.7, 0.1), "tgo": (66.9, 21.5, 39.1, 0.5)}
+PAPER_TABLE4_BPTT = {name: tuple(row[a] for a in ("Clean", "FGSM", "RFGSM", "PGD40"))  # CIFAR-100, VGG-11, %
+                     for name, row in reproduce_report.PAPER_TABLE4.items()}
 for eps in EPS_TABLE:
     print(f"change against vanilla (points), here at ε = {eps_label(eps)} | paper at ε = 8/255")
     rows = {}

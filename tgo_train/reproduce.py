@@ -299,7 +299,7 @@ def run_grid(workdir: str, seeds: Sequence[int], size_name: str, models: Sequenc
     for names in phases:
         for seed in seeds:
             for model in models:
-                run_dir = os.path.join(workdir, size_name, model, f"seed{seed}")
+                run_dir = reproduce_report.run_dir(workdir, size_name, model, seed)
                 if _complete(run_dir, names, eps_list):
                     print(f"== {model} seed {seed} ({len(names)} columns): done, skipped", flush=True)
                     continue
@@ -324,7 +324,7 @@ def write_report(workdir: str, size_name: str, seeds, models, attack_names=ATTAC
     records = []
     for seed in seeds:
         for model in models:
-            r = _read_json(os.path.join(workdir, size_name, model, f"seed{seed}", "reproduce.json"))
+            r = _read_json(os.path.join(reproduce_report.run_dir(workdir, size_name, model, seed), "reproduce.json"))
             if r is not None:
                 records.append(r)
     convergence = _read_convergence(workdir)

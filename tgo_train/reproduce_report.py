@@ -3,7 +3,7 @@
 ``write(out_dir, records, ...)`` turns the per-run records of ``tgo_train.reproduce`` (finished or not)
 into ``RESULTS.md``, ``results/results.json`` and ``results/*.png``. Verdicts are decided by
 ``compare`` (a rule, not by hand): a difference counts when it exceeds twice its standard error over
-seeds.
+seeds (docs/FORMULAS.md §11).
 """
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def mean_std(values: Sequence[float]) -> dict:
 
 
 def compare(a: Sequence[float], b: Sequence[float]) -> dict:
-    """Is mean(a) above mean(b)? The rule behind every verdict.
+    """Is mean(a) above mean(b)? The rule behind every verdict (docs/FORMULAS.md §11).
 
     ``d = mean(a) − mean(b)``, ``se = sqrt(s_a²/n_a + s_b²/n_b)`` (sample variances over seeds):
     "higher" when d > 2·se, "lower" when d < −2·se, else "no clear difference"; "undecided" with
@@ -73,6 +73,39 @@ def compare(a: Sequence[float], b: Sequence[float]) -> dict:
 
 # ----------------------------------------------------------------------------- collecting runs
 
+def run_dir(workdir: str, size_name: str, model: str, seed: int) -> str:
+    """Where the reproduction keeps one (model, seed) run."""
+    return os.path.join(workdir, size_name, model, f"seed{seed}")
+
+
+def load(workdir: str, models: Sequence[str], columns: Sequence[str] = ("Clean", "FGSM", "RFGSM", "PGD10"),
+         noise: str = "on") -> Optional[dict]:
+    """The reproduction's results for ``models`` as written in ``workdir/results/results.json``, or None
+    unless the first seed's run of every model is trained and has ``columns`` at every ε.
+
+    Returns:
+      ``{"size", "size_spec", "seeds", "complete", "workdirs": {model: first seed's run dir},
+      "final": {model: its last metrics record}, "accuracy": {model: {ε label: {column: mean_std}}}}``.
+    """
+    path = os.path.join(workdir, "results", "results.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        results = json.load(f)
+    seed = results["seeds"][0]
+    runs = {r["model"]: r for r in results["runs"] if r["seed"] == seed}
+    for m in models:
+        cells = runs.get(m, {}).get("accuracy", {}).get(noise, {})
+        if not runs.get(m, {}).get("metrics") or any(c not in cells.get(e, {}) for e in results["eps_labels"]
+                                                     for c in columns):
+            return None
+    return {"size": results["size"], "size_spec": results["size_spec"], "seeds": results["seeds"],
+            "complete": results["complete"],
+            "workdirs": {m: run_dir(workdir, results["size"], m, seed) for m in models},
+            "final": {m: runs[m]["metrics"][-1] for m in models},
+            "accuracy": {m: results["aggregate"][m]["accuracy"][noise] for m in models}}
+
+
 def is_complete(record: dict, attack_names: Sequence[str], eps_list: Sequence[float]) -> bool:
     """Every (noise setting, ε, attack) cell and every measure of the run is there."""
     noises = ["on", "off"] if record.get("config", {}).get("neuron", {}).get("kind") == "noisy" else ["on"]
@@ -89,7 +122,8 @@ def with_worst_case(records: Sequence[dict], paper_names: Sequence[str], all_nam
     """Copies of the records with the per-example worst case as two more columns: an example counts
     as robust only if it is classified right under every column (for a Noisy-LIF model: the least of its
     per-column shares of right draws). "Worst (paper)" over the paper's columns, "Worst (all)" over
-    every column (only when the run has columns beyond the paper's); absent while a column is missing."""
+    every column (only when the run has columns beyond the paper's); absent while a column is missing
+    (docs/FORMULAS.md §11)."""
     out = []
     for r in records:
         r = copy.deepcopy(r)
@@ -195,7 +229,8 @@ def claims(records: Sequence[dict], eps_labels: Sequence[str]) -> dict:
 
 
 def _share_claim(records) -> dict:
-    """(c): the share must fall significantly and by 40 % ± 10 % of the vanilla share (relative)."""
+    """(c): the share must fall significantly and by 40 % ± 10 % of the vanilla share (relative,
+    docs/FORMULAS.md §11)."""
     van, tgo = measure_values(records, "vanilla", "neighbour_share"), measure_values(records, "tgo", "neighbour_share")
     c = compare(van, tgo)
     drop = 1 - np.mean(tgo) / np.mean(van) if van and tgo and np.mean(van) > 0 else None
@@ -345,7 +380,7 @@ def render(summary: dict, records: Sequence[dict]) -> str:
     out += ["", "Paper: TGO lowers the threshold-neighbour share by about 40 % (CIFAR, its Fig. 4) and makes "
             "input gradients sparser (its Fig. 5)."]
     out += _convergence_lines(summary.get("convergence"))
-    out += _timing_lines(records)
+    out += _timing_lines(records, list(models), n)
     out += ["", "## Figures", "", "![accuracy](results/accuracy.png)"]
     if summary.get("convergence"):
         out.append("![convergence](results/convergence.png)")
@@ -364,7 +399,24 @@ def _convergence_lines(curve: Optional[list]) -> list:
             _table(["epoch", "test accuracy %", "elapsed s"], rows)]
 
 
-def _timing_lines(records) -> list:
+def _run_cpu_seconds(r: dict) -> float:
+    return float(r.get("train_cpu_s", 0)) + sum(r.get("eval_cpu_s", {}).values())
+
+
+def grid_estimate(records: Sequence[dict], models: Sequence[str], n_seeds: int, cores: int = 2) -> Optional[dict]:
+    """Wall time of the whole grid on ``cores`` idle cores, estimated from the finished runs' CPU seconds:
+    per model the mean CPU seconds of its runs (later seeds reuse compiled code, so runs of seed 0 only
+    overstate it) times the seeds, divided by the cores. None until every model has a run."""
+    per_model = {}
+    for m in models:
+        cpu = [_run_cpu_seconds(r) for r in records if r["model"] == m and r.get("eval_cpu_s")]
+        if not cpu:
+            return None
+        per_model[m] = float(np.mean(cpu))
+    return {"per_model_cpu_s": per_model, "hours": sum(per_model.values()) * n_seeds / cores / 3600}
+
+
+def _timing_lines(records, models=(), n_seeds: int = 0) -> list:
     if not records:
         return []
     rows = []
@@ -372,12 +424,18 @@ def _timing_lines(records) -> list:
         rows.append([r["model"], str(r["seed"]), f"{r.get('train_wall_s', 0):.0f}", f"{r.get('train_cpu_s', 0):.0f}",
                      f"{sum(r.get('eval_wall_s', {}).values()):.0f}", f"{sum(r.get('eval_cpu_s', {}).values()):.0f}",
                      (r.get("eval_commit") or r.get("train_commit", "?"))[:12]])
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    estimate = grid_estimate(records, models, n_seeds)
     return ["", "## Runs and their times", "",
             "Seconds per run, wall clock and CPU (all threads), training and attacks (compilation included; "
-            "the first seed compiles, later seeds reuse the compiled code from disk). The machine had 2 CPU cores "
-            "shared with other jobs while these ran, so wall times are inflated; CPU seconds ÷ 2 approximates the "
-            "wall time on 2 idle cores.", "",
-            _table(["model", "seed", "train wall s", "train CPU s", "attack wall s", "attack CPU s", "commit"], rows)]
+            "the first seed compiles, later seeds reuse the compiled code from disk). The machine has 2 CPU cores "
+            f"and was shared with other jobs (load average {load:.1f} when this report was written), so wall "
+            "times are inflated several-fold; CPU seconds ÷ 2 approximates the wall time on 2 idle cores.", "",
+            _table(["model", "seed", "train wall s", "train CPU s", "attack wall s", "attack CPU s", "commit"], rows),
+            "",
+            (f"Estimated wall time of the whole grid on 2 idle cores, from these CPU seconds: "
+             f"{estimate['hours']:.1f} h." if estimate else
+             "Estimate of the whole grid's time: needs a finished run of every model.")]
 
 
 # ----------------------------------------------------------------------------- figures
