@@ -22,6 +22,7 @@ from typing import Optional, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from absl import app, flags, logging
 
 from tgo_jax import attacks, data
