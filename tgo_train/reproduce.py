@@ -36,7 +36,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from tgo_jax import analysis, attacks, data
-from tgo_train import evaluate, reproduce_report, resume, tables, train
+from tgo_train import cli, evaluate, reproduce_report, resume, tables, train
 from tgo_train.configs import fmnist_tgo, fmnist_vanilla
 
 # ----------------------------------------------------------------------------- the grid
@@ -403,5 +403,10 @@ def main(argv):
     print(f"report: {path}", flush=True)
 
 
+def entry():
+    """Console script ``tgo-reproduce``."""
+    cli.run(main)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    entry()
