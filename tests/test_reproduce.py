@@ -6,6 +6,7 @@ missing. The verdict rule and the claims are checked on made-up numbers.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -113,6 +114,18 @@ def test_grid_configs():
         reproduce.attack_suite(["Clean", "PGD7x"], eps=0.1, eot=1, size=small)
     assert [n for n, _ in reproduce.attack_suite(reproduce.ATTACKS, eps=0.1, eot=1, size=small)] == list(
         reproduce.ATTACKS)
+
+
+def test_cells_of_other_settings_are_stale():
+    small = reproduce.SIZES["small"]
+    old = dict(dataclasses.asdict(small), mtpgd_steps=4)
+    old.pop("mtpgd_targets")  # a record from before the field existed: 9 targets
+    record = {"size_spec": old, "accuracy": {"on": {"0.1": {"Clean": 88.0, "PGD10": 10.0, "MTPGD": 40.0}}},
+              "cell_spec": {"on": {"0.1": {"PGD10": reproduce.cell_spec("PGD10", dataclasses.asdict(small), False)}}}}
+    assert reproduce.stale_cells(record, "on", "0.1", small, stochastic=False) == ["MTPGD"]
+    record["cell_spec"]["on"]["0.1"]["MTPGD"] = reproduce.cell_spec("MTPGD", dataclasses.asdict(small), False)
+    assert reproduce.stale_cells(record, "on", "0.1", small, stochastic=False) == []
+    assert reproduce.stale_cells(record, "on", "0.1", small, stochastic=True) == ["PGD10", "MTPGD"]  # EoT
 
 
 def test_compare_rule():

@@ -75,7 +75,8 @@ class Size:
     eot: int  # EoT draws per gradient for Noisy-LIF models (noise on)
     draws: int  # noise draws per accuracy of a Noisy-LIF model
     apgd_steps: int  # the paper's APGD column
-    mtpgd_steps: int  # the paper's MTPGD column (per target, 9 targets)
+    mtpgd_steps: int  # the paper's MTPGD column: steps per target (at α = 0.01, ≥ 10 to reach ε = 0.1)
+    mtpgd_targets: int  # its targets (reference: 9)
     strong_steps: int  # iterations of the strong suite's attacks (AutoAttack's reference: 100)
     strong_queries: int  # Square's queries (reference: 5000)
     strong_targets: int  # targets of APGD-T and FAB-T (reference: 9)
@@ -90,14 +91,14 @@ class Size:
 SIZES = {
     # The end-to-end test: seconds per run; its numbers mean nothing.
     "ci": Size(epochs=1, train_subset=128, num_examples=32, eot=2, draws=1, apgd_steps=3, mtpgd_steps=2,
-               strong_steps=2, strong_queries=10, strong_targets=2, analysis_examples=32, jacobian_iters=2, eval_batch=32, batch_size=32, num_steps=2,
+               mtpgd_targets=2, strong_steps=2, strong_queries=10, strong_targets=2, analysis_examples=32, jacobian_iters=2, eval_batch=32, batch_size=32, num_steps=2,
                model_kwargs=(("channels", (4, 8)), ("hidden", 16))),
     # About two hours on 2 idle CPU cores for 9 models x 3 seeds (RESULTS.md gives the measured times).
     "small": Size(epochs=2, train_subset=20_000, num_examples=200, eot=4, draws=2, apgd_steps=20,
-                  mtpgd_steps=4, strong_steps=10, strong_queries=100, strong_targets=3, analysis_examples=200, jacobian_iters=10, eval_batch=200),
+                  mtpgd_steps=10, mtpgd_targets=3, strong_steps=10, strong_queries=100, strong_targets=3, analysis_examples=200, jacobian_iters=10, eval_batch=200),
     # Close to converged clean accuracy (see the convergence curve in RESULTS.md).
     "full": Size(epochs=10, train_subset=0, num_examples=1000, eot=10, draws=3, apgd_steps=100,
-                 mtpgd_steps=10, strong_steps=100, strong_queries=5000, strong_targets=9, analysis_examples=1000, jacobian_iters=20, eval_batch=500),
+                 mtpgd_steps=10, mtpgd_targets=9, strong_steps=100, strong_queries=5000, strong_targets=9, analysis_examples=1000, jacobian_iters=20, eval_batch=500),
 }
 
 
@@ -128,20 +129,30 @@ def run_config(model: str, seed: int, size: Size):
     return c
 
 
+def attack_options(name: str, size: dict) -> dict:
+    """The size-dependent options of column ``name`` (``size``: a Size as a dict)."""
+    if name == "APGD":
+        return {"steps": size["apgd_steps"]}
+    if name == "MTPGD":  # runs before its targets were a size field used 9
+        return {"steps": size["mtpgd_steps"], "num_targets": size.get("mtpgd_targets", 9)}
+    if name in STRONG_ATTACKS and not name.startswith("PGD"):
+        return {"steps": size["strong_steps"], "queries": size["strong_queries"],
+                "num_targets": size["strong_targets"]}
+    return {}
+
+
+def cell_spec(name: str, size: dict, stochastic: bool) -> dict:
+    """Everything a column's number depends on besides the model: its options and the evaluation effort."""
+    return dict(attack_options(name, size), num_examples=size["num_examples"], eval_batch=size["eval_batch"],
+                eot=size["eot"] if stochastic else 1, draws=size["draws"] if stochastic else 1)
+
+
 def attack_suite(names: Sequence[str], *, eps: float, eot: int, size: Size) -> list:
     """(name, attack) pairs for the column names, resolved through the attack registry at the size's
     effort; an unknown name is an error listing the known ones."""
-    out = []
-    for name in names:
-        if name == "APGD":
-            sizes = {"steps": size.apgd_steps}
-        elif name == "MTPGD":
-            sizes = {"steps": size.mtpgd_steps}
-        else:
-            sizes = {"steps": size.strong_steps, "queries": size.strong_queries,
-                     "num_targets": size.strong_targets}
-        out.append((attacks.canonical(name), attacks.make(name, eps=eps, alpha=ALPHA, eot=eot, **sizes)))
-    return out
+    spec = dataclasses.asdict(size)
+    return [(attacks.canonical(n), attacks.make(n, eps=eps, alpha=ALPHA, eot=eot, **attack_options(n, spec)))
+            for n in names]
 
 
 # ----------------------------------------------------------------------------- one run
@@ -215,6 +226,7 @@ def run_one(workdir: str, model: str, seed: int, size_name: str, attack_names: S
         run_v = dataclasses.replace(run, model=model_obj)
         for eps in eps_list:
             cells = record["accuracy"].setdefault(noise, {}).setdefault(tables.eps_label(eps), {})
+            _drop_stale(record, noise, tables.eps_label(eps), size, model_obj.neuron.stochastic)
             todo = [n for n in attack_names if n not in cells]
             if not todo:
                 continue
@@ -228,6 +240,8 @@ def run_one(workdir: str, model: str, seed: int, size_name: str, attack_names: S
             examples = record.setdefault("per_example", {}).setdefault(noise, {}).setdefault(
                 tables.eps_label(eps), {})
             examples.update({n: [round(float(v), 4) for v in h] for n, h in hits.items()})
+            specs = record.setdefault("cell_spec", {}).setdefault(noise, {}).setdefault(tables.eps_label(eps), {})
+            specs.update({n: cell_spec(n, dataclasses.asdict(size), stochastic) for n in accuracy})
             cell = f"{noise} {tables.eps_label(eps)}"
             record.setdefault("eval_wall_s", {})[cell] = round(time.time() - t0, 1)
             record.setdefault("eval_cpu_s", {})[cell] = round(_cpu_seconds() - cpu0, 1)
@@ -237,6 +251,23 @@ def run_one(workdir: str, model: str, seed: int, size_name: str, attack_names: S
             record["analysis"][noise] = measure(run_v, variables, size, seed)
             _write_json(path, record)
     return record
+
+
+def stale_cells(record: dict, noise: str, eps: str, size: Size, stochastic: bool) -> list:
+    """The cells evaluated with other settings than the size's now; a cell without its own spec was
+    evaluated with the record's ``size_spec``."""
+    now = dataclasses.asdict(size)
+    specs = record.get("cell_spec", {}).get(noise, {}).get(eps, {})
+    return [n for n in record.get("accuracy", {}).get(noise, {}).get(eps, {})
+            if specs.get(n, cell_spec(n, record["size_spec"], stochastic)) != cell_spec(n, now, stochastic)]
+
+
+def _drop_stale(record: dict, noise: str, eps: str, size: Size, stochastic: bool) -> None:
+    """Forgets the stale cells (``stale_cells``), so they are evaluated again."""
+    for name in stale_cells(record, noise, eps, size, stochastic):
+        print(f"   {name} at {eps} (noise {noise}) was evaluated with other settings: again", flush=True)
+        del record["accuracy"][noise][eps][name]
+        record.get("per_example", {}).get(noise, {}).get(eps, {}).pop(name, None)
 
 
 def _cpu_seconds() -> float:
@@ -300,7 +331,7 @@ def run_grid(workdir: str, seeds: Sequence[int], size_name: str, models: Sequenc
         for seed in seeds:
             for model in models:
                 run_dir = reproduce_report.run_dir(workdir, size_name, model, seed)
-                if _complete(run_dir, names, eps_list):
+                if _complete(run_dir, names, eps_list, SIZES[size_name]):
                     print(f"== {model} seed {seed} ({len(names)} columns): done, skipped", flush=True)
                     continue
                 if stop_after is not None and worked >= stop_after:
@@ -313,9 +344,13 @@ def run_grid(workdir: str, seeds: Sequence[int], size_name: str, models: Sequenc
                 write_report(workdir, size_name, seeds, models, attack_names, eps_list, report_dir)
 
 
-def _complete(run_dir: str, attack_names, eps_list) -> bool:
+def _complete(run_dir: str, attack_names, eps_list, size: Size) -> bool:
     record = _read_json(os.path.join(run_dir, "reproduce.json"))
-    return record is not None and reproduce_report.is_complete(record, attack_names, eps_list)
+    if record is None or not reproduce_report.is_complete(record, attack_names, eps_list):
+        return False
+    noisy = record["config"]["neuron"]["kind"] == "noisy"
+    return not any(stale_cells(record, noise, tables.eps_label(e), size, noisy and noise == "on")
+                   for noise in record["accuracy"] for e in eps_list)
 
 
 def write_report(workdir: str, size_name: str, seeds, models, attack_names=ATTACKS, eps_list=EPS,
