@@ -275,7 +275,7 @@ def accuracy_table(records, models: dict, names: Sequence[str], eps: str, attack
         label = models[m] + (" (noise off)" if noise == "off" else "")
         rows.append([label] + [fmt(mean_std(accuracy_values(records, m, eps, a, noise)), n_seeds)
                                for a in attack_names])
-        if paper and m in paper and eps == "8/255":
+        if paper and m in paper and eps == "8/255" and any(a in paper[m] for a in attack_names):
             rows.append([f"*paper, {paper_label}*"] + [f"*{paper[m][a]:.2f}*" if a in paper[m] else ""
                                                       for a in attack_names])
     return _table(["model"] + list(attack_names), rows)
@@ -390,7 +390,11 @@ def render(summary: dict, records: Sequence[dict]) -> str:
 
 def _convergence_lines(curve: Optional[list]) -> list:
     if not curve:
-        return ["", "## Convergence of vanilla", "", "Not measured yet (`--convergence_epochs`)."]
+        return ["", "## Convergence of vanilla", "",
+                "Not measured yet: no epoch of the curve's run (vanilla, seed 0, all 60k images, "
+                "`--convergence_epochs 8`, in `<workdir>/convergence/vanilla_seed0`) has finished; rerunning the "
+                "command with that flag resumes it. Until it is measured, the `full` size's epoch count is "
+                "provisional."]
     rows = [[str(r["epoch"]), f"{100 * r['test_accuracy']:.2f}" if r["test_accuracy"] is not None else "-",
              f"{r['elapsed_s']:.0f}"] for r in curve]
     return ["", "## Convergence of vanilla", "",
@@ -428,7 +432,8 @@ def _timing_lines(records, models=(), n_seeds: int = 0) -> list:
     estimate = grid_estimate(records, models, n_seeds)
     return ["", "## Runs and their times", "",
             "Seconds per run, wall clock and CPU (all threads), training and attacks (compilation included; "
-            "the first seed compiles, later seeds reuse the compiled code from disk). The machine has 2 CPU cores "
+            "the first seed compiles, later seeds reuse the compiled code from disk; a resumed run counts only the "
+            "session that finished it). The machine has 2 CPU cores "
             f"and was shared with other jobs (load average {load:.1f} when this report was written), so wall "
             "times are inflated several-fold; CPU seconds ÷ 2 approximates the wall time on 2 idle cores.", "",
             _table(["model", "seed", "train wall s", "train CPU s", "attack wall s", "attack CPU s", "commit"], rows),
