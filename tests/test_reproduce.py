@@ -156,3 +156,21 @@ def test_claims_follow_the_rule():
     assert out["d"]["verdict"] == "does not hold (no clear difference)"
     records = [r for r in records if r["model"] != "tgo"] + [_fake("tgo", s, 60 + s, 0.27) for s in range(3)]
     assert reproduce_report.claims(records, ["8/255"])["c"]["verdict"].startswith("partly holds")
+
+
+def test_load_needs_the_first_seed_of_every_model(tmp_path):
+    cells = {a: 50.0 for a in ("Clean", "FGSM", "RFGSM", "PGD10")}
+    runs = [{"model": m, "seed": 0, "metrics": [{"epoch": 2, "test_accuracy": 0.9}],
+             "accuracy": {"on": {"8/255": dict(cells)}}} for m in ("vanilla", "tgo")]
+    results = {"size": "small", "size_spec": {}, "seeds": [0, 1], "complete": False, "eps_labels": ["8/255"],
+               "runs": runs, "aggregate": {m: {"accuracy": {"on": {"8/255": {}}}} for m in ("vanilla", "tgo")}}
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "results.json").write_text(json.dumps(results))
+    out = reproduce_report.load(str(tmp_path), ["vanilla", "tgo"])
+    assert out["workdirs"]["tgo"] == os.path.join(str(tmp_path), "small", "tgo", "seed0")
+    assert out["final"]["vanilla"]["test_accuracy"] == 0.9
+    assert reproduce_report.load(str(tmp_path), ["vanilla", "mc"]) is None  # mc has no run
+    del runs[1]["accuracy"]["on"]["8/255"]["PGD10"]
+    (tmp_path / "results" / "results.json").write_text(json.dumps(results))
+    assert reproduce_report.load(str(tmp_path), ["vanilla", "tgo"]) is None  # a column missing
+    assert reproduce_report.load(str(tmp_path / "nowhere"), ["vanilla"]) is None
