@@ -318,8 +318,9 @@ def render(summary: dict, records: Sequence[dict]) -> str:
         f"{spec['train_subset'] or 60000} training images, batch {spec['batch_size']}, T = {spec['num_steps']}; "
         f"attacked on the first {spec['num_examples']} test images; Noisy-LIF models with EoT {spec['eot']} "
         f"and accuracy averaged over {spec['draws']} noise draws; APGD {spec['apgd_steps']} steps, MTPGD "
-        f"{spec['mtpgd_steps']} steps per target ({spec.get('mtpgd_targets', 9)} targets); measures on {spec['analysis_examples']} test "
-        "images. PGD: uniform random start, α = 0.01. Cells: mean ± sample std over the seeds that finished "
+        f"{spec['mtpgd_steps']} steps per target ({spec.get('mtpgd_targets', 9)} targets); measures on "
+        f"{spec['analysis_examples']} test images. PGD: uniform random start, α = 0.01. Cells: mean ± sample "
+        "std over the seeds that finished "
         f"(n shown when fewer than {n}); \"missing\" = not run yet. Seeds were fixed before the runs; "
         "no run was dropped or re-tuned.",
         "",
