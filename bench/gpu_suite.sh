@@ -7,7 +7,9 @@
 # PEER_SCRIPT  the PyTorch peer benchmark, default bench/peer_torch.py; skipped when absent.
 # WHEEL_DIR    wheels to install first on a machine without internet (bench/fetch_wheels.sh makes them:
 #              ml_collections for tgo_train.bench; spikingjelly, loguru, scienceplots for the peer).
-# SECTIONS     environment variable, default "tests,jax,peers": which parts to run.
+# SECTIONS     environment variable, default "tests,jax,multi,peers": which parts to run. "multi": train
+#              step, eval and PGD-10 throughput against device count (1, 2, 4, ... up to the GPUs visible),
+#              the global batch sharded over the devices; worth running on a multi-GPU machine.
 # ARCHS, PEER_ARCHS, BATCH, IMAGE, REPS   environment overrides of the sizes (defaults: "vgg11 wrn16_4",
 #              "vgg11 wrn16", 128, 32,32,3, 20); e.g. a CPU smoke run of the script itself:
 #              ARCHS=small PEER_ARCHS=vgg11 BATCH=2 IMAGE=28,28,1 REPS=2 PYTHON=.venv/bin/python bench/gpu_suite.sh /tmp/out
@@ -20,7 +22,7 @@ set -uo pipefail
 out=${1:?usage: bench/gpu_suite.sh OUT_DIR [PEER_SCRIPT] [WHEEL_DIR]}
 peer=${2:-$(dirname "$0")/peer_torch.py}
 wheels=${3:-}
-sections=${SECTIONS:-tests,jax,peers}
+sections=${SECTIONS:-tests,jax,multi,peers}
 py=${PYTHON:-python3}
 archs=${ARCHS:-vgg11 wrn16_4}
 peer_archs=${PEER_ARCHS:-vgg11 wrn16}
@@ -63,6 +65,16 @@ if has jax; then
   done
   bench --arch "$first" --T 2,8 --no_apgd  # cost against T
   bench --arch "${archs// /,}" --T 4 --reps 10  # APGD timing, default configuration
+fi
+
+if has multi; then  # throughput against device count; the batch grows with the devices (weak scaling)
+  gpus=${GPUS:-$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')}  # GPUS=2 JAX_NUM_CPU_DEVICES=2: a CPU smoke run
+  [ "${gpus:-0}" -ge 1 ] 2>/dev/null || gpus=1
+  n=1
+  while [ "$n" -le "$gpus" ]; do
+    bench --arch "${archs%% *}" --T 4 --devices "$n" --batch $((batch * n)) --no_apgd
+    n=$((n * 2))
+  done
 fi
 
 if has peers && [ -n "$peer" ]; then

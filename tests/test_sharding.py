@@ -21,15 +21,24 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 RTOL, ATOL = 1e-5, 1e-6  # ATOL: conv biases before BatchNorm get an exactly-zero gradient, so they are pure rounding
 
 
-@pytest.fixture(scope="module")
-def eight_devices(tmp_path_factory):
+def _run_check(script: str, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("sharding") / "result.npz"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "sharding_check.py"), str(out)], env=env,
+    proc = subprocess.run([sys.executable, str(ROOT / "tests" / script), str(out)], env=env,
                           check=False, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     with np.load(out) as data:
         return dict(data)
+
+
+@pytest.fixture(scope="module")
+def eight_devices(tmp_path_factory):
+    return _run_check("sharding_check.py", tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def sharded_attacks(tmp_path_factory):
+    return _run_check("sharded_attacks_check.py", tmp_path_factory)
 
 
 def _pairs(result, a, b):
@@ -72,7 +81,25 @@ def test_eval_logits_equal_single_device(eight_devices):
 
 def test_indivisible_batch_is_refused(eight_devices):
     message = str(eight_devices["indivisible_error"])
-    assert "batch size 12" in message and "8" in message
+    assert "batch size=12" in message and "8 devices" in message
+
+
+ATTACKS = ("fgsm", "rfgsm", "pgd", "apgd", "mtpgd", "pgd_eot")
+
+
+@pytest.mark.parametrize("name", ATTACKS)
+def test_sharded_attack_equals_single_device(sharded_attacks, name):
+    r = sharded_attacks
+    assert int(r[f"sharded_{name}_devices"]) == 8 and int(r[f"single_{name}_devices"]) == 1
+    # The attack moved the images, so equal outputs are not two unchanged inputs.
+    assert np.max(np.abs(r[f"single_{name}_x"] - r["clean_x"])) > 1e-3
+    np.testing.assert_allclose(r[f"sharded_{name}_x"], r[f"single_{name}_x"], rtol=0, atol=ATOL)
+    np.testing.assert_array_equal(r[f"sharded_{name}_correct"], r[f"single_{name}_correct"])
+
+
+def test_sharded_surrogate_ensemble_equals_single_device(sharded_attacks):
+    np.testing.assert_allclose(sharded_attacks["sharded_ensemble"], sharded_attacks["single_ensemble"],
+                               rtol=0, atol=1e-6)
 
 
 # --- on this process's devices (one CPU device in CI) ---
@@ -81,12 +108,13 @@ def test_make_mesh_defaults_to_all_devices():
     mesh = sharding.make_mesh()
     assert isinstance(mesh, Mesh)
     assert mesh.axis_names == ("data",) and mesh.size == jax.device_count()
+    assert sharding.make_mesh(0).size == sharding.make_mesh(None).size == jax.device_count()
     assert sharding.make_mesh(1, axis="batch").axis_names == ("batch",)
     assert sharding.batch_sharding(mesh).spec == PartitionSpec("data")
     assert sharding.replicated(mesh).spec == PartitionSpec()
 
 
-@pytest.mark.parametrize("num_devices", [0, jax.device_count() + 1, 1.5])
+@pytest.mark.parametrize("num_devices", [-1, jax.device_count() + 1, 1.5, True])
 def test_make_mesh_rejects_bad_device_counts(num_devices):
     with pytest.raises(ValueError, match="num_devices"):
         sharding.make_mesh(num_devices)
@@ -101,6 +129,11 @@ def test_shard_batch_and_replicate_place_arrays():
     np.testing.assert_array_equal(np.asarray(placed["y"]), labels)
     tree = sharding.replicate({"w": np.zeros((2, 2), np.float32)}, mesh)
     assert tree["w"].sharding.is_fully_replicated and len(tree["w"].sharding.device_set) == n
+
+
+def test_one_process_feeds_every_row():
+    mesh = sharding.make_mesh()
+    assert sharding.process_rows(mesh, 4 * mesh.size) == slice(0, 4 * mesh.size)
 
 
 def test_shard_batch_rejects_scalars():

@@ -4,7 +4,10 @@
         [--dtype float32,bfloat16] [--remat none,block] [--fused true,false] [--reps 20]
     python -m tgo_train.bench --arch small --batch 64 --T 4 --image 28,28,1
 
-Each flag takes a comma-separated list; every combination is timed. ``--remat``: none, step
+Each flag takes a comma-separated list; every combination is timed. ``--devices 1,2,4,8`` shards the
+(global) batch over that many devices each time: train-step, eval and attack throughput against device
+count (``images_per_s``; on fake CPU devices this proves the sharding runs, not that it is fast).
+``--remat``: none, step
 (``NeuronConfig.remat``, per time step, plain path) or block (``remat_blocks``, per conv/BN/LIF or
 residual block). ``--fused``: the fused LIF layer with a hand-written backward (default) or autodiff.
 
@@ -21,12 +24,11 @@ import statistics
 import time
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import app, flags, logging
 
-from tgo_jax import attacks, data
+from tgo_jax import attacks, data, sharding
 from tgo_train import cli, train
 from tgo_train.configs.base import get_base_config
 
@@ -87,8 +89,10 @@ def footprint_mib(compiled) -> float | None:
     return round(total / 2**20, 1)
 
 
-def run_bench(config, image, reps: int, apgd: bool = True) -> dict:
-    """Times one config on random data; returns the JSON record."""
+def run_bench(config, image, reps: int, apgd: bool = True, num_devices: int = 1) -> dict:
+    """Times one config on random data, the batch sharded over ``num_devices`` devices; returns the JSON record."""
+    mesh = sharding.make_mesh(num_devices)
+    sharding.check_batch_size(config.batch_size, mesh)
     info = data.DatasetInfo(name="bench", num_classes=config.model.num_classes, shape=tuple(image),
                             mean=(0.5,) * image[-1], std=(0.25,) * image[-1], num_train=0, num_test=0)
     model = train.build_model(config, info)
@@ -96,9 +100,11 @@ def run_bench(config, image, reps: int, apgd: bool = True) -> dict:
     optimizer = train.build_optimizer(config, steps)
     objective = train.build_objective(config, steps, model)
     rng = np.random.default_rng(0)
-    batch = {"image": jnp.asarray(rng.random((config.batch_size,) + tuple(image), np.float32)),
-             "label": jnp.asarray(rng.integers(0, config.model.num_classes, config.batch_size), jnp.int32)}
-    state = train.create_train_state(config, model, optimizer, batch["image"])
+    batch = sharding.shard_batch({
+        "image": rng.random((config.batch_size,) + tuple(image), np.float32),
+        "label": rng.integers(0, config.model.num_classes, config.batch_size).astype(np.int32),
+        "mask": np.ones((config.batch_size,), bool)}, mesh)
+    state = sharding.replicate(train.create_train_state(config, model, optimizer, batch["image"]), mesh)
     step_fn = jax.jit(train.make_train_step(config, model, objective, optimizer), donate_argnums=0)
     step_fn = step_fn.lower(state, batch).compile()  # compiled once: timed below, and its memory read
     eval_fn = jax.jit(train.make_eval_step(model))
@@ -116,7 +122,7 @@ def run_bench(config, image, reps: int, apgd: bool = True) -> dict:
     record = {"arch": config.model.arch, "batch": config.batch_size, "T": config.model.num_steps,
               "dtype": config.dtype, "remat": _remat_name(config), "fused": bool(config.neuron.fused),
               "surrogate": config.neuron.surrogate, "strategy": config.strategy,
-              "device": jax.devices()[0].device_kind, "backend": jax.default_backend()}
+              "device": jax.devices()[0].device_kind, "backend": jax.default_backend(), "devices": mesh.size}
     record["train_ms"] = round(median_ms(train_once, reps), 2)
     variables = {"params": holder["state"].params, "batch_stats": holder["state"].batch_stats}
     record["eval_ms"] = round(median_ms(lambda: jax.block_until_ready(eval_fn(variables, batch, key)),
@@ -126,6 +132,9 @@ def run_bench(config, image, reps: int, apgd: bool = True) -> dict:
     if apgd:
         record["apgd10_ms"] = round(median_ms(lambda: jax.block_until_ready(
             apgd_fn(variables, batch["image"], batch["label"], key)), reps), 2)
+    for name in ("train", "eval", "pgd10", "apgd10"):
+        if f"{name}_ms" in record:
+            record[f"{name}_images_per_s"] = round(config.batch_size / record[f"{name}_ms"] * 1e3, 1)
     record["peak_mib"] = peak_mib()
     record["step_estimate_mib"] = footprint_mib(step_fn)
     return record
@@ -154,6 +163,7 @@ _REPS = flags.DEFINE_integer("reps", 20, "timed repetitions (median reported)")
 _STRATEGY = flags.DEFINE_string("strategy", "tet", "training strategy: tet, at, rat")
 _SURROGATE = flags.DEFINE_string("surrogate", "triangle", "surrogate gradient (rectangle matches the PyTorch peer)")
 _NO_APGD = flags.DEFINE_bool("no_apgd", False, "skip the APGD timing")
+_DEVICES = flags.DEFINE_list("devices", ["1"], "device counts to shard the batch over (0 = all), e.g. 1,2,4,8")
 
 
 def main(argv):
@@ -166,11 +176,15 @@ def main(argv):
         raise app.UsageError(f"--remat takes {', '.join(REMATS)}, got {','.join(_REMAT.value)}")
     if "step" in _REMAT.value and True in fused_values:
         raise app.UsageError("--remat step applies to the plain LIF path: use it with --fused false")
-    grid = itertools.product(_ARCH.value, _T.value, _DTYPE.value, _REMAT.value, fused_values)
-    for arch, t, dtype, remat, fused in grid:
+    devices = [int(d) for d in _DEVICES.value]
+    for n in devices:
+        sharding.check_batch_size(_BATCH.value, sharding.make_mesh(n), field="--batch")
+    grid = itertools.product(_ARCH.value, _T.value, _DTYPE.value, _REMAT.value, fused_values, devices)
+    for arch, t, dtype, remat, fused, n in grid:
         config = bench_config(arch, _BATCH.value, int(t), dtype, remat, _STRATEGY.value, image=image,
                               fused=fused, surrogate=_SURROGATE.value)
-        print(json.dumps(run_bench(config, image, _REPS.value, apgd=not _NO_APGD.value)), flush=True)
+        print(json.dumps(run_bench(config, image, _REPS.value, apgd=not _NO_APGD.value, num_devices=n)),
+              flush=True)
 
 
 def entry():

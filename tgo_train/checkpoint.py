@@ -17,8 +17,9 @@ import flax.serialization
 import jax
 import orbax.checkpoint as ocp
 
-from tgo_train import manifest
+from tgo_train import distributed, manifest
 from tgo_train.config_check import one_line
+from tgo_train.workdir import PathLike, as_path
 
 
 class CheckpointError(ValueError):
@@ -34,14 +35,14 @@ class Checkpoints:
     entries are skipped), and ``restore_entries`` reads chosen top-level entries without any target.
     """
 
-    def __init__(self, directory: str, every_steps: int, keep: int = 2, writer: bool = False):
+    def __init__(self, directory: PathLike, every_steps: int, keep: int = 2, writer: bool = False):
         """``writer``: the training run owning the folder; it removes saves a crash left unfinished (a
         reader must not: they may be the running training's saves in flight)."""
         if every_steps < 1:
             raise ValueError(f"checkpoint_every_steps must be >= 1, got {every_steps}")
         options = ocp.CheckpointManagerOptions(max_to_keep=keep, save_interval_steps=every_steps, create=True,
                                                cleanup_tmp_directories=writer)
-        self.directory = os.path.abspath(directory)
+        self.directory = str(as_path(directory))  # absolute; a gs:// URL stays one
         # The plain pytree handler (the format StandardSave writes) is the one that restores part of a tree.
         handlers = {"state": ocp.PyTreeCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
         self.manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
@@ -76,7 +77,8 @@ class Checkpoints:
         elif self.manager.is_saving_in_progress():
             return
         for step in self._unsealed:
-            if os.path.isdir(self.step_dir(step)):  # not already removed by max_to_keep
+            # Process 0 alone: orbax finalises a step only once every process has written its part.
+            if distributed.is_primary() and os.path.isdir(self.step_dir(step)):  # not removed by max_to_keep
                 manifest.write(self.step_dir(step))
         self._unsealed = []
 
@@ -102,15 +104,19 @@ class Checkpoints:
         out = self._restore_intact(step, lambda s: abstract, set_aside, "the state built from the config")
         return flax.serialization.from_state_dict(target, out["state"]), out["meta"]
 
-    def restore_entries(self, names: Sequence[str], step: Optional[int] = None) -> dict:
+    def restore_entries(self, names: Sequence[str], step: Optional[int] = None,
+                        placement: Optional[jax.sharding.Sharding] = None) -> dict:
         """The saved state's top-level entries ``names`` that exist (e.g. params and batch_stats), as arrays,
         at ``step`` or the newest intact checkpoint, without building the rest of the state: their
-        shapes come from the checkpoint's metadata."""
+        shapes come from the checkpoint's metadata. ``placement``: where the arrays go (e.g. replicated
+        on a mesh: any device count, any number of processes); default: this process's first device."""
+        placement = placement or jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
 
         def abstract(s):
             saved = self.manager.item_metadata(s)["state"]
             saved = getattr(saved, "tree", saved)
-            return {name: jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), saved[name])
+            return {name: jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=placement),
+                                       saved[name])
                     for name in names if name in saved}
 
         return dict(self._restore_intact(step, abstract, None, f"the entries {list(names)}")["state"])
@@ -149,11 +155,13 @@ class Checkpoints:
     def _set_aside(self, steps: list[int], folder: Optional[str]) -> None:
         if not steps or folder is None:
             return
-        os.makedirs(folder, exist_ok=True)
-        for s in steps:
-            target = os.path.join(folder, f"{s}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
-            os.rename(self.step_dir(s), target)
-            print(f"moved damaged checkpoint step {s} to {target}", file=sys.stderr, flush=True)
+        if distributed.is_primary():
+            os.makedirs(folder, exist_ok=True)
+            for s in steps:
+                target = os.path.join(folder, f"{s}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
+                os.rename(self.step_dir(s), target)
+                print(f"moved damaged checkpoint step {s} to {target}", file=sys.stderr, flush=True)
+        distributed.barrier("checkpoints set aside")
         self.manager.reload()
 
     def wait(self):
@@ -177,7 +185,7 @@ def _unreadable(error: BaseException) -> str:
     return f"orbax cannot restore it ({detail[:200]})"
 
 
-def read_meta(directory: str, step: Optional[int] = None) -> dict:
+def read_meta(directory: PathLike, step: Optional[int] = None) -> dict:
     """The JSON record (config, epoch, ...) of a checkpoint (default: the newest intact one), without
     restoring arrays."""
     ckpt = Checkpoints(directory, every_steps=1)

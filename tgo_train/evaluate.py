@@ -7,7 +7,8 @@ Writes ``eval.json`` and ``eval.md`` in each workdir (and ``eps_sweep.png`` for 
 workdirs it also prints one comparison table with a row each (``--out`` writes it to a file).
 Noisy (stochastic) models are attacked with EoT (``--eot``, default 10 draws) and their accuracy is
 the mean over fresh noise draws (``--draws``). ``--attacks`` takes any attack of the registry by name
-(``tgo_jax.attacks.names()``: APGD-T, FAB-T, Square, AutoAttack, ASSG, Sweep, ...).
+(``tgo_jax.attacks.names()``: APGD-T, FAB-T, Square, AutoAttack, ASSG, Sweep, ...). Every attack runs with
+the batch sharded over all devices (``--num_devices``), also over several processes with ``--distributed``.
 
     python -m tgo_train.evaluate --audit --workdir DIR [--audit_size full|quick|ci] [--transfer_from DIR2]
 
@@ -25,8 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags, logging
 
-from tgo_jax import attacks, data
-from tgo_train import cli, records, train
+from tgo_jax import attacks, data, sharding
+from tgo_train import cli, distributed, feed, records, train, workdir as workdirs
 from tgo_train.checkpoint import Checkpoints, read_meta
 from tgo_train.configs.base import get_base_config
 from tgo_train.progress import Progress
@@ -47,13 +48,14 @@ def parse_eps(text: str) -> float:
     return value
 
 
-def load_run(workdir: str, step: Optional[int] = None, num_examples: int = 0):
-    """Rebuilds the model and data of a training workdir and restores its weights (params, batch_stats).
+def load_run(workdir: workdirs.PathLike, step: Optional[int] = None, num_examples: int = 0, mesh=None):
+    """Rebuilds the model and data of a training workdir and restores its weights (params, batch_stats),
+    replicated on ``mesh`` (default: every device of every process).
 
     Only those two entries of the checkpoint are read; no optimiser, objective or train step is built.
     """
-    ckpt_dir = os.path.join(workdir, "checkpoints")
-    if not os.path.isdir(ckpt_dir):
+    ckpt_dir = workdirs.as_path(workdir) / "checkpoints"
+    if not ckpt_dir.is_dir():
         raise FileNotFoundError(f"no checkpoints in {workdir} (expected {ckpt_dir})")
     config = get_base_config()  # options added since the run was made keep their defaults
     config.update(read_meta(ckpt_dir, step)["config"])
@@ -62,18 +64,24 @@ def load_run(workdir: str, step: Optional[int] = None, num_examples: int = 0):
     config.train_subset = config.batch_size  # evaluation needs the test split only
     run = train.prepare(config)
     manager = Checkpoints(ckpt_dir, every_steps=1)
-    saved = manager.restore_entries(["params", "batch_stats", "step"], step)  # default: newest intact
+    saved = manager.restore_entries(["params", "batch_stats", "step"], step,  # default: newest intact
+                                    placement=sharding.replicated(mesh or sharding.make_mesh()))
     manager.close()
     variables = jax.tree.map(jnp.asarray, {"params": saved["params"], "batch_stats": saved["batch_stats"]})
     return run, variables, int(saved["step"])
 
 
 def evaluate_suite(run, variables, suite, *, batch_size: int, draws: int, seed: int = 0,
-                   progress: bool = True, label: str = "", per_example: bool = False):
+                   progress: bool = True, label: str = "", per_example: bool = False, mesh=None):
     """Accuracy (%) of a model under each (name, attack) of ``suite`` on the run's test split.
+
+    The batches are sharded over ``mesh`` (default: every device of every process), the last one
+    padded (its padding rows come last and are dropped); ``variables`` should be replicated on the mesh
+    (``load_run`` does that).
 
     Args:
       suite: sequence of (name, attack or None for clean) as made by ``attacks.paper_suite``.
+      batch_size: global evaluation batch, a multiple of the mesh's device count.
       draws: noise draws per evaluation of a stochastic model (fresh noise; mean accuracy).
       progress: a bar on a terminal, and a line with each attack's seconds when done.
       label: names the suite in the progress output (e.g. the model and ε).
@@ -87,8 +95,9 @@ def evaluate_suite(run, variables, suite, *, batch_size: int, draws: int, seed: 
     stochastic = run.model.neuron.stochastic
     draws = draws if stochastic else 1
     images, labels = run.splits["test"]
-    batches = list(data.eval_batches(images, labels, batch_size))
+    batches = list(feed.eval_batches(images, labels, batch_size, mesh or sharding.make_mesh()))
     jitted = {name: jax.jit(_correct_fn(attack, logits_fn, draws)) for name, attack in suite}
+    progress = progress and distributed.is_primary()
     bar = Progress(len(batches) * len(suite), enabled=progress, desc=f"evaluate {label}".strip())
     hits = {name: [] for name, _ in suite}
     seconds = {name: 0.0 for name, _ in suite}  # per attack, compilation included
@@ -98,7 +107,8 @@ def evaluate_suite(run, variables, suite, *, batch_size: int, draws: int, seed: 
         for name, _ in suite:
             key, sub = jax.random.split(key)
             t0 = time.time()
-            hits[name].append(np.asarray(jitted[name](variables, batch["image"], batch["label"], sub)))
+            hits[name].append(distributed.host_array(
+                jitted[name](variables, batch["image"], batch["label"], sub)))
             seconds[name] += time.time() - t0
             done += 1
             bar.update(done)
@@ -112,23 +122,29 @@ def evaluate_suite(run, variables, suite, *, batch_size: int, draws: int, seed: 
 
 
 def evaluate_event_attack(run, variables, *, batch_size: int, draws: int, eot: int, steps: int,
-                          seed: int = 0, progress: bool = True) -> dict:
+                          seed: int = 0, progress: bool = True, mesh=None) -> dict:
     """Attack success rate (%) of the event attack (Yao et al. 2024; docs/FORMULAS.md §10) on event data:
-    of the test examples classified correctly, the share misclassified after the attack."""
+    of the test examples classified correctly, the share misclassified after the attack. Batches are
+    sharded over ``mesh`` (default: every device), padded and masked like ``evaluate_suite``'s."""
     logits_fn = attacks.model_logits_fn(run.model)
     unit = data.dvs.event_unit(run.config.dvs.mode, run.config.dvs.count_cap)
-    fn = jax.jit(lambda v, x, y, k: attacks.events.attack_success(logits_fn, v, x, y, k, draws=draws, unit=unit,
-                                                                steps=steps, eot=eot))
+
+    def counts(v, batch, k):
+        clean, fool = attacks.events.attack_success(logits_fn, v, batch["image"], batch["label"], k, draws=draws,
+                                                    unit=unit, steps=steps, eot=eot)
+        return jnp.sum(clean * batch["mask"]), jnp.sum(clean * fool * batch["mask"])
+
+    fn = jax.jit(counts)
     images, labels = run.splits["test"]
-    batches = list(data.eval_batches(images, labels, batch_size))
-    bar = Progress(len(batches), enabled=progress, desc="event attack")
+    batches = list(feed.eval_batches(images, labels, batch_size, mesh or sharding.make_mesh()))
+    bar = Progress(len(batches), enabled=progress and distributed.is_primary(), desc="event attack")
     clean_correct = fooled = 0.0
     key = jax.random.PRNGKey(seed)
     for i, batch in enumerate(batches):
         key, sub = jax.random.split(key)
-        clean, fool = fn(variables, batch["image"], batch["label"], sub)
-        clean_correct += float(np.sum(clean))
-        fooled += float(np.sum(np.asarray(clean) * np.asarray(fool)))
+        clean, fool = fn(variables, batch, sub)
+        clean_correct += float(clean)
+        fooled += float(fool)
         bar.update(i + 1)
     bar.close()
     asr = 100.0 * fooled / clean_correct if clean_correct else float("nan")
@@ -161,39 +177,44 @@ def evaluate_workdir(workdir: str, *, eps_list: Sequence[float], alpha: float, e
                      eot: int, draws: int, eps_sweep: Sequence[float], sweep_attack: str,
                      num_examples: int, batch_size: int, step: Optional[int] = None,
                      attacks_subset: Optional[Sequence[str]] = None, progress: bool = True,
-                     event_steps: int = 50) -> dict:
-    """Evaluates one workdir; writes eval.json / eval.md (and eps_sweep.png); returns the results."""
+                     event_steps: int = 50, num_devices: int = 0) -> dict:
+    """Evaluates one workdir over ``num_devices`` devices (0: all of every process); process 0 writes
+    eval.json / eval.md (and eps_sweep.png); returns the results (on every process)."""
     t0 = time.time()
     name = os.path.basename(os.path.normpath(workdir))
-    run, variables, ckpt_step = load_run(workdir, step, num_examples)
+    mesh = sharding.make_mesh(num_devices)
+    sharding.check_batch_size(batch_size, mesh)
+    run, variables, ckpt_step = load_run(workdir, step, num_examples, mesh)
     stochastic = run.model.neuron.stochastic
     eot, draws = (eot, draws) if stochastic else (1, 1)
-    results = {"workdir": workdir, "step": ckpt_step, "eot": eot, "draws": draws,
+    results = {"workdir": str(workdir), "step": ckpt_step, "eot": eot, "draws": draws,
                "num_examples": int(len(run.splits["test"][1])), "alpha": alpha, "tables": {}}
     for eps in eps_list:
         suite = attacks.paper_suite(eps=eps, alpha=alpha, eot=eot, extra=tuple(extra))
         if attacks_subset:
             suite = select_attacks(suite, attacks_subset, eps=eps, alpha=alpha, eot=eot)
         results["tables"][eps_label(eps)] = evaluate_suite(run, variables, suite, batch_size=batch_size,
-                                                           draws=draws, progress=progress,
+                                                           draws=draws, progress=progress, mesh=mesh,
                                                            label=f"{name} ε={eps_label(eps)}")
     if eps_sweep:
         sweep = {}
         for eps in eps_sweep:
             suite = [(n, a) for n, a in attacks.paper_suite(eps=eps, alpha=alpha, eot=eot) if n == sweep_attack]
             sweep[eps_label(eps)] = evaluate_suite(run, variables, suite, batch_size=batch_size, draws=draws,
-                                                   progress=progress,
+                                                   progress=progress, mesh=mesh,
                                                    label=f"{name} ε={eps_label(eps)}")[sweep_attack]
         results["eps_sweep"] = {"attack": sweep_attack, "accuracy": sweep}
-        plot_sweep({os.path.basename(os.path.normpath(workdir)): sweep}, sweep_attack,
-                   os.path.join(workdir, "eps_sweep.png"))
     if run.config.dataset == "dvs_cifar10" and event_steps:
         results["event_attack"] = evaluate_event_attack(run, variables, batch_size=batch_size, draws=draws,
-                                                        eot=eot, steps=event_steps, progress=progress)
+                                                        eot=eot, steps=event_steps, progress=progress, mesh=mesh)
     results["seconds"] = round(time.time() - t0, 1)
-    write_summaries(workdir, results)
-    records.write_json(os.path.join(workdir, "eval.json"), results)  # whole or not at all
-    records.write_atomic(os.path.join(workdir, "eval.md"), render(results) + "\n")
+    if distributed.is_primary():
+        if eps_sweep:
+            plot_sweep({name: results["eps_sweep"]["accuracy"]}, sweep_attack,
+                       os.path.join(workdir, "eps_sweep.png"))
+        write_summaries(workdir, results)
+        records.write_json(os.path.join(workdir, "eval.json"), results)  # whole or not at all
+        records.write_atomic(os.path.join(workdir, "eval.md"), render(results) + "\n")
     return results
 
 
@@ -263,7 +284,8 @@ def plot_sweep(curves: dict, attack: str, path: str) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with workdirs.as_path(path).open("wb") as f:  # epath: also a bucket path
+        fig.savefig(f, format="png", dpi=120)
     plt.close(fig)
 
 
@@ -281,13 +303,17 @@ def define_flags():
     flags.DEFINE_list("eps_sweep", [], "ε values for the sweep table/figure, e.g. 2/255,4/255,6/255,8/255")
     flags.DEFINE_string("sweep_attack", "PGD10", "attack used in the ε sweep")
     flags.DEFINE_integer("num_examples", 0, "evaluate on the first N test images (0 = all)", lower_bound=0)
-    flags.DEFINE_integer("batch_size", 500, "evaluation batch size", lower_bound=1)
+    flags.DEFINE_integer("batch_size", 512, "global evaluation batch size (a multiple of the device count)",
+                         lower_bound=1)
+    flags.DEFINE_integer("num_devices", 0, "shard each batch over this many devices (0 = all of every process)",
+                         lower_bound=0)
     flags.DEFINE_string("out", None, "write the comparison table (markdown) here")
     flags.DEFINE_integer("event_steps", 50, "steps of the event attack on DVS workdirs (0 = skip it)",
                          lower_bound=0)
     flags.DEFINE_bool("audit", False, "run the gradient-masking audit instead (writes audit.json, audit.md)")
     flags.DEFINE_enum("audit_size", "full", ["full", "quick", "ci"], "audit attack sizes (tgo_train/audit.py)")
     flags.DEFINE_string("transfer_from", None, "audit: workdir of the transfer attack's source model")
+    distributed.define_flags()
 
 
 def main(argv):
@@ -297,6 +323,8 @@ def main(argv):
     F = flags.FLAGS
     if not F.workdir:
         raise app.UsageError("--workdir is required")
+    distributed.initialize_from_flags()
+    primary = distributed.is_primary()
     if F.audit:
         from tgo_train import audit
         for workdir in F.workdir:
@@ -311,15 +339,16 @@ def main(argv):
             workdir, eps_list=[parse_eps(e) for e in F.eps], alpha=F.alpha, extra=F.extra,
             eot=F.eot, draws=F.draws, eps_sweep=[parse_eps(e) for e in F.eps_sweep],
             sweep_attack=F.sweep_attack, num_examples=F.num_examples, batch_size=F.batch_size,
-            step=F.step, attacks_subset=F.attacks or None, event_steps=F.event_steps)
-        print(render(results), flush=True)
+            step=F.step, attacks_subset=F.attacks or None, event_steps=F.event_steps,
+            num_devices=F.num_devices)
+        if primary:
+            print(render(results), flush=True)
         all_results.append(results)
-    if len(all_results) > 1:
+    if len(all_results) > 1 and primary:
         table = comparison(all_results)
         print("\n" + table, flush=True)
         if F.out:
-            with open(F.out, "w") as f:
-                f.write(table + "\n")
+            records.write_atomic(F.out, table + "\n")
 
 
 def entry():

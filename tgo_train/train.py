@@ -15,11 +15,10 @@ import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 
 from tgo_jax import attacks, augment, data, losses, metrics, models, neurons, projections, sharding
-from tgo_train import config_check, records, resume
+from tgo_train import config_check, distributed, feed, records, resume, workdir as workdirs
 from tgo_train.checkpoint import Checkpoints
 from tgo_train.progress import Progress
 from tgo_train.summaries import Summaries
@@ -172,12 +171,13 @@ def accumulate(sums: Optional[dict], step_metrics: dict) -> dict:
 
 
 def make_eval_step(model) -> Callable:
-    """``eval_step(variables, batch, key) -> (correct [B] bool, per-step logits mean [B, K])``."""
+    """``eval_step(variables, batch, key) -> []``: correctly classified real examples of the batch
+    (its ``mask`` drops the padding), a sum over the whole sharded batch."""
 
     def eval_step(variables, batch, key):
         logits = models.mean_over_time(model.apply(variables, batch["image"], train=False,
                                                    rngs={"noise": key}))
-        return jnp.argmax(logits, -1) == batch["label"], logits
+        return jnp.sum((jnp.argmax(logits, -1) == batch["label"]) & batch["mask"])
 
     return eval_step
 
@@ -219,16 +219,15 @@ def prepare(config: ml_collections.ConfigDict) -> Run:
     return Run(config, info, splits, build_model(config, info), steps_per_epoch)
 
 
-def evaluate_clean(run: Run, variables, key, eval_step, draws: int = 1) -> float:
-    """Clean test accuracy; for a stochastic model the mean over ``draws`` fresh noise draws."""
+def evaluate_clean(run: Run, variables, key, eval_step, mesh, draws: int = 1) -> float:
+    """Clean test accuracy over the mesh; for a stochastic model the mean over ``draws`` noise draws."""
     images, labels = run.splits["test"]
     draws = draws if run.model.neuron.stochastic else 1
-    correct = 0
-    for batch in data.eval_batches(images, labels, run.config.eval_batch_size):
+    correct = 0.0
+    for batch in feed.eval_batches(images, labels, run.config.eval_batch_size, mesh):
         for _ in range(draws):
             key, sub = jax.random.split(key)
-            ok, _ = eval_step(variables, batch, sub)
-            correct += int(np.sum(ok))
+            correct += float(eval_step(variables, batch, sub))
     return correct / (len(labels) * draws)
 
 
@@ -240,20 +239,30 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     TensorBoard event files (``tgo_train.summaries``: train metrics every ``log_every_steps`` steps,
     the epoch records).
     The config is checked, and a resume's stored config compared with it, before anything is written.
+    In a multi-process run every process calls this; each feeds its rows of every global batch, all
+    save and restore the checkpoints together, and process 0 alone writes the other files and shows
+    progress.
     """
     config_check.check(config)
+    workdir = str(workdirs.as_path(workdir))  # absolute; a gs:// URL stays one
+    primary = distributed.is_primary()
     allowed_changes = resume.check_resume(workdir, config)
     run = prepare(config)
+    mesh = sharding.make_mesh(config.num_devices)
+    sharding.check_batch_size(config.batch_size, mesh)  # before anything is written
+    sharding.check_batch_size(config.eval_batch_size, mesh, field="eval_batch_size")
     steps = total_steps(config, run.steps_per_epoch)
     last_step = min(steps, config.max_steps) if config.max_steps else steps
     optimizer = build_optimizer(config, steps)
     objective = build_objective(config, steps, run.model)
     images, labels = run.splits["train"]
     sample = next(data.epoch_batches(images, labels, config.batch_size, seed=config.seed, epoch=0))
-    state = create_train_state(config, run.model, optimizer, sample["image"])
+    # Replicated before a restore, so orbax restores onto the mesh (every process its part).
+    state = sharding.replicate(create_train_state(config, run.model, optimizer, sample["image"]), mesh)
     sums = None  # running sums of this epoch's train metrics (``accumulate``)
 
-    os.makedirs(workdir, exist_ok=True)
+    if primary:
+        workdirs.as_path(workdir).mkdir(parents=True, exist_ok=True)
     ckpt = Checkpoints(os.path.join(workdir, "checkpoints"), config.checkpoint_every_steps,
                        config.keep_checkpoints, writer=True)
     meta = {"config": config.to_dict()}
@@ -262,13 +271,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         state, restored_meta = ckpt.restore(state, set_aside=os.path.join(workdir, "damaged_checkpoints"))
         elapsed_before = float(restored_meta.get("elapsed_s", 0.0))
         sums = _restored_sums(ckpt, restored_meta, int(state.step))
-        records.keep_records_until(os.path.join(workdir, records.METRICS), int(state.step),
-                                   drop_partial=int(state.step) < last_step)
-        print(f"resumed from step {int(state.step)} in {workdir}", flush=True)
-    resume.record_start(workdir, config, allowed_changes, int(state.step))
+        if primary:
+            records.keep_records_until(os.path.join(workdir, records.METRICS), int(state.step),
+                                       drop_partial=int(state.step) < last_step)
+            print(f"resumed from step {int(state.step)} in {workdir}", flush=True)
+    if primary:
+        resume.record_start(workdir, config, allowed_changes, int(state.step))
 
-    mesh = sharding.make_mesh(config.num_devices or None)
-    state = sharding.replicate(state, mesh)
     train_step = jax.jit(make_train_step(config, run.model, objective, optimizer), donate_argnums=0)
     accumulate_step = jax.jit(accumulate)
     eval_step = jax.jit(make_eval_step(run.model))
@@ -278,14 +287,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     step = int(state.step)
     summaries = Summaries(workdir, purge_step=step or None)
     lr = learning_rate(config, steps)
-    progress = Progress(last_step, initial=step, enabled=config.progress, desc=os.path.basename(workdir))
+    progress = Progress(last_step, initial=step, enabled=config.progress and primary,
+                        desc=os.path.basename(workdir))
     t0 = time.time() - elapsed_before  # elapsed_s counts this run's training time across resumes
     t_epoch = time.time()
     while step < last_step:
         epoch, start = divmod(step, run.steps_per_epoch)
-        for batch in data.epoch_batches(images, labels, config.batch_size, seed=config.seed, epoch=epoch,
-                                        start_step=start):
-            state, step_metrics = train_step(state, sharding.shard_batch(batch, mesh))
+        for batch in feed.train_batches(images, labels, config.batch_size, mesh, seed=config.seed,
+                                        epoch=epoch, start_step=start):
+            state, step_metrics = train_step(state, batch)
             sums = accumulate_step(sums, step_metrics)
             step += 1
             progress.update(step)
@@ -295,13 +305,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             epoch_done = step % run.steps_per_epoch == 0
             if epoch_done or step >= last_step:  # before saving: sums reset at an epoch's end
                 t_eval = time.time()
-                record = _end_epoch(run, state, sums, epoch, step, eval_step, eval_key, workdir,
+                record = _end_epoch(run, state, sums, epoch, step, eval_step, eval_key, workdir, mesh,
                                     time.time() - t0, partial=not epoch_done)
                 sums = None if epoch_done else sums  # a partial epoch's sums carry over a resume
                 summaries.scalars(step, {k: v for k, v in record.items() if k not in ("step", "epoch")},
                                   prefix="epoch/")
-                progress.write(f"{_format_record(record)}  time: train {t_eval - t_epoch:.0f} s, "
-                               f"clean eval {time.time() - t_eval:.0f} s")
+                if primary:
+                    progress.write(f"{_format_record(record)}  time: train {t_eval - t_epoch:.0f} s, "
+                                   f"clean eval {time.time() - t_eval:.0f} s")
                 t_epoch = time.time()
             if ckpt.due(step):
                 ckpt.save(step, state, _checkpoint_meta(meta, epoch, time.time() - t0, sums))
@@ -315,7 +326,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     ckpt.close()
     if not record:  # resumed an already finished run: evaluate once more
         variables = {"params": state.params, "batch_stats": state.batch_stats}
-        record = {"step": step, "test_accuracy": evaluate_clean(run, variables, eval_key, eval_step,
+        record = {"step": step, "test_accuracy": evaluate_clean(run, variables, eval_key, eval_step, mesh,
                                                                 config.eval_noise_draws)}
     return record
 
@@ -338,11 +349,12 @@ def _restored_sums(ckpt: Checkpoints, meta: dict, step: int) -> Optional[dict]:
     return {k: jnp.asarray(v, jnp.float32) for k, v in saved.items()}
 
 
-def _end_epoch(run, state, sums, epoch, step, eval_step, eval_key, workdir, elapsed, partial=False):
+def _end_epoch(run, state, sums, epoch, step, eval_step, eval_key, workdir, mesh, elapsed, partial=False):
     """Averages the epoch's train metrics, evaluates, appends to metrics.jsonl; returns the record.
 
     A ``max_steps`` stop inside an epoch (``partial``) writes a record marked partial; the caller keeps
-    the sums, so a resumed run finishes the epoch's averages and replaces that record.
+    the sums, so a resumed run finishes the epoch's averages and replaces that record. Every process
+    computes the record (the evaluation is sharded); process 0 writes it.
     """
     sums = jax.device_get(sums)
     count = max(float(sums["count"]), 1.0)
@@ -352,9 +364,10 @@ def _end_epoch(run, state, sums, epoch, step, eval_step, eval_key, workdir, elap
     record.update({f"train_{k}": float(v) / count for k, v in sums.items() if k != "count"})
     if (epoch + 1) % run.config.eval_every_epochs == 0 or step >= run.config.epochs * run.steps_per_epoch:
         variables = {"params": state.params, "batch_stats": state.batch_stats}
-        record["test_accuracy"] = evaluate_clean(run, variables, eval_key, eval_step,
+        record["test_accuracy"] = evaluate_clean(run, variables, eval_key, eval_step, mesh,
                                                  run.config.eval_noise_draws)
-    records.append_jsonl(os.path.join(workdir, records.METRICS), record)
+    if distributed.is_primary():
+        records.append_jsonl(os.path.join(workdir, records.METRICS), record)
     return record
 
 

@@ -45,10 +45,10 @@ def get_base_config() -> ml_collections.ConfigDict:
     # Bookkeeping.
     c.checkpoint_every_steps = 500
     c.keep_checkpoints = 2
-    c.eval_batch_size = 500
+    c.eval_batch_size = 512  # global; like batch_size a multiple of the device count (512: up to 512 devices)
     c.eval_every_epochs = 1
     c.eval_noise_draws = 1  # clean accuracy of a noisy model: mean over this many noise draws
-    c.num_devices = 1  # data parallelism over this many devices (0 = all visible)
+    c.num_devices = 0  # data parallelism over this many devices (0 = every device of every process)
     c.progress = True  # a progress bar on a terminal (the per-epoch lines are printed either way)
     c.log_every_steps = 50  # TensorBoard train scalars every N steps (0 = none; epoch records always)
     return c
