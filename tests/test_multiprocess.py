@@ -23,6 +23,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from tgo_jax import data
+from tgo_train import distributed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = os.path.join("tgo_train", "configs", "test_tiny.py")
@@ -178,3 +179,15 @@ def test_indivisible_global_batch_names_both_numbers_and_writes_nothing(tmp_path
     assert proc.returncode != 0
     assert "batch_size=30 is not divisible by the 4 devices" in proc.stderr, proc.stderr[-2000:]
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("settings", [(None, 2, 1), ("127.0.0.1:1234", 2, None), ("127.0.0.1:1234", 2, 2)])
+def test_incomplete_or_impossible_settings_are_refused_before_joining(settings):
+    with pytest.raises(ValueError, match="process_id|coordinator_address"):
+        distributed.initialize(*settings, timeout_s=1)
+    assert not jax.distributed.is_initialized()
+
+
+def test_coordinator_address_must_be_host_and_port():
+    with pytest.raises(ValueError, match="host:port"):
+        distributed.wait_for_coordinator("localhost", 1)

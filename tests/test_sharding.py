@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from jax.sharding import Mesh, PartitionSpec
 
-from tgo_jax import sharding
+from tgo_jax import data, sharding
+from tgo_train import feed
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # float32 sums reduced in another order (per-shard partial sums, then an all-reduce): a few ulps.
@@ -134,6 +135,21 @@ def test_shard_batch_and_replicate_place_arrays():
 def test_one_process_feeds_every_row():
     mesh = sharding.make_mesh()
     assert sharding.process_rows(mesh, 4 * mesh.size) == slice(0, 4 * mesh.size)
+
+
+def test_fed_batches_are_the_global_batches_in_order():
+    mesh = sharding.make_mesh()
+    n, b = 11, 4 * mesh.size
+    images, labels = np.arange(n * b, dtype=np.float32).reshape(n * b, 1) / (n * b), np.arange(n * b) % 10
+    want = list(data.epoch_batches(images, labels, b, seed=3, epoch=2, start_step=1))
+    got = list(feed.train_batches(images, labels, b, mesh, seed=3, epoch=2, start_step=1))
+    assert len(got) == len(want) == n - 1
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(np.asarray(g["image"]), w["image"])
+        assert g["image"].sharding == sharding.batch_sharding(mesh)
+    evals = list(feed.eval_batches(images[:b + 1], labels[:b + 1], b, mesh))  # one full, one padded
+    assert [int(np.asarray(e["mask"]).sum()) for e in evals] == [b, 1]
+    assert all(e["image"].shape == (b, 1) for e in evals)
 
 
 def test_shard_batch_rejects_scalars():

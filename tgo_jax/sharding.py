@@ -40,6 +40,7 @@ def make_mesh(num_devices: int | None = 0, axis: str = DATA_AXIS) -> Mesh:
     """
     devices = jax.devices()
     total, processes = len(devices), jax.process_count()
+    num_devices = 0 if num_devices is None else num_devices
     if isinstance(num_devices, bool) or not isinstance(num_devices, (int, np.integer)) \
             or not 0 <= num_devices <= total:
         raise ValueError(f"num_devices must be an int in [0, {total}] (0 = all {total} devices of "

@@ -6,9 +6,8 @@
 Any config field can be overridden, e.g. ``--config.epochs=10 --config.margin.enabled=True``. A rerun
 with the same workdir resumes from the latest intact checkpoint; it refuses a config that changes the
 run's meaning (``--fresh`` moves the old workdir aside and starts again). Errors are one line on stderr
-(``--verbose`` or ``TGO_DEBUG=1`` for the traceback).
-``--distributed`` joins a multi-process run (one process per host or GPU; see ``tgo_train.distributed``
-and the README).
+(``--verbose`` or ``TGO_DEBUG=1`` for the traceback). ``--distributed`` joins a multi-process run (one
+process per host or GPU; see ``tgo_train.distributed`` and the README).
 """
 import sys
 
