@@ -47,13 +47,14 @@ class AuditSizes:
     queries: int = 5000            # Square
     num_targets: int = 9
     unbounded_steps: int = 20
+    sweep_rules: tuple = attacks.SWEEP_RULES  # surrogates of the sweep (one compilation each)
 
 
 SIZES = {
     "full": AuditSizes(),
     "quick": AuditSizes(restarts=(1, 3), eot_draws=(1, 10, 20), eot=10, steps=50, queries=1000, num_targets=3),
     "ci": AuditSizes(pgd_steps=(2, 4), restarts=(1, 2), eot_draws=(1, 2), eot=2, draws=2, steps=3, sweep_steps=2,
-                     queries=10, num_targets=2, unbounded_steps=5),
+                     queries=10, num_targets=2, unbounded_steps=5, sweep_rules=(("rectangle", 0.5), ("bptr", None))),
 }
 
 
@@ -78,7 +79,8 @@ def _rows(model, variables, sizes: AuditSizes, eps: float, alpha: float, stochas
     common = dict(eps=eps, alpha=alpha, eot=eot, num_targets=sizes.num_targets, queries=sizes.queries)
     for name in ("APGD-CE", "APGD-DLR", "APGD-T", "FAB-T", "ASSG"):
         rows.append((name, attacks.make(name, steps=sizes.steps, **common), "white"))
-    rows.append(("Sweep", attacks.make("Sweep", steps=sizes.sweep_steps, **common), "white"))
+    sweep = attacks.make("Sweep", steps=sizes.sweep_steps, **common)
+    rows.append(("Sweep", lambda *args: sweep(*args, rules=sizes.sweep_rules), "white"))
     rows.append(("Square", attacks.make("Square", **common), "square"))
     source_fn, source_params, source_name = transfer_source
     rows.append((f"Transfer ({source_name})",
