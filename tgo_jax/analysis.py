@@ -422,12 +422,12 @@ def ball_statistics(spike_pattern_fn: PatternFn, params: PyTree, x: Array, key: 
       and over the last layer alone, and per layer the share of spikes that differ from the clean
       input's pattern (same noise key), averaged over the samples.
     """
-    _check_batch("x", x)
-    _check_non_negative("eps", eps)
-    _check_count("num_samples", num_samples)
+    validation.rank_at_least("x (batched)", x, 2)
+    validation.non_negative("eps", eps)
+    validation.count("num_samples", num_samples)
     bounds = [0]
     for i, size in enumerate(layer_sizes):
-        _check_count(f"layer_sizes[{i}]", int(size))
+        validation.count(f"layer_sizes[{i}]", int(size))
         bounds.append(bounds[-1] + int(size))
     slices = list(zip(bounds[:-1], bounds[1:]))
 
