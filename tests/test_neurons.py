@@ -22,20 +22,19 @@ def _currents(seed=0, shape=(T, B, N), low=-0.5, high=1.5, dtype=jnp.float32):
 
 
 def _reference_run(config, currents_tb, key=None):
-    """A Python loop over the step functions: step t gets keys[t] from jax.random.split(key, T)."""
+    """A Python loop over the step functions: step t draws time step t of the layer noise of ``key``."""
     spike_fn = config.spike_fn()
     common = dict(decay=config.decay, threshold=config.threshold, spike_fn=spike_fn, reset=config.reset,
                   detach_reset=config.detach_reset)
-    keys = jax.random.split(key, currents_tb.shape[0]) if key is not None else [None] * currents_tb.shape[0]
     v = jnp.zeros(currents_tb.shape[1:], currents_tb.dtype)
     spikes, hs = [], []
     for t in range(currents_tb.shape[0]):
         if config.kind == "lif":
             v, (s, h) = neurons.lif_step(v, currents_tb[t], **common)
         else:
-            v, (s, h) = neurons.noisy_lif_step(v, currents_tb[t], keys[t], sigma=config.sigma,
+            v, (s, h) = neurons.noisy_lif_step(v, currents_tb[t], key, sigma=config.sigma,
                                                sigma_is_variance=config.sigma_is_variance,
-                                               expected=config.expected, **common)
+                                               expected=config.expected, t=t, **common)
         spikes.append(s)
         hs.append(h)
     return jnp.stack(spikes), jnp.stack(hs)

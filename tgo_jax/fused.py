@@ -3,8 +3,9 @@
 The forward is the time loop of ``lif.step`` (docs/FORMULAS.md §1, paper eq. 15), as in ``neurons.run``'s
 plain path; the backward runs the loop in reverse by hand from ``lif``'s derivative pieces. Autodiff of the
 plain scan stores several tensors per time step (H, S, H−θ, the reset terms); this path stores only the
-pre-spike potential H, which the layer returns anyway, and the per-step PRNG keys, and recomputes S, the
-noise ξ and the surrogate g(u) in the backward pass. Gradients equal the plain path's (``tests/test_fused.py``).
+pre-spike potential H, which the layer returns anyway, and the layer's noise key, and recomputes S, the
+noise ξ (a pure function of the key and t, ``tgo_jax.noise``) and the surrogate g(u) in the backward pass.
+Gradients equal the plain path's (``tests/test_fused.py``).
 
 Backward of one step, with cotangents S̄[t], H̄[t] from the outputs and V̄[t] from step t+1
 (V̄[T-1] = 0), u[t] = H[t] + ξ[t] − θ and g = dS/du (``NeuronConfig.fire_grad``):
@@ -26,38 +27,43 @@ from tgo_jax import lif
 Array = jax.Array
 
 
-def _noise(config: lif.NeuronConfig, key: Array, h: Array) -> Array | None:
-    return lif.draw_noise(key, h.shape, h.dtype, config.std) if config.stochastic else None
+def _noise(config: lif.NeuronConfig, noise_key: Array, t: Array, h: Array) -> Array | None:
+    return lif.draw_noise(noise_key, t, h.shape, h.dtype, config.std) if config.stochastic else None
 
 
-def _forward(config: lif.NeuronConfig, currents_tb: Array, keys: Array):
+def _forward(config: lif.NeuronConfig, currents_tb: Array, noise_key: Array):
     def step(v, inputs):
-        current, key = inputs
-        return lif.step(v, current, _noise(config, key, current), spike=config.fire, **config.step_kwargs())
+        current, t = inputs
+        return lif.step(v, current, _noise(config, noise_key, t, current), spike=config.fire,
+                        **config.step_kwargs())
 
     v0 = jnp.zeros(currents_tb.shape[1:], currents_tb.dtype)
-    _, (spikes_tb, h_tb) = lax.scan(step, v0, (currents_tb, keys), unroll=True if config.unroll else 1)
+    _, (spikes_tb, h_tb) = lax.scan(step, v0, (currents_tb, lif.time_steps(currents_tb.shape[0])),
+                                    unroll=True if config.unroll else 1)
     return spikes_tb, h_tb
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def run(config: lif.NeuronConfig, currents_tb: Array, keys: Array):
-    """``(spikes_tb, h_tb)`` of a spiking layer over [T, B, ...] currents; ``keys`` [T, ...] per step."""
-    return _forward(config, currents_tb, keys)
+def run(config: lif.NeuronConfig, currents_tb: Array, noise_key: Array):
+    """``(spikes_tb, h_tb)`` of a spiking layer over [T, B, ...] currents.
+
+    ``noise_key`` is the layer's noise key (``noise.layer_key``; ``lif.NO_NOISE`` for a noiseless layer).
+    """
+    return _forward(config, currents_tb, noise_key)
 
 
-def _run_fwd(config, currents_tb, keys):
-    spikes_tb, h_tb = _forward(config, currents_tb, keys)
-    return (spikes_tb, h_tb), (h_tb, keys)
+def _run_fwd(config, currents_tb, noise_key):
+    spikes_tb, h_tb = _forward(config, currents_tb, noise_key)
+    return (spikes_tb, h_tb), (h_tb, noise_key)
 
 
 def _run_bwd(config, residuals, cotangents):
-    h_tb, keys = residuals
+    h_tb, noise_key = residuals
     ds_tb, dh_tb = cotangents
 
     def step(dv, inputs):
-        h, key, ds_out, dh_out = inputs
-        u = lif.centre(h, config.threshold, _noise(config, key, h))
+        h, t, ds_out, dh_out = inputs
+        u = lif.centre(h, config.threshold, _noise(config, noise_key, t, h))
         s = config.fire(u)
         dh_reset, ds_reset = lif.reset_vjp(h, s, dv, threshold=config.threshold, reset=config.reset,
                                            detach_reset=config.detach_reset)
@@ -65,16 +71,9 @@ def _run_bwd(config, residuals, cotangents):
         return lif.charge_vjp(dh, config.decay), dh
 
     dv0 = jnp.zeros(h_tb.shape[1:], h_tb.dtype)
-    _, d_currents = lax.scan(step, dv0, (h_tb, keys, ds_tb, dh_tb), reverse=True,
+    _, d_currents = lax.scan(step, dv0, (h_tb, lif.time_steps(h_tb.shape[0]), ds_tb, dh_tb), reverse=True,
                              unroll=True if config.unroll else 1)
     return d_currents, None
 
 
 run.defvjp(_run_fwd, _run_bwd)
-
-
-def step_keys(config: lif.NeuronConfig, key: Array | None, num_steps: int) -> Array:
-    """One key per time step (split as the plain path splits), or placeholders for a noiseless layer."""
-    if config.stochastic:
-        return jax.random.split(key, num_steps)
-    return jnp.zeros((num_steps,), jnp.uint32)

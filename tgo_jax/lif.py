@@ -9,7 +9,7 @@ The neuron configuration and the pieces of one time step, with their hand-writte
 
 ``tgo_jax.neurons`` (the public API and the autodiff path) and ``tgo_jax.fused`` (the ``custom_vjp`` layer)
 both build their time loops from ``step`` and, for the backward, ``NeuronConfig.fire_grad``, ``reset_vjp`` and
-``charge_vjp``; neither repeats a formula. This module imports only surrogates and validation.
+``charge_vjp``; neither repeats a formula. This module imports only noise, surrogates and validation.
 """
 from __future__ import annotations
 
@@ -17,10 +17,12 @@ import dataclasses
 from collections.abc import Callable
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.scipy.special import ndtr
 
-from tgo_jax import surrogate, validation
+from tgo_jax import noise, surrogate, validation
 
 Array = jax.Array
 
@@ -137,9 +139,21 @@ def firing_probability(u: Array, std: float) -> Array:
     return ndtr(u / std).astype(u.dtype)
 
 
-def draw_noise(key: Array, shape, dtype, std: float) -> Array:
-    """ξ ~ N(0, σ²) of ``shape`` for one step from ``key`` (paper eq. 15)."""
-    return std * jax.random.normal(key, shape, dtype=dtype)
+# The noise-key argument of a noiseless layer (never read).
+NO_NOISE = np.zeros((2,), np.uint32)
+
+
+def time_steps(num_steps: int) -> Array:
+    """The step indices t = 0 .. T−1 that a time loop scans over with its inputs (they select ξ[t])."""
+    return jnp.arange(num_steps, dtype=jnp.uint32)
+
+
+def draw_noise(layer_key: Array, t, shape, dtype, std: float) -> Array:
+    """ξ[t] ~ N(0, σ²) of ``shape`` for time step ``t`` of a layer (paper eq. 15; ``tgo_jax.noise``).
+
+    A pure function of (layer key, t): the forward, the fused backward and the plain path draw equal ξ.
+    """
+    return noise.gaussian(layer_key, t, shape, dtype, std)
 
 
 def charge(v: Array, current: Array, decay: float) -> Array:

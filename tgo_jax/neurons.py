@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from tgo_jax import fused, lif, surrogate
+from tgo_jax import fused, lif, noise, surrogate
 from tgo_jax.lif import (
     BACKWARDS,
     KINDS,
@@ -52,12 +52,15 @@ def lif_step(v: Array, current: Array, *, decay: float = 0.5, threshold: float =
 def noisy_lif_step(v: Array, current: Array, key: Array | None, *, decay: float = 0.5,
                    threshold: float = 1.0, sigma: float = 0.4, sigma_is_variance: bool = False,
                    expected: bool = False, spike_fn: surrogate.SpikeFn = surrogate.triangle(),
-                   reset: str = "hard", detach_reset: bool = False):
+                   reset: str = "hard", detach_reset: bool = False, t=0):
     """One Noisy-LIF step (paper eq. 15): ``S = Θ(H + ξ - θ)``, ``ξ ~ N(0, σ²)`` fresh per neuron.
 
     The backward is ``spike_fn``'s surrogate at ``H + ξ - θ``. With ``expected=True`` the step is
     deterministic and emits the firing probability ``P(S=1|H) = Φ((H-θ)/σ)`` (eq. 16), whose exact
     gradient is the Gaussian surrogate; ``key`` is then unused and may be None.
+
+    ``ξ`` is time step ``t`` of the layer noise of ``key`` (``lif.draw_noise``): a loop of these steps with
+    one key and t = 0, 1, ... draws the same noise as ``run`` with that key.
     """
     std = noise_std(sigma, sigma_is_variance)
     common = dict(decay=decay, threshold=threshold, reset=reset, detach_reset=detach_reset)
@@ -65,7 +68,7 @@ def noisy_lif_step(v: Array, current: Array, key: Array | None, *, decay: float 
         return lif.step(v, current, None, spike=lambda u: lif.firing_probability(u, std), **common)
     if key is None:
         raise ValueError("a Noisy-LIF step needs a PRNG key (or expected=True)")
-    xi = lif.draw_noise(key, current.shape, current.dtype, std)
+    xi = lif.draw_noise(noise.layer_key(key), t, current.shape, current.dtype, std)
     return lif.step(v, current, xi, spike=spike_fn, **common)
 
 
@@ -76,13 +79,18 @@ def bptr_gate(spikes_tb: Array) -> Array:
     return jnp.where(fired, spikes_tb, lax.stop_gradient(spikes_tb))
 
 
-def make_step(config: NeuronConfig):
-    """The per-time-step function ``step(v, (current, key)) -> (v, (spike, h))`` for ``lax.scan``."""
+def make_step(config: NeuronConfig, noise_key: Array | None = None):
+    """The per-time-step function ``step(v, (current, t)) -> (v, (spike, h))`` for ``lax.scan``.
+
+    ``noise_key`` is the layer's noise key (``noise.layer_key``), required when ``config.stochastic``.
+    """
     spike, kwargs = config.autodiff_spike(), config.step_kwargs()
+    if config.stochastic and noise_key is None:
+        raise ValueError("a Noisy-LIF step needs the layer's noise key (noise.layer_key(key))")
 
     def step(v, inputs):
-        current, key = inputs
-        xi = lif.draw_noise(key, current.shape, current.dtype, config.std) if config.stochastic else None
+        current, t = inputs
+        xi = lif.draw_noise(noise_key, t, current.shape, current.dtype, config.std) if config.stochastic else None
         return lif.step(v, current, xi, spike=spike, **kwargs)
 
     return jax.checkpoint(step) if config.remat else step
@@ -98,7 +106,8 @@ def run(config: NeuronConfig, currents_tb: Array, key: Array | None = None):
     Args:
       config: the neuron hyper-parameters.
       currents_tb: input currents, time-major [T, B, ...].
-      key: PRNG key, required when ``config.stochastic``; split into one key per time step.
+      key: PRNG key, required when ``config.stochastic``: the layer's noise ξ[t] is a pure function of
+        it and t (``tgo_jax.noise``), drawn inside the time loop.
 
     Returns:
       ``(spikes_tb, h_tb)``: spikes and pre-spike potentials H, both [T, B, ...].
@@ -107,12 +116,13 @@ def run(config: NeuronConfig, currents_tb: Array, key: Array | None = None):
         raise ValueError(f"currents must be time-major [T, B, ...], got shape {currents_tb.shape}")
     if config.stochastic and key is None:
         raise ValueError("a Noisy-LIF layer needs a PRNG key: pass rngs={'noise': key}")
-    keys = fused.step_keys(config, key, currents_tb.shape[0])
+    noise_key = noise.layer_key(key) if config.stochastic else lif.NO_NOISE
     if config.fused:
-        spikes_tb, h_tb = fused.run(config, currents_tb, keys)
+        spikes_tb, h_tb = fused.run(config, currents_tb, noise_key)
     else:
         v0 = jnp.zeros(currents_tb.shape[1:], currents_tb.dtype)
-        _, (spikes_tb, h_tb) = lax.scan(make_step(config), v0, (currents_tb, keys),
+        _, (spikes_tb, h_tb) = lax.scan(make_step(config, noise_key), v0,
+                                        (currents_tb, lif.time_steps(currents_tb.shape[0])),
                                         unroll=True if config.unroll else 1)
     if config.backward == "bptr":
         spikes_tb = bptr_gate(spikes_tb)

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from tgo_jax import fused, neurons, surrogate, validation
+from tgo_jax import lif, neurons, surrogate, validation
 from tgo_jax.attacks.autopgd import apgd, checkpoint_schedule
 from tgo_jax.attacks.core import (ALPHA, EPS, LOSSES, Array, AttackFn, ModelLogits, check_batch, check_options,
                                   keep_worst, loss_and_grad, margin_loss, misclassified, model_logits_fn, model_of,
@@ -107,7 +107,7 @@ def spiking_layer_with_surrogate(config, currents_tb: Array, key, param_tb: Arra
     """A LIF / Noisy-LIF layer (``neurons.lif_step`` / ``noisy_lif_step`` scanned over T) whose surrogate
     is ``grad_fn(u, p[t])``, p[t] the parameter of step t (per neuron where ``param_tb`` is [T, B, ...]).
 
-    The forward equals ``neurons.run``'s (same steps, noise from the same per-step keys); autodiff of the
+    The forward equals ``neurons.run``'s (same steps, the same noise ξ[t] of ``key``); autodiff of the
     scan gives BPTT. Returns ``(spikes_tb, h_tb)``.
     """
     spike = _spike_with_param(grad_fn)
@@ -115,16 +115,15 @@ def spiking_layer_with_surrogate(config, currents_tb: Array, key, param_tb: Arra
                   detach_reset=config.detach_reset)
 
     def step(v, inputs):
-        current, k, p = inputs
+        current, t, p = inputs
         fn = lambda u: spike(u, p)
         if config.kind == "lif":
             return neurons.lif_step(v, current, spike_fn=fn, **common)
-        return neurons.noisy_lif_step(v, current, k, sigma=config.sigma, sigma_is_variance=config.sigma_is_variance,
-                                      expected=config.expected, spike_fn=fn, **common)
+        return neurons.noisy_lif_step(v, current, key, sigma=config.sigma, sigma_is_variance=config.sigma_is_variance,
+                                      expected=config.expected, spike_fn=fn, t=t, **common)
 
-    keys = fused.step_keys(config, key, currents_tb.shape[0])
     v0 = jnp.zeros(currents_tb.shape[1:], currents_tb.dtype)
-    _, (spikes_tb, h_tb) = lax.scan(step, v0, (currents_tb, keys, param_tb))
+    _, (spikes_tb, h_tb) = lax.scan(step, v0, (currents_tb, lif.time_steps(currents_tb.shape[0]), param_tb))
     return spikes_tb, h_tb
 
 
