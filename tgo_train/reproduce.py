@@ -246,8 +246,9 @@ def run_one(workdir: str, model: str, seed: int, size_name: str, attack_names: S
             specs = record.setdefault("cell_spec", {}).setdefault(noise, {}).setdefault(tables.eps_label(eps), {})
             specs.update({n: cell_spec(n, dataclasses.asdict(size), stochastic) for n in accuracy})
             cell = f"{noise} {tables.eps_label(eps)}"
-            record.setdefault("eval_wall_s", {})[cell] = round(time.time() - t0, 1)
-            record.setdefault("eval_cpu_s", {})[cell] = round(_cpu_seconds() - cpu0, 1)
+            for field, spent in (("eval_wall_s", time.time() - t0), ("eval_cpu_s", _cpu_seconds() - cpu0)):
+                times = record.setdefault(field, {})  # summed: a cell evaluated again adds its time
+                times[cell] = round(times.get(cell, 0.0) + spent, 1)
             record["eval_commit"] = git_commit()
             _write_json(path, record)
         if noise not in record["analysis"]:

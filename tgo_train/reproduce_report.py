@@ -306,7 +306,8 @@ def render(summary: dict, records: Sequence[dict]) -> str:
     n = len(summary["seeds"])
     spec = summary["size_spec"]
     status = ("complete" if summary["complete"] else
-              f"**INCOMPLETE: {summary['finished']} of {summary['expected']} runs finished**; missing or "
+              f"**INCOMPLETE: {summary['finished']} of {summary['expected']} runs finished** (the paper's "
+              f"columns: {summary.get('finished_paper_columns', 0)} of {summary['expected']}); missing or "
               f"unfinished: {', '.join(summary['missing'])}")
     out = [
         "# Reproduction of the paper's claims, with error bars",
@@ -502,6 +503,7 @@ def write(out_dir: str, records: Sequence[dict], *, size_name: str, size_spec: d
     eps_values = [parse_eps(e) for e in eps_labels]
     done = {(r["model"], r["seed"]) for r in records if is_complete(r, attack_names, eps_values)}
     paper_names = [a for a in attack_names if a in paper_names]
+    paper_done = sum(is_complete(r, paper_names, eps_values) for r in records)
     others = [a for a in attack_names if a not in paper_names]
     records = with_worst_case(records, paper_names, list(attack_names))
     groups = [paper_names + [WORST_PAPER]] + ([others + [WORST_ALL]] if others else [])
@@ -511,6 +513,7 @@ def write(out_dir: str, records: Sequence[dict], *, size_name: str, size_spec: d
         "size": size_name, "size_spec": size_spec, "seeds": list(seeds), "models": dict(models),
         "attack_names": list(attack_names), "column_groups": groups, "eps_labels": list(eps_labels),
         "expected": len(expected), "finished": len(done), "complete": len(done) == len(expected),
+        "finished_paper_columns": paper_done,
         "missing": [f"{m}/seed{s}" for m, s in expected if (m, s) not in done],
         "claims": claims(records, eps_labels), "convergence": convergence,
     }
