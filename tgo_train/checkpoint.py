@@ -78,7 +78,7 @@ class Checkpoints:
             return
         for step in self._unsealed:
             # Process 0 alone: orbax finalises a step only once every process has written its part.
-            if distributed.is_primary() and os.path.isdir(self.step_dir(step)):  # not removed by max_to_keep
+            if distributed.is_primary() and as_path(self.step_dir(step)).is_dir():  # not removed by max_to_keep
                 manifest.write(self.step_dir(step))
         self._unsealed = []
 
@@ -88,7 +88,7 @@ class Checkpoints:
         if manifest.exists(folder):
             return manifest.verify(folder)
         try:
-            with open(os.path.join(folder, "meta", "metadata")) as f:
+            with (as_path(folder) / "meta" / "metadata").open() as f:
                 json.load(f)
         except (OSError, ValueError) as e:
             return f"meta/metadata cannot be read ({type(e).__name__})"
@@ -156,10 +156,10 @@ class Checkpoints:
         if not steps or folder is None:
             return
         if distributed.is_primary():
-            os.makedirs(folder, exist_ok=True)
+            as_path(folder).mkdir(parents=True, exist_ok=True)
             for s in steps:
                 target = os.path.join(folder, f"{s}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
-                os.rename(self.step_dir(s), target)
+                as_path(self.step_dir(s)).rename(target)
                 print(f"moved damaged checkpoint step {s} to {target}", file=sys.stderr, flush=True)
         distributed.barrier("checkpoints set aside")
         self.manager.reload()

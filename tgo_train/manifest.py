@@ -13,6 +13,7 @@ import os
 from typing import Optional
 
 from tgo_train import records
+from tgo_train.workdir import as_path
 
 NAME = "tgo_manifest.json"
 _CHUNK = 1 << 20
@@ -20,16 +21,21 @@ _CHUNK = 1 << 20
 
 def _sha256(path: str) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with as_path(path).open("rb") as f:
         for block in iter(lambda: f.read(_CHUNK), b""):
             digest.update(block)
     return digest.hexdigest()
 
 
 def _files(step_dir: str) -> list[str]:
-    out = []
-    for root, _, names in os.walk(step_dir):
-        out += [os.path.relpath(os.path.join(root, n), step_dir) for n in names]
+    root = as_path(step_dir)  # epath (a gs:// checkpoint folder too), which has no recursive glob
+    out, folders = [], [root]
+    while folders:
+        for p in folders.pop().iterdir():
+            if p.is_dir():
+                folders.append(p)
+            else:
+                out.append(str(p.relative_to(root)))
     return sorted(p for p in out if p != NAME)
 
 
@@ -38,26 +44,26 @@ def write(step_dir: str) -> None:
     entries = {}
     for rel in _files(step_dir):
         path = os.path.join(step_dir, rel)
-        entries[rel] = {"bytes": os.path.getsize(path), "sha256": _sha256(path)}
+        entries[rel] = {"bytes": as_path(path).stat().length, "sha256": _sha256(path)}
     records.write_json(os.path.join(step_dir, NAME), {"files": entries})
 
 
 def exists(step_dir: str) -> bool:
-    return os.path.exists(os.path.join(step_dir, NAME))
+    return (as_path(step_dir) / NAME).exists()
 
 
 def verify(step_dir: str) -> Optional[str]:
     """None when the folder matches its manifest; else one line naming the damaged file."""
     try:
-        with open(os.path.join(step_dir, NAME)) as f:
+        with (as_path(step_dir) / NAME).open() as f:
             entries = json.load(f)["files"]
     except (OSError, ValueError, KeyError) as e:
         return f"{NAME} cannot be read ({type(e).__name__})"
     for rel, expected in entries.items():
         path = os.path.join(step_dir, rel)
-        if not os.path.exists(path):
+        if not as_path(path).exists():
             return f"{rel} is missing"
-        size = os.path.getsize(path)
+        size = as_path(path).stat().length
         if size != expected["bytes"]:
             return f"{rel} has {size} bytes, {expected['bytes']} were written"
         if _sha256(path) != expected["sha256"]:

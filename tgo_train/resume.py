@@ -17,6 +17,7 @@ import ml_collections
 from tgo_train import records
 from tgo_train.config_check import flatten
 from tgo_train.configs.base import get_base_config
+from tgo_train.workdir import as_path
 
 CONFIG_FILE = "config.json"
 HISTORY_FILE = "config_history.jsonl"
@@ -64,20 +65,19 @@ def compare(stored: dict, new) -> tuple[list[Change], list[Change]]:
 
 def checkpoint_steps(workdir: str) -> list[int]:
     """Steps of the finished checkpoints in ``workdir/checkpoints`` (orbax's step folders), ascending."""
-    folder = os.path.join(workdir, "checkpoints")
-    if not os.path.isdir(folder):
+    folder = as_path(workdir) / "checkpoints"  # epath: a gs:// workdir too
+    if not folder.is_dir():
         return []
-    return sorted(int(name) for name in os.listdir(folder)
-                  if name.isdigit() and os.path.isdir(os.path.join(folder, name)))
+    return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit() and p.is_dir())
 
 
 def stored_config(workdir: str) -> Optional[dict]:
     """The config the workdir's run was last started with (config.json), None when there is none."""
-    path = os.path.join(workdir, CONFIG_FILE)
-    if not os.path.exists(path):
+    path = as_path(workdir) / CONFIG_FILE
+    if not path.exists():
         return None
     try:
-        with open(path) as f:
+        with path.open() as f:
             return json.load(f)
     except (OSError, json.JSONDecodeError) as e:
         raise ResumeError(f"{path} cannot be read ({e}); start fresh with another --workdir or --fresh") from None
