@@ -33,6 +33,20 @@ ROUNDS = 10
 _SQRT2 = math.sqrt(2.0)
 
 
+def _mulhi(a, b: Array) -> Array:
+    """The high 32 bits of the 64-bit product of uint32 ``a`` and ``b``, from 16-bit halves.
+
+    ``lax.mulhi`` would do, but XLA's SPMD partitioner cannot lower it (a batch sharded over several
+    devices fails to compile); these plain uint32 products and shifts partition like any elementwise op.
+    """
+    a, b = jnp.asarray(a, jnp.uint32), jnp.asarray(b, jnp.uint32)
+    mask = jnp.uint32(0xFFFF)
+    a_lo, a_hi, b_lo, b_hi = a & mask, a >> 16, b & mask, b >> 16
+    lo_lo, hi_lo, lo_hi = a_lo * b_lo, a_hi * b_lo, a_lo * b_hi
+    cross = (lo_lo >> 16) + (hi_lo & mask) + lo_hi  # < 2^32: no carry lost
+    return a_hi * b_hi + (hi_lo >> 16) + (cross >> 16)
+
+
 def philox4x32(key: tuple[Array, Array], counter: tuple[Array, Array, Array, Array],
                rounds: int = ROUNDS) -> tuple[Array, Array, Array, Array]:
     """Philox-4x32-R: four uint32 words from a 2-word key and a 4-word counter (arrays broadcast).
@@ -45,8 +59,8 @@ def philox4x32(key: tuple[Array, Array], counter: tuple[Array, Array, Array, Arr
     for r in range(rounds):
         if r:
             k0, k1 = k0 + _W0, k1 + _W1
-        hi0, lo0 = lax.mulhi(_M0, c0), _M0 * c0
-        hi1, lo1 = lax.mulhi(_M1, c2), _M1 * c2
+        hi0, lo0 = _mulhi(_M0, c0), _M0 * c0
+        hi1, lo1 = _mulhi(_M1, c2), _M1 * c2
         c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
     return c0, c1, c2, c3
 
