@@ -16,6 +16,7 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
 from tgo_jax import models, sharding  # noqa: E402
+from tgo_train import feed  # noqa: E402
 
 NUM_DEVICES, BATCH, HW = 8, 16, 12
 
@@ -103,6 +104,9 @@ def main(out_path):
         indivisible_error = ""
     except ValueError as e:
         indivisible_error = str(e)
+    # An evaluation batch of 12 on 8 devices is rounded up to 16; the padding is masked.
+    labels20 = np.arange(20) % 10
+    eval_masks = [np.asarray(b["mask"]) for b in feed.eval_batches(data[0][0][:1].repeat(20, 0), labels20, 12, mesh)]
 
     np.savez(
         out_path,
@@ -112,6 +116,7 @@ def main(out_path):
         params_replicated=all(leaf.sharding.is_fully_replicated for leaf in jax.tree.leaves(sharded[0])),
         eval_devices=len(sharded_eval.sharding.device_set),
         indivisible_error=indivisible_error,
+        eval_batch_rows=[len(m) for m in eval_masks], eval_batch_real=[int(m.sum()) for m in eval_masks],
         single_losses=single_losses, sharded_losses=sharded_losses,
         single_eval=np.asarray(single_eval), sharded_eval=np.asarray(sharded_eval),
         **flat("single_params", single[0]), **flat("sharded_params", sharded[0]),

@@ -85,6 +85,11 @@ def test_indivisible_batch_is_refused(eight_devices):
     assert "batch size=12" in message and "8 devices" in message
 
 
+def test_eval_batch_is_rounded_up_to_the_device_count(eight_devices):
+    assert list(eight_devices["eval_batch_rows"]) == [16, 16]
+    assert list(eight_devices["eval_batch_real"]) == [16, 4]  # all 20 examples once, padding masked
+
+
 ATTACKS = ("fgsm", "rfgsm", "pgd", "apgd", "mtpgd", "pgd_eot")
 
 

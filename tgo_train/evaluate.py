@@ -81,7 +81,8 @@ def evaluate_suite(run, variables, suite, *, batch_size: int, draws: int, seed: 
 
     Args:
       suite: sequence of (name, attack or None for clean) as made by ``attacks.paper_suite``.
-      batch_size: global evaluation batch, a multiple of the mesh's device count.
+      batch_size: global evaluation batch (rounded up to a multiple of the mesh's device count; the extra
+        rows are masked padding).
       draws: noise draws per evaluation of a stochastic model (fresh noise; mean accuracy).
       progress: a bar on a terminal, and a line with each attack's seconds when done.
       label: names the suite in the progress output (e.g. the model and ε).
@@ -303,7 +304,7 @@ def define_flags():
     flags.DEFINE_list("eps_sweep", [], "ε values for the sweep table/figure, e.g. 2/255,4/255,6/255,8/255")
     flags.DEFINE_string("sweep_attack", "PGD10", "attack used in the ε sweep")
     flags.DEFINE_integer("num_examples", 0, "evaluate on the first N test images (0 = all)", lower_bound=0)
-    flags.DEFINE_integer("batch_size", 512, "global evaluation batch size (a multiple of the device count)",
+    flags.DEFINE_integer("batch_size", 512, "global evaluation batch size (rounded up to a multiple of the device count)",
                          lower_bound=1)
     flags.DEFINE_integer("num_devices", 0, "shard each batch over this many devices (0 = all of every process)",
                          lower_bound=0)

@@ -41,6 +41,9 @@ def eval_batches(images: np.ndarray, labels: np.ndarray, batch_size: int,
     Every batch has the same shape whatever the mesh, so one compilation serves them all and a noisy
     model draws the same noise on one device as on many (threefry draws do not depend on sharding).
     """
+    # Round up to a multiple of the device count: the extra rows are padding, masked and dropped like
+    # the last batch's, so an evaluation batch size never has to match the machine.
+    batch_size = -(-batch_size // mesh.size) * mesh.size
     rows = sharding.process_rows(mesh, batch_size)
     for batch in data.eval_batches(images, labels, batch_size, pad=True):
         yield sharding.shard_batch({k: v[rows] for k, v in batch.items()}, mesh)

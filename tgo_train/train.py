@@ -250,7 +250,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     run = prepare(config)
     mesh = sharding.make_mesh(config.num_devices)
     sharding.check_batch_size(config.batch_size, mesh)  # before anything is written
-    sharding.check_batch_size(config.eval_batch_size, mesh, field="eval_batch_size")
     steps = total_steps(config, run.steps_per_epoch)
     last_step = min(steps, config.max_steps) if config.max_steps else steps
     optimizer = build_optimizer(config, steps)
