@@ -400,50 +400,54 @@ def _read_convergence(workdir: str) -> Optional[list]:
 
 # ----------------------------------------------------------------------------- command line
 
-_WORKDIR = flags.DEFINE_string("workdir", "runs/reproduce", "folder for every run and the report")
-_SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "seeds, fixed before the run")
-_SIZE = flags.DEFINE_enum("size", "small", list(SIZES), "training length and evaluation effort")
-_MODELS = flags.DEFINE_list("models", list(MODELS), f"grid rows, among {list(MODELS)}")
-_ATTACKS = flags.DEFINE_list("attacks", list(ATTACKS), "attack columns, by registry name "
-                             "(tgo_jax.attacks.names()); default: the paper's columns, then the strong suite")
-_EPS = flags.DEFINE_list("eps", [tables.eps_label(e) for e in EPS], "attack budgets")
-_REPORT_DIR = flags.DEFINE_string("report_dir", None, "where RESULTS.md and results/ go (default: workdir)")
-_REPORT_ONLY = flags.DEFINE_bool("report_only", False, "only write the report from the finished runs")
-_CONVERGENCE = flags.DEFINE_integer("convergence_epochs", 0,
-                                    "first train vanilla this many epochs on all images (the curve)")
-_STOP_AFTER = flags.DEFINE_integer("stop_after", None, "stop after working on this many runs")
+def define_flags():
+    """Command-line flags (defined on demand, so other programs and tests can import this module)."""
+    flags.DEFINE_string("workdir", "runs/reproduce", "folder for every run and the report")
+    flags.DEFINE_list("seeds", ["0", "1", "2"], "seeds, fixed before the run")
+    flags.DEFINE_enum("size", "small", list(SIZES), "training length and evaluation effort")
+    flags.DEFINE_list("models", list(MODELS), f"grid rows, among {list(MODELS)}")
+    flags.DEFINE_list("attacks", list(ATTACKS), "attack columns, by registry name "
+                      "(tgo_jax.attacks.names()); default: the paper's columns, then the strong suite")
+    flags.DEFINE_list("eps", [tables.eps_label(e) for e in EPS], "attack budgets")
+    flags.DEFINE_string("report_dir", None, "where RESULTS.md and results/ go (default: workdir)")
+    flags.DEFINE_bool("report_only", False, "only write the report from the finished runs")
+    flags.DEFINE_integer("convergence_epochs", 0,
+                         "first train vanilla this many epochs on all images (the curve)")
+    flags.DEFINE_integer("stop_after", None, "stop after working on this many runs")
 
 
 def main(argv):
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    F = flags.FLAGS
     try:
-        seeds = [int(s) for s in _SEEDS.value]
+        seeds = [int(s) for s in F.seeds]
     except ValueError as e:
-        raise app.UsageError(f"--seeds must be integers, got {_SEEDS.value}") from e
-    unknown = sorted(set(_MODELS.value) - set(MODELS))
+        raise app.UsageError(f"--seeds must be integers, got {F.seeds}") from e
+    unknown = sorted(set(F.models) - set(MODELS))
     if unknown:
         raise app.UsageError(f"unknown --models {unknown}; known: {list(MODELS)}")
-    size = SIZES[_SIZE.value]
-    eps_list = [evaluate.parse_eps(e) for e in _EPS.value]
-    attack_suite(_ATTACKS.value, eps=eps_list[0], eot=1, size=size)  # unknown names fail before training
+    size = SIZES[F.size]
+    eps_list = [evaluate.parse_eps(e) for e in F.eps]
+    attack_suite(F.attacks, eps=eps_list[0], eot=1, size=size)  # unknown names fail before training
     # Same model structure and attack across seeds -> the compiled code is reused from disk.
-    jax.config.update("jax_compilation_cache_dir", os.path.join(os.path.abspath(_WORKDIR.value), ".jax_cache"))
+    jax.config.update("jax_compilation_cache_dir", os.path.join(os.path.abspath(F.workdir), ".jax_cache"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     git_commit()
-    if _CONVERGENCE.value and not _REPORT_ONLY.value:
-        run_convergence(_WORKDIR.value, _CONVERGENCE.value)
-    if not _REPORT_ONLY.value:
-        run_grid(_WORKDIR.value, seeds, _SIZE.value, _MODELS.value, _ATTACKS.value, eps_list,
-                 _REPORT_DIR.value, _STOP_AFTER.value)
-    path = write_report(_WORKDIR.value, _SIZE.value, seeds, _MODELS.value, _ATTACKS.value, eps_list,
-                        _REPORT_DIR.value)
+    if F.convergence_epochs and not F.report_only:
+        run_convergence(F.workdir, F.convergence_epochs)
+    if not F.report_only:
+        run_grid(F.workdir, seeds, F.size, F.models, F.attacks, eps_list,
+                 F.report_dir, F.stop_after)
+    path = write_report(F.workdir, F.size, seeds, F.models, F.attacks, eps_list,
+                        F.report_dir)
     print(f"report: {path}", flush=True)
 
 
 def entry():
     """Console script ``tgo-reproduce``."""
+    define_flags()
     cli.run(main)
 
 
