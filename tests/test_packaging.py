@@ -22,7 +22,8 @@ from tgo_train import configs
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPTS = {"tgo-train": "tgo_train.main", "tgo-evaluate": "tgo_train.evaluate",
-           "tgo-experiment": "tgo_train.experiment", "tgo-bench": "tgo_train.bench"}
+           "tgo-experiment": "tgo_train.experiment", "tgo-bench": "tgo_train.bench",
+           "tgo-reproduce": "tgo_train.reproduce"}
 
 
 def test_config_names_are_the_packaged_modules():
