@@ -52,3 +52,13 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.progress = True  # a progress bar on a terminal (the per-epoch lines are printed either way)
     c.log_every_steps = 50  # TensorBoard train scalars every N steps (0 = none; epoch records always)
     return c
+
+
+def apply_tgo(c: ml_collections.ConfigDict, lambda_max: float, eval_noise_draws: int) -> ml_collections.ConfigDict:
+    """TGO on top of any strategy: the margin penalty with a rising λ up to ``lambda_max`` (eq. 12-14) and
+    Noisy-LIF neurons (eq. 15), evaluated with ``eval_noise_draws`` fresh noise draws (docs/FORMULAS.md §3)."""
+    c.margin.enabled = True
+    c.margin.lambda_max = lambda_max
+    c.neuron.kind = "noisy"
+    c.eval_noise_draws = eval_noise_draws
+    return c

@@ -9,7 +9,7 @@ BPTT/TET), method ∈ {vanilla, tgo}. Paper settings: SGD lr 0.1, momentum 0.9, 
 λ_max 0.6 (VGG-11) / 0.4 (WRN-16), AT ε = 2/255 with 2 PGD steps, RAT β = 0.002 with weight decay off.
 """
 from tgo_jax.losses import STRATEGIES as ALL_STRATEGIES
-from tgo_train.configs.base import get_base_config
+from tgo_train.configs.base import apply_tgo, get_base_config
 
 DATASETS = {"cifar10": 10, "cifar100": 100}
 ARCHS = ("vgg11", "wrn16_4")
@@ -44,9 +44,4 @@ def get_config(arg: str = "cifar10,wrn16_4,tet,vanilla"):
     c.optim.lr = 0.1
     c.optim.weight_decay = 0.0 if strategy == "rat" else 5e-4
     c.checkpoint_every_steps = 1000
-    if method == "tgo":
-        c.margin.enabled = True
-        c.margin.lambda_max = LAMBDA_MAX[arch]
-        c.neuron.kind = "noisy"
-        c.eval_noise_draws = 5
-    return c
+    return apply_tgo(c, LAMBDA_MAX[arch], eval_noise_draws=5) if method == "tgo" else c

@@ -11,10 +11,11 @@ model runs T = 10 steps. Augmentation: 4-pixel crop, flip and a roll of up to 5 
 paper gives no DVS-specific training settings; the CIFAR ones are kept (SGD lr 0.1, momentum 0.9, cosine,
 λ_max 0.6 / 0.4, AT ε = 2/255 with 2 PGD steps, in frame units), with 200 epochs and batch 64.
 """
-from tgo_train.configs.base import get_base_config
+from tgo_jax.losses import STRATEGIES as ALL_STRATEGIES
+from tgo_train.configs.base import apply_tgo, get_base_config
 from tgo_train.configs.cifar import ARCHS, LAMBDA_MAX, METHODS
 
-STRATEGIES = ("tet", "at")
+STRATEGIES = tuple(s for s in ALL_STRATEGIES if s in ("tet", "at"))  # the paper's Appendix A: TET and AT
 
 
 def parse(arg: str):
@@ -47,9 +48,4 @@ def get_config(arg: str = "wrn16_4,at,vanilla"):
     c.optim.lr = 0.1
     c.optim.weight_decay = 5e-4
     c.checkpoint_every_steps = 1000
-    if method == "tgo":
-        c.margin.enabled = True
-        c.margin.lambda_max = LAMBDA_MAX[arch]
-        c.neuron.kind = "noisy"
-        c.eval_noise_draws = 5
-    return c
+    return apply_tgo(c, LAMBDA_MAX[arch], eval_noise_draws=5) if method == "tgo" else c
