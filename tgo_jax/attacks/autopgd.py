@@ -14,9 +14,9 @@ from jax import lax
 
 from tgo_jax import validation
 from tgo_jax.attacks.core import (EPS, Array, LogitsFn, check_batch, check_options, dlr_loss, keep_worst,
-                                  loss_and_grad, loss_logits, margin_loss, misclassified, num_classes,
+                                  loss_and_grad, misclassified, num_classes,
                                   per_example, prepare, project, score, targeted_dlr_loss, where, ce_loss)
-from tgo_jax.attacks.gradient import check_num_targets, top_wrong_classes
+from tgo_jax.attacks.gradient import check_num_targets, worst_over_targets
 
 APGD_LOSSES = {"ce": ce_loss, "dlr": dlr_loss}
 
@@ -195,14 +195,9 @@ def apgd_targeted(logits_fn: LogitsFn, params, x: Array, y: Array, key: Array, *
     check_num_targets(num_targets, k)
     if k < 4:
         raise ValueError(f"APGD-T's targeted DLR loss needs K >= 4 classes, got K = {k}")
-    k_rank, k_runs = jax.random.split(key)
-    _, clean_logits = loss_logits(margin_loss, logits_fn, params, x, y, k_rank, eot)
-    targets = top_wrong_classes(clean_logits, y, num_targets)
 
-    def run_and_score(j):
-        k_run, k_eval = jax.random.split(jax.random.fold_in(k_runs, j))
-        objective = functools.partial(targeted_dlr_loss, target=targets[:, j])
-        x_adv = apgd_run(objective, logits_fn, params, x, y, k_run, eps=eps, steps=steps, eot=eot, rho=rho)
-        return score(margin_loss, logits_fn, params, x_adv, y, k_eval, eot)
+    def run(target, k):
+        objective = functools.partial(targeted_dlr_loss, target=target)
+        return apgd_run(objective, logits_fn, params, x, y, k, eps=eps, steps=steps, eot=eot, rho=rho)
 
-    return lax.fori_loop(1, num_targets, lambda j, b: keep_worst(b, run_and_score(j)), run_and_score(0)).x
+    return worst_over_targets(run, logits_fn, params, x, y, key, num_targets=num_targets, eot=eot)

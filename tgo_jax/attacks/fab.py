@@ -13,7 +13,6 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from tgo_jax import validation
 from tgo_jax.attacks.core import (EPS, Array, LogitsFn, check_batch, check_options, loss_and_grad, loss_logits,
                                   margin_loss, misclassified, num_classes, per_example, prepare, targeted_margin_loss,
                                   where)

@@ -127,6 +127,24 @@ def top_wrong_classes(logits: Array, y: Array, num_targets: int) -> Array:
     return lax.top_k(ranked, num_targets)[1]
 
 
+def worst_over_targets(run_fn, logits_fn, params, x: Array, y: Array, key: Array, *, num_targets: int,
+                       eot: int) -> Array:
+    """One targeted run per top wrong class (ranked on the clean logits), each example's worst point kept.
+
+    ``run_fn(target [B], key) -> x_adv`` is the targeted attack (PGD for MTPGD, APGD for APGD-T); a point
+    is scored by the untargeted margin, and a misclassified one always wins (``core.keep_worst``).
+    """
+    k_rank, k_runs = jax.random.split(key)
+    _, clean_logits = loss_logits(margin_loss, logits_fn, params, x, y, k_rank, eot)
+    targets = top_wrong_classes(clean_logits, y, num_targets)
+
+    def run_and_score(j):
+        k_run, k_eval = jax.random.split(jax.random.fold_in(k_runs, j))
+        return score(margin_loss, logits_fn, params, run_fn(targets[:, j], k_run), y, k_eval, eot)
+
+    return lax.fori_loop(1, num_targets, lambda j, best: keep_worst(best, run_and_score(j)), run_and_score(0)).x
+
+
 def mtpgd(logits_fn: LogitsFn, params, x: Array, y: Array, key: Array, *, eps=EPS, alpha=ALPHA,
           steps: int = 10, num_targets: int = 9, grad_clip: float | None = None, eot: int = 1) -> Array:
     """Multi-targeted PGD (Gowal et al. 2019; docs/FORMULAS.md §4).
@@ -152,16 +170,10 @@ def mtpgd(logits_fn: LogitsFn, params, x: Array, y: Array, key: Array, *, eps=EP
         validation.positive("grad_clip", grad_clip)
     params, x, y = prepare(params, x, y)
     check_num_targets(num_targets, num_classes(logits_fn, params, x))
-    k_rank, k_runs = jax.random.split(key)
-    _, clean_logits = loss_logits(margin_loss, logits_fn, params, x, y, k_rank, eot)
-    targets = top_wrong_classes(clean_logits, y, num_targets)
 
-    def run_and_score(j):
-        k_run, k_eval = jax.random.split(jax.random.fold_in(k_runs, j))
-        objective = functools.partial(targeted_margin_loss, target=targets[:, j])
-        x_adv = pgd_run(objective, logits_fn, params, x, y, k_run, eps=eps, alpha=alpha, steps=steps,
-                        random_start=True, eot=eot, grad_clip=grad_clip)
-        return score(margin_loss, logits_fn, params, x_adv, y, k_eval, eot)
+    def run(target, k):
+        objective = functools.partial(targeted_margin_loss, target=target)
+        return pgd_run(objective, logits_fn, params, x, y, k, eps=eps, alpha=alpha, steps=steps,
+                       random_start=True, eot=eot, grad_clip=grad_clip)
 
-    best = lax.fori_loop(1, num_targets, lambda j, best: keep_worst(best, run_and_score(j)), run_and_score(0))
-    return best.x
+    return worst_over_targets(run, logits_fn, params, x, y, key, num_targets=num_targets, eot=eot)
