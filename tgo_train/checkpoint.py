@@ -121,13 +121,18 @@ class Checkpoints:
 
         return dict(self._restore_intact(step, abstract, None, f"the entries {list(names)}")["state"])
 
+    def steps_to_try(self, step: Optional[int]) -> list[int]:
+        """``[step]``, or every saved step newest first (the fallback order past damaged ones)."""
+        steps = [step] if step is not None else sorted(self.manager.all_steps(), reverse=True)
+        if not steps:
+            raise FileNotFoundError(f"no checkpoint in {self.directory}")
+        return steps
+
     def _restore_intact(self, step: Optional[int], abstract_of: Callable[[int], Any], set_aside: Optional[str],
                         what: str) -> dict:
         """orbax's ``{'state', 'meta'}`` of ``step`` or of the newest intact checkpoint, ``abstract_of(step)``
         naming the part of the state to read (partial restore)."""
-        steps = [step] if step is not None else sorted(self.manager.all_steps(), reverse=True)
-        if not steps:
-            raise FileNotFoundError(f"no checkpoint in {self.directory}")
+        steps = self.steps_to_try(step)
         problems = []
         for s in steps:
             problem = self.damage(s)
@@ -190,11 +195,8 @@ def read_meta(directory: PathLike, step: Optional[int] = None) -> dict:
     restoring arrays."""
     ckpt = Checkpoints(directory, every_steps=1)
     try:
-        steps = [step] if step is not None else sorted(ckpt.manager.all_steps(), reverse=True)
-        if not steps:
-            raise FileNotFoundError(f"no checkpoint in {directory}")
         problems = []
-        for s in steps:
+        for s in ckpt.steps_to_try(step):
             problem = ckpt.damage(s)
             if problem is None:
                 meta = ckpt.manager.restore(s, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
