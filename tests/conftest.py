@@ -15,7 +15,7 @@ import numpy as np
 import optax
 import pytest
 
-from tgo_jax import data, models
+from tgo_jax import attacks, data, models
 
 NUM_TRAIN, NUM_TEST = 4096, 256
 TRAIN_STEPS, TRAIN_BATCH, TRAIN_LR = 300, 64, 3e-3
@@ -81,3 +81,9 @@ def trained_small(fmnist_small) -> TrainedModel:
     model = models.create("small", channels=(8, 16), hidden=32, num_steps=2)
     variables = _train(model, fmnist_small.train)
     return TrainedModel(model, variables, fmnist_small.test)
+
+
+def attack_setup(trained: TrainedModel, batch: int):
+    """(model, logits_fn, variables, x, y): the first ``batch`` test images of a trained model, for attacks."""
+    return (trained.model, attacks.model_logits_fn(trained.model), trained.variables,
+            jnp.asarray(trained.test.x[:batch]), jnp.asarray(trained.test.y[:batch]))

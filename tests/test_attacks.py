@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from tgo_jax import attacks, models
+from tests.conftest import attack_setup
 
 EPS = 0.1
 BATCH = 128
@@ -29,10 +30,7 @@ BATCH = 128
 
 @pytest.fixture(scope="module")
 def setup(trained_small):
-    logits_fn = attacks.model_logits_fn(trained_small.model)
-    x = jnp.asarray(trained_small.test.x[:BATCH])
-    y = jnp.asarray(trained_small.test.y[:BATCH])
-    return trained_small.model, logits_fn, trained_small.variables, x, y
+    return attack_setup(trained_small, BATCH)
 
 
 @functools.cache

@@ -15,6 +15,7 @@ import pytest
 
 from tgo_jax import attacks, models, neurons, surrogate
 from tgo_jax.attacks import snn_adaptive
+from tests.conftest import attack_setup
 
 EPS = 0.1
 BATCH = 64
@@ -22,10 +23,7 @@ BATCH = 64
 
 @pytest.fixture(scope="module")
 def setup(trained_small):
-    logits_fn = attacks.model_logits_fn(trained_small.model)
-    x = jnp.asarray(trained_small.test.x[:BATCH])
-    y = jnp.asarray(trained_small.test.y[:BATCH])
-    return trained_small.model, logits_fn, trained_small.variables, x, y
+    return attack_setup(trained_small, BATCH)
 
 
 def _run(setup, attack, seed=0):
