@@ -36,7 +36,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from tgo_jax import analysis, attacks, data
-from tgo_train import cli, evaluate, reproduce_report, resume, tables, train
+from tgo_train import cli, evaluate, notebook_runs, reproduce_report, resume, tables, train
 from tgo_train.configs import fmnist_tgo, fmnist_vanilla
 
 # ----------------------------------------------------------------------------- the grid
@@ -45,11 +45,17 @@ from tgo_train.configs import fmnist_tgo, fmnist_vanilla
 # exactly as tgo_train/configs/fmnist_tgo.py sets them.
 _TGO = {"margin.enabled": True, "margin.lambda_max": fmnist_tgo.get_config().margin.lambda_max,
         "neuron.kind": "noisy"}
+_ABLATION_LABELS = {"vanilla": "vanilla (TET)", "mc": "MC only", "nlif": "NLIF only", "tgo": "TGO (MC + NLIF)"}
+
+
+def _ablation_overrides(margin: bool, kind: str) -> dict:
+    """The overrides of one row of the Table 4 ablation (``notebook_runs.ABLATION_GRID``, the one grid)."""
+    out = {"margin.enabled": True, "margin.lambda_max": _TGO["margin.lambda_max"]} if margin else {}
+    return dict(out, **{"neuron.kind": "noisy"}) if kind == "noisy" else out
+
+
 MODELS = {
-    "vanilla": ("vanilla (TET)", {}),
-    "mc": ("MC only", {"margin.enabled": True, "margin.lambda_max": _TGO["margin.lambda_max"]}),
-    "nlif": ("NLIF only", {"neuron.kind": "noisy"}),
-    "tgo": ("TGO (MC + NLIF)", _TGO),
+    **{name: (_ABLATION_LABELS[name], _ablation_overrides(*row)) for name, row in notebook_runs.ABLATION_GRID.items()},
     "at": ("AT", {"strategy": "at"}),
     "at_tgo": ("AT + TGO", dict(_TGO, strategy="at")),
     "rat": ("RAT", {"strategy": "rat", "optim.weight_decay": 0.0}),  # paper: RAT without weight decay
