@@ -1,6 +1,6 @@
 r"""Gradient-masking audit of a trained workdir (docs/robustness.md).
 
-    python -m tgo_train.evaluate --audit --workdir DIR [--audit_size full|quick|ci] [--eps 8/255] \
+    python -m tgo_train.evaluate --audit --workdir DIR [--audit_size full|quick|small|ci] [--eps 8/255] \
         [--num_examples 1000] [--transfer_from OTHER_DIR]
 
 Runs the checks below on the run's test images and writes ``audit.json`` and ``audit.md`` in DIR, each
@@ -53,6 +53,9 @@ class AuditSizes:
 SIZES = {
     "full": AuditSizes(),
     "quick": AuditSizes(restarts=(1, 3), eot_draws=(1, 10, 20), eot=10, steps=50, queries=1000, num_targets=3),
+    # A noisy model's audit on a CPU in tens of minutes (EoT 4 for the white-box rows, 20 iterations).
+    "small": AuditSizes(restarts=(1, 3), eot_draws=(1, 10, 20), eot=4, steps=20, sweep_steps=5, queries=300,
+                        num_targets=3),
     "ci": AuditSizes(pgd_steps=(2, 4), restarts=(1, 2), eot_draws=(1, 2), eot=2, draws=2, steps=3, sweep_steps=2,
                      queries=10, num_targets=2, unbounded_steps=5, sweep_rules=(("rectangle", 0.5), ("bptr", None))),
 }

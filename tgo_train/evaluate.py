@@ -10,7 +10,7 @@ the mean over fresh noise draws (``--draws``). ``--attacks`` takes any attack of
 (``tgo_jax.attacks.names()``: APGD-T, FAB-T, Square, AutoAttack, ASSG, Sweep, ...). Every attack runs with
 the batch sharded over all devices (``--num_devices``), also over several processes with ``--distributed``.
 
-    python -m tgo_train.evaluate --audit --workdir DIR [--audit_size full|quick|ci] [--transfer_from DIR2]
+    python -m tgo_train.evaluate --audit --workdir DIR [--audit_size full|quick|small|ci] [--transfer_from DIR2]
 
 runs the gradient-masking audit (``tgo_train/audit.py``) and writes ``audit.json`` and ``audit.md``.
 """
@@ -27,7 +27,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from tgo_jax import attacks, data, sharding
-from tgo_train import cli, distributed, feed, records, train, workdir as workdirs
+from tgo_train import audit, cli, distributed, feed, records, train, workdir as workdirs
 from tgo_train.checkpoint import Checkpoints, read_meta
 from tgo_train.configs.base import get_base_config
 from tgo_train.progress import Progress
@@ -312,7 +312,7 @@ def define_flags():
     flags.DEFINE_integer("event_steps", 50, "steps of the event attack on DVS workdirs (0 = skip it)",
                          lower_bound=0)
     flags.DEFINE_bool("audit", False, "run the gradient-masking audit instead (writes audit.json, audit.md)")
-    flags.DEFINE_enum("audit_size", "full", ["full", "quick", "ci"], "audit attack sizes (tgo_train/audit.py)")
+    flags.DEFINE_enum("audit_size", "full", list(audit.SIZES), "audit attack sizes (tgo_train/audit.py)")
     flags.DEFINE_string("transfer_from", None, "audit: workdir of the transfer attack's source model")
     distributed.define_flags()
 
@@ -327,7 +327,6 @@ def main(argv):
     distributed.initialize_from_flags()
     primary = distributed.is_primary()
     if F.audit:
-        from tgo_train import audit
         for workdir in F.workdir:
             result = audit.audit_workdir(workdir, eps=parse_eps(F.eps[0]), alpha=F.alpha,
                                          sizes=audit.SIZES[F.audit_size], num_examples=F.num_examples,
