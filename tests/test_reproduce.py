@@ -174,3 +174,17 @@ def test_load_needs_the_first_seed_of_every_model(tmp_path):
     (tmp_path / "results" / "results.json").write_text(json.dumps(results))
     assert reproduce_report.load(str(tmp_path), ["vanilla", "tgo"]) is None  # a column missing
     assert reproduce_report.load(str(tmp_path / "nowhere"), ["vanilla"]) is None
+
+
+def test_grid_runs_the_ablation_over_every_seed_before_the_other_models(monkeypatch, tmp_path):
+    order = []
+    monkeypatch.setattr(reproduce, "_complete", lambda *a: False)
+    monkeypatch.setattr(reproduce, "write_report", lambda *a, **k: None)
+    monkeypatch.setattr(reproduce, "run_one", lambda run_dir, model, seed, size, names, eps:
+                        order.append((len(names), model, seed)))
+    reproduce.run_grid(str(tmp_path), [0, 1], "ci", ["at", "vanilla", "tgo"], ["Clean", "FGSM", "Square"], EPS)
+    paper, all_ = 2, 3
+    assert order == [(paper, "vanilla", 0), (paper, "tgo", 0), (paper, "vanilla", 1), (paper, "tgo", 1),
+                     (paper, "at", 0), (paper, "at", 1),
+                     (all_, "vanilla", 0), (all_, "tgo", 0), (all_, "vanilla", 1), (all_, "tgo", 1),
+                     (all_, "at", 0), (all_, "at", 1)]

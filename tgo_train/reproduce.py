@@ -331,15 +331,18 @@ def measure(run, variables, size: Size, seed: int) -> dict:
 def run_grid(workdir: str, seeds: Sequence[int], size_name: str, models: Sequence[str],
              attack_names: Sequence[str] = ATTACKS, eps_list: Sequence[float] = EPS,
              report_dir: Optional[str] = None, stop_after: Optional[int] = None) -> None:
-    """Runs every (seed, model) in seed-major order, first with the paper's columns only, then with
-    the rest (the strong suite), so a partial grid covers every model and the paper's table first.
+    """Runs every (seed, model): first with the paper's columns only, then with the rest (the strong
+    suite); within each, the Table 4 ablation over every seed before the other models, seed-major. A
+    partial grid thus has the paper's table of the ablation with error bars first.
     Writes the report after each run; ``stop_after`` stops after that many runs were worked on (tests)."""
     paper = [n for n in attack_names if n in PAPER_ATTACKS]
     phases = [paper, list(attack_names)] if paper and len(paper) < len(attack_names) else [list(attack_names)]
+    ablation = [m for m in models if m in notebook_runs.ABLATION_GRID]
+    groups = [g for g in (ablation, [m for m in models if m not in ablation]) if g]
     worked = 0
-    for names in phases:
+    for names, group in ((n, g) for n in phases for g in groups):
         for seed in seeds:
-            for model in models:
+            for model in group:
                 run_dir = reproduce_report.run_dir(workdir, size_name, model, seed)
                 if _complete(run_dir, names, eps_list, SIZES[size_name]):
                     print(f"== {model} seed {seed} ({len(names)} columns): done, skipped", flush=True)
