@@ -39,7 +39,7 @@ def _forward(config: lif.NeuronConfig, currents_tb: Array, noise_key: Array):
 
     v0 = jnp.zeros(currents_tb.shape[1:], currents_tb.dtype)
     _, (spikes_tb, h_tb) = lax.scan(step, v0, (currents_tb, lif.time_steps(currents_tb.shape[0])),
-                                    unroll=True if config.scan_unroll else 1)
+                                    unroll=config.scan_unroll)
     return spikes_tb, h_tb
 
 
@@ -72,7 +72,7 @@ def _run_bwd(config, residuals, cotangents):
 
     dv0 = jnp.zeros(h_tb.shape[1:], h_tb.dtype)
     _, d_currents = lax.scan(step, dv0, (h_tb, lif.time_steps(h_tb.shape[0]), ds_tb, dh_tb), reverse=True,
-                             unroll=True if config.scan_unroll else 1)
+                             unroll=config.scan_unroll)
     return d_currents, None
 
 

@@ -123,7 +123,7 @@ def run(config: NeuronConfig, currents_tb: Array, key: Array | None = None):
         v0 = jnp.zeros(currents_tb.shape[1:], currents_tb.dtype)
         _, (spikes_tb, h_tb) = lax.scan(make_step(config, noise_key), v0,
                                         (currents_tb, lif.time_steps(currents_tb.shape[0])),
-                                        unroll=True if config.scan_unroll else 1)
+                                        unroll=config.scan_unroll)
     if config.backward == "bptr":
         spikes_tb = bptr_gate(spikes_tb)
     return spikes_tb, h_tb
