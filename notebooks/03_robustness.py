@@ -31,10 +31,11 @@
 # then an ε sweep, a sweep of the Noisy-LIF σ used at evaluation for the TGO model, and loss landscapes
 # (`analysis.landscape_directions` + `analysis.loss_landscape`) on clean and PGD inputs.
 #
-# When the reproduction (`python -m tgo_train.reproduce`, several seeds, longer training, more attacks;
-# its report is `RESULTS.md`) has finished the seed-0 runs of these four models, this notebook reads its
-# results instead of training its own one-seed grid: the table shows the reproduction's mean ± std over
-# seeds, and the sweeps below use its seed-0 models. Otherwise trained models are cached under
+# When the reproduction's report (`python -m tgo_train.reproduce`, several seeds, longer training, more
+# attacks; `RESULTS.md` and `results/results.json` in the repository) has the seed-0 runs of these four
+# models, this notebook reads its results instead of training its own one-seed grid: the table shows the
+# reproduction's mean ± std over seeds, and the sweeps below use its seed-0 models (trained again with the
+# reproduction's configs when they are not on this machine). Otherwise trained models are cached under
 # `runs/ablation/<name>` (`full` size, default), so a rerun only evaluates. `TGO_NOTEBOOK_SIZE=ci` trains
 # tiny nets for a few dozen steps in a temporary directory (for the tests; its numbers mean nothing). All
 # numbers on this page are computed here or read from the reproduction; the paper's are quoted only in the
@@ -67,7 +68,7 @@ import optax
 from absl import logging as absl_logging
 
 from tgo_jax import analysis, attacks, models
-from tgo_train import evaluate, notebook_runs, reproduce_report, train
+from tgo_train import evaluate, notebook_runs, reproduce, reproduce_report, train
 from tgo_train.tables import eps_label, print_table
 
 notebook_runs.check_size(SIZE)
@@ -91,17 +92,24 @@ print(f"size={SIZE}: {S}; jax {jax.__version__} on {jax.devices()[0].platform} "
 # %% [markdown]
 # ## The reproduction's results, when they exist
 #
-# `TGO_REPRODUCE_DIR` (default `runs/reproduce` in `full` size; unset in `ci` size, so the tests stay
-# self-contained) is the reproduction's workdir. Its results are used when `results/results.json` is there
-# and the seed-0 runs of vanilla, mc, nlif and tgo are finished.
+# The reproduction's report is `results/results.json` (committed in the repository, written by
+# `python -m tgo_train.reproduce --report_dir .`); `TGO_REPRODUCE_REPORT` names another folder holding one.
+# Its numbers are used when the seed-0 runs of vanilla, mc, nlif and tgo have the table's columns. Their
+# models are taken from the reproduction's workdir, `TGO_REPRODUCE_DIR` (default `runs/reproduce`); a model
+# that is not there (a fresh clone) is trained again with the reproduction's config (a few CPU minutes each),
+# and its test accuracy is printed beside the committed one. In `ci` size the report is read only when
+# `TGO_REPRODUCE_REPORT` is set, so the tests stay self-contained.
 
 # %%
-REPRO_DIR = os.environ.get("TGO_REPRODUCE_DIR") or (os.path.join("runs", "reproduce") if SIZE == "full" else None)
-REPRO = reproduce_report.load(REPRO_DIR, models=tuple(notebook_runs.ABLATION_GRID)) if REPRO_DIR else None
+REPORT_DIR = os.environ.get("TGO_REPRODUCE_REPORT") or ("." if SIZE == "full" else None)
+REPRO_DIR = os.environ.get("TGO_REPRODUCE_DIR") or os.path.join("runs", "reproduce")
+REPRO = (reproduce_report.load(REPORT_DIR, models=tuple(notebook_runs.ABLATION_GRID), workdir=REPRO_DIR)
+         if REPORT_DIR else None)
 if REPRO:
     S["pgd_steps"], PGD = 10, "PGD10"  # the reproduction's PGD column
     ATTACKS = ("Clean", "FGSM", "RFGSM", PGD)
-    print(f"using the reproduction in {REPRO_DIR}: size {REPRO['size']}, seeds {REPRO['seeds']}, "
+    print(f"using the reproduction's report in {REPORT_DIR}/results and its models in {REPRO_DIR}: "
+          f"size {REPRO['size']}, seeds {REPRO['seeds']}, "
           f"grid {'complete' if REPRO['complete'] else 'incomplete'}")
 else:
     print("no finished reproduction found: training this notebook's own one-seed grid")
@@ -131,10 +139,13 @@ else:
 RUNS, TRAIN_INFO = {}, {}
 for name in NAMES:
     t0 = time.time()
-    if REPRO:  # the reproduction's seed-0 model
+    if REPRO:  # the reproduction's seed-0 model (trained again when its workdir is not here)
         workdir = REPRO["workdirs"][name]
+        record = reproduce.train_run(workdir, name, REPRO["seeds"][0], REPRO["size"])
         run, variables, step = evaluate.load_run(workdir, num_examples=S["n_eval"])
-        record, config = REPRO["final"][name], run.config
+        config = run.config
+        print(f"{name}: test accuracy {100 * record['test_accuracy']:.2f}% here, "
+              f"{100 * REPRO['final'][name]['test_accuracy']:.2f}% in the report")
     else:
         config, workdir = ablation_config(name), os.path.join(ROOT, name)
         notebook_runs.check_cached(config, workdir)

@@ -188,3 +188,69 @@ def test_grid_runs_the_ablation_over_every_seed_before_the_other_models(monkeypa
                      (paper, "at", 0), (paper, "at", 1),
                      (all_, "vanilla", 0), (all_, "tgo", 0), (all_, "vanilla", 1), (all_, "tgo", 1),
                      (all_, "at", 0), (all_, "at", 1)]
+
+
+def test_per_example_hits_round_trip_through_their_encoding():
+    hits = {"on": {"8/255": {"FGSM": [1.0, 0.0, 1.0], "PGD10": [0.5, 1.0, 0.0]}},
+            "off": {"0.1": {"Clean": [2 / 3, 1 / 3, 1.0]}}}
+    encoded = reproduce_report.encode_per_example(hits)
+    assert encoded["on"]["8/255"] == {"FGSM": "1:101", "PGD10": "2:120"} and encoded["off"]["0.1"]["Clean"] == "3:213"
+    decoded = reproduce_report.decode_per_example(encoded)
+    assert decoded["off"]["0.1"]["Clean"] == pytest.approx(hits["off"]["0.1"]["Clean"])
+    assert decoded["on"] == hits["on"]
+    with pytest.raises(ValueError, match="shares of at most 9 draws"):
+        reproduce_report.encode_per_example({"on": {"0.1": {"FGSM": [0.123]}}})
+
+
+def _finished_record(model, seed, names, value=50.0):
+    """A record of the ci size with every cell of ``names`` at both ε, as the program writes it."""
+    size = dataclasses.asdict(reproduce.SIZES["ci"])
+    config = json.loads(json.dumps(reproduce.run_config(model, seed, reproduce.SIZES["ci"]).to_dict(), default=str))
+    noisy = config["neuron"]["kind"] == "noisy"
+    noises = ("on", "off") if noisy else ("on",)
+    eps = [reproduce_report.eps_label(e) for e in reproduce.EPS]
+    return {"model": model, "seed": seed, "size": "ci", "size_spec": size, "config": config, "train_commit": "abc",
+            "metrics": [{"epoch": 1, "test_accuracy": 0.5}],
+            "accuracy": {n: {e: {a: value for a in names} for e in eps} for n in noises},
+            "per_example": {n: {e: {a: [1.0, 0.0] for a in names} for e in eps} for n in noises},
+            "cell_spec": {n: {e: {a: reproduce.cell_spec(a, size, noisy and n == "on") for a in names} for e in eps}
+                          for n in noises},
+            "analysis": {n: {"neighbour_share": 0.3, "grad_l1": 1.0} for n in noises}}
+
+
+def test_the_committed_report_resumes_the_grid_on_a_fresh_machine(monkeypatch, tmp_path):
+    """The report in the repository is what survives a machine: its finished runs are skipped (with no
+    workdir at all), are kept in the next report, and a run retrained for more columns is compared with it."""
+    names = ["Clean", "FGSM", "Square"]
+    repo, workdir = str(tmp_path / "repo"), str(tmp_path / "fresh")
+    models = {m: reproduce.MODELS[m][0] for m in ("vanilla", "sr")}
+    records = [_finished_record("vanilla", 0, names), _finished_record("sr", 0, names[:2]),
+               _finished_record("sr", 1, names[:2])]
+    reproduce_report.write(repo, records, size_name="ci", size_spec=dataclasses.asdict(reproduce.SIZES["ci"]),
+                           seeds=[0, 1], models=models, attack_names=names, paper_names=reproduce.PAPER_ATTACKS,
+                           eps_labels=[reproduce_report.eps_label(e) for e in reproduce.EPS])
+    committed = reproduce_report.read_committed(repo, "ci")
+    assert set(committed) == {("vanilla", 0), ("sr", 0), ("sr", 1)}
+    assert committed[("vanilla", 0)]["per_example"]["on"]["0.1"]["Square"] == [1.0, 0.0]
+    assert reproduce_report.read_committed(repo, "small") == {}  # another size's report is not this grid
+
+    worked = []
+
+    def fake_run_one(run_dir, model, seed, size, columns, eps):
+        worked.append((len(columns), model, seed))
+        record = _finished_record(model, seed, columns, value=60.0)
+        os.makedirs(run_dir, exist_ok=True)
+        reproduce._write_json(os.path.join(run_dir, "reproduce.json"), record)
+        return record
+
+    monkeypatch.setattr(reproduce, "run_one", fake_run_one)
+    reproduce.run_grid(workdir, [0, 1], "ci", list(models), names, reproduce.EPS, report_dir=repo, only=["sr/0"])
+    # vanilla/0 is complete in the report; sr/0 needs the strong column; sr/1 and vanilla/1 are not asked for.
+    assert worked == [(3, "sr", 0)]
+    results = json.load(open(os.path.join(repo, "results", "results.json")))
+    runs = {(r["model"], r["seed"]): r for r in results["runs"]}
+    assert set(runs) == {("vanilla", 0), ("sr", 0), ("sr", 1)}  # the committed runs stay in the report
+    check = runs[("sr", 0)]["committed_check"]  # the retrained run replaced its record, compared with it
+    assert check["same_test_curve"] and check["cells_equal"] == 0 and len(check["cells_differ"]) == 4  # Clean, FGSM at 2 ε
+    assert runs[("sr", 0)]["accuracy"]["on"]["0.1"]["Square"] == 60.0
+    assert "Retrained runs against their first record" in open(os.path.join(repo, "RESULTS.md")).read()

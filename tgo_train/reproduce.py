@@ -263,6 +263,17 @@ def run_one(workdir: str, model: str, seed: int, size_name: str, attack_names: S
     return record
 
 
+def train_run(run_dir: str, model: str, seed: int, size_name: str) -> dict:
+    """Trains one (model, seed) of the grid in ``run_dir`` (resuming; nothing when finished) without
+    evaluating it, and returns its last metrics record: the model of a committed run, for a notebook on a
+    fresh clone. The same config as ``run_one``; equal to the committed model when the code and JAX are
+    the ones it was trained with (its ``train_commit``)."""
+    config = run_config(model, seed, SIZES[size_name])
+    if not _training_finished(run_dir, config):
+        train.train_and_evaluate(config, run_dir)
+    return _read_metrics(run_dir)[-1]
+
+
 def stale_cells(record: dict, noise: str, eps: str, size: Size, stochastic: bool) -> list:
     """The cells evaluated with other settings than the size's now; a cell without its own spec was
     evaluated with the record's ``size_spec``."""
@@ -330,11 +341,18 @@ def measure(run, variables, size: Size, seed: int) -> dict:
 
 def run_grid(workdir: str, seeds: Sequence[int], size_name: str, models: Sequence[str],
              attack_names: Sequence[str] = ATTACKS, eps_list: Sequence[float] = EPS,
-             report_dir: Optional[str] = None, stop_after: Optional[int] = None) -> None:
+             report_dir: Optional[str] = None, stop_after: Optional[int] = None,
+             only: Optional[Sequence[str]] = None) -> None:
     """Runs every (seed, model): first with the paper's columns only, then with the rest (the strong
     suite); within each, the Table 4 ablation over every seed before the other models, seed-major. A
     partial grid thus has the paper's table of the ablation with error bars first.
+
+    A run that the report in ``report_dir`` (the committed one) already has with the columns asked for is
+    skipped, even when its workdir is gone (a fresh machine); one that needs more columns is retrained (training
+    is deterministic) and compared with the committed record (``reproduce_report.agreement``).
+    ``only``: work on these runs alone (``model`` or ``model/seed``), the report still covers the grid.
     Writes the report after each run; ``stop_after`` stops after that many runs were worked on (tests)."""
+    committed = reproduce_report.read_committed(report_dir or workdir, size_name)
     paper = [n for n in attack_names if n in PAPER_ATTACKS]
     phases = [paper, list(attack_names)] if paper and len(paper) < len(attack_names) else [list(attack_names)]
     ablation = [m for m in models if m in notebook_runs.ABLATION_GRID]
@@ -344,21 +362,45 @@ def run_grid(workdir: str, seeds: Sequence[int], size_name: str, models: Sequenc
         for seed in seeds:
             for model in group:
                 run_dir = reproduce_report.run_dir(workdir, size_name, model, seed)
-                if _complete(run_dir, names, eps_list, SIZES[size_name]):
+                old = committed.get((model, seed))
+                if _complete(_best_record(run_dir, old), names, eps_list, SIZES[size_name]):
                     print(f"== {model} seed {seed} ({len(names)} columns): done, skipped", flush=True)
+                    continue
+                if only and model not in only and f"{model}/{seed}" not in only:
                     continue
                 if stop_after is not None and worked >= stop_after:
                     return
                 print(f"== {model} seed {seed} ({len(names)} columns) -> {run_dir}", flush=True)
                 t0 = time.time()
-                run_one(run_dir, model, seed, size_name, names, eps_list)
+                record = run_one(run_dir, model, seed, size_name, names, eps_list)
+                if old is not None:
+                    record["committed_check"] = reproduce_report.agreement(record, old)
+                    _write_json(os.path.join(run_dir, "reproduce.json"), record)
+                    check = record["committed_check"]
+                    print(f"   against the committed record: test curve "
+                          f"{'equal' if check['same_test_curve'] else 'DIFFERENT'}, {check['cells_equal']} cells "
+                          f"equal, {len(check['cells_differ'])} differ {check['cells_differ'][:4]}", flush=True)
                 print(f"== {model} seed {seed}: {time.time() - t0:.0f} s", flush=True)
                 worked += 1
                 write_report(workdir, size_name, seeds, models, attack_names, eps_list, report_dir)
 
 
-def _complete(run_dir: str, attack_names, eps_list, size: Size) -> bool:
+def _best_record(run_dir: str, committed: Optional[dict]) -> Optional[dict]:
+    """The run's record in its workdir; the committed one when the workdir has none (a fresh machine) or
+    holds another training of the run with fewer cells (retrained, its evaluation under way)."""
     record = _read_json(os.path.join(run_dir, "reproduce.json"))
+    if record is None or committed is None or _same_training(record, committed):
+        return record or committed
+    return committed if reproduce_report.n_cells(committed) > reproduce_report.n_cells(record) else record
+
+
+def _same_training(a: dict, b: dict) -> bool:
+    """Whether two records are of one training (a report's copy of a workdir's record)."""
+    key = lambda r: (r.get("train_commit"), r.get("train_wall_s"), r.get("train_cpu_s"))
+    return key(a) == key(b)
+
+
+def _complete(record: Optional[dict], attack_names, eps_list, size: Size) -> bool:
     if record is None or not reproduce_report.is_complete(record, attack_names, eps_list):
         return False
     noisy = record["config"]["neuron"]["kind"] == "noisy"
@@ -368,11 +410,13 @@ def _complete(run_dir: str, attack_names, eps_list, size: Size) -> bool:
 
 def write_report(workdir: str, size_name: str, seeds, models, attack_names=ATTACKS, eps_list=EPS,
                  report_dir: Optional[str] = None) -> str:
-    """Collects the runs found for (size, seeds, models) and writes RESULTS.md, results.json, figures."""
+    """Collects the runs found for (size, seeds, models), in the workdir or the report already in
+    ``report_dir`` (``_best_record``), and writes RESULTS.md, results.json, figures."""
+    committed = reproduce_report.read_committed(report_dir or workdir, size_name)
     records = []
     for seed in seeds:
         for model in models:
-            r = _read_json(os.path.join(reproduce_report.run_dir(workdir, size_name, model, seed), "reproduce.json"))
+            r = _best_record(reproduce_report.run_dir(workdir, size_name, model, seed), committed.get((model, seed)))
             if r is not None:
                 records.append(r)
     convergence = _read_convergence(workdir)
@@ -423,6 +467,7 @@ def define_flags():
     flags.DEFINE_integer("convergence_epochs", 0,
                          "first train vanilla this many epochs on all images (the curve)")
     flags.DEFINE_integer("stop_after", None, "stop after working on this many runs")
+    flags.DEFINE_list("only", [], "work on these runs alone ('model' or 'model/seed'); the report covers the grid")
 
 
 def main(argv):
@@ -437,6 +482,10 @@ def main(argv):
     unknown = sorted(set(F.models) - set(MODELS))
     if unknown:
         raise app.UsageError(f"unknown --models {unknown}; known: {list(MODELS)}")
+    bad = [o for o in F.only if o.split("/")[0] not in F.models or
+           (o.count("/") == 1 and not o.split("/")[1].lstrip("-").isdigit()) or o.count("/") > 1]
+    if bad:
+        raise app.UsageError(f"--only {bad}: each must be 'model' or 'model/seed' with a model of --models")
     size = SIZES[F.size]
     eps_list = [evaluate.parse_eps(e) for e in F.eps]
     attack_suite(F.attacks, eps=eps_list[0], eot=1, size=size)  # unknown names fail before training
@@ -448,7 +497,7 @@ def main(argv):
         run_convergence(F.workdir, F.convergence_epochs)
     if not F.report_only:
         run_grid(F.workdir, seeds, F.size, F.models, F.attacks, eps_list,
-                 F.report_dir, F.stop_after)
+                 F.report_dir, F.stop_after, F.only)
     path = write_report(F.workdir, F.size, seeds, F.models, F.attacks, eps_list,
                         F.report_dir)
     print(f"report: {path}", flush=True)

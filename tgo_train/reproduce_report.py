@@ -78,16 +78,21 @@ def run_dir(workdir: str, size_name: str, model: str, seed: int) -> str:
     return os.path.join(workdir, size_name, model, f"seed{seed}")
 
 
-def load(workdir: str, models: Sequence[str], columns: Sequence[str] = ("Clean", "FGSM", "RFGSM", "PGD10"),
-         noise: str = "on") -> Optional[dict]:
-    """The reproduction's results for ``models`` as written in ``workdir/results/results.json``, or None
+def load(report_dir: str, models: Sequence[str], columns: Sequence[str] = ("Clean", "FGSM", "RFGSM", "PGD10"),
+         noise: str = "on", workdir: Optional[str] = None) -> Optional[dict]:
+    """The reproduction's results for ``models`` as written in ``report_dir/results/results.json``, or None
     unless the first seed's run of every model is trained and has ``columns`` at every ε.
+
+    ``workdir``: the reproduction's workdir, where the runs' models are (default ``report_dir``); the
+    models may be missing there (a fresh clone with the committed report): ``tgo_train.reproduce.train_run``
+    trains them again.
 
     Returns:
       ``{"size", "size_spec", "seeds", "complete", "workdirs": {model: first seed's run dir},
       "final": {model: its last metrics record}, "accuracy": {model: {ε label: {column: mean_std}}}}``.
     """
-    path = os.path.join(workdir, "results", "results.json")
+    workdir = workdir or report_dir
+    path = os.path.join(report_dir, "results", "results.json")
     if not os.path.exists(path):
         return None
     with open(path) as f:
@@ -383,6 +388,7 @@ def render(summary: dict, records: Sequence[dict]) -> str:
             "input gradients sparser (its Fig. 5)."]
     out += _convergence_lines(summary.get("convergence"))
     out += _timing_lines(records, list(models), n)
+    out += _agreement_lines(records)
     out += ["", "## Figures", "", "![accuracy](results/accuracy.png)"]
     if summary.get("convergence"):
         out.append("![convergence](results/convergence.png)")
@@ -403,6 +409,21 @@ def _convergence_lines(curve: Optional[list]) -> list:
             f"Vanilla, seed 0, all 60k training images, a {curve[0]['epochs_total']}-epoch cosine schedule, "
             "test accuracy on all 10k test images after each epoch (this sets the `full` size):", "",
             _table(["epoch", "test accuracy %", "elapsed s"], rows)]
+
+
+def _agreement_lines(records) -> list:
+    """Runs retrained on a later machine (their workdir was gone) against their committed records."""
+    checked = [r for r in sorted(records, key=lambda r: (r["seed"], r["model"])) if r.get("committed_check")]
+    if not checked:
+        return []
+    rows = [[r["model"], str(r["seed"]), "equal" if c["same_test_curve"] else "different", str(c["cells_equal"]),
+             str(len(c["cells_differ"])), (c.get("committed_train_commit") or "?")[:12]]
+            for r in checked for c in [r["committed_check"]]]
+    return ["", "## Retrained runs against their first record", "",
+            "A run whose workdir was lost (a fresh machine) is retrained to evaluate more columns; training is "
+            "deterministic, so its test-accuracy curve and the cells it shares with its committed record should be "
+            "equal. The cells that differ are in `results/results.json` (`committed_check`).", "",
+            _table(["model", "seed", "test curve", "cells equal", "cells different", "first trained at"], rows)]
 
 
 def _run_cpu_seconds(r: dict) -> float:
@@ -489,6 +510,90 @@ def plot_convergence(curve: list, path: str) -> None:
     plt.close(fig)
 
 
+# ----------------------------------------------------------------------------- the committed report
+
+PER_EXAMPLE_FILE = "per_example.json"
+
+
+def encode_per_example(per_example: dict) -> dict:
+    """Each column's per-example correctness (shares k/d of d noise draws, d ≤ 9) as one string
+    ``"d:kkk…"``: 200 examples take 202 characters instead of a list of floats, so every run's hits fit
+    in the committed ``results/per_example.json`` (the worst case over columns needs them)."""
+    return {noise: {eps: {name: _encode(v) for name, v in cells.items()} for eps, cells in by_eps.items()}
+            for noise, by_eps in per_example.items()}
+
+
+def _encode(values: Sequence[float]) -> str:
+    v = np.asarray(values, dtype=np.float64)
+    for d in range(1, 10):
+        k = np.round(v * d)
+        if np.all(np.abs(v * d - k) < 1e-2) and np.all((k >= 0) & (k <= d)):
+            return f"{d}:" + "".join(str(int(x)) for x in k)
+    raise ValueError("per-example values are not shares of at most 9 draws")
+
+
+def decode_per_example(encoded: dict) -> dict:
+    """Inverse of ``encode_per_example`` (shares as floats)."""
+    def decode(s: str) -> list:
+        d, digits = s.split(":")
+        return [int(c) / int(d) for c in digits]
+    return {noise: {eps: {name: decode(s) for name, s in cells.items()} for eps, cells in by_eps.items()}
+            for noise, by_eps in encoded.items()}
+
+
+def read_committed(report_dir: str, size_name: str) -> dict:
+    """``{(model, seed): record}`` of the report under ``report_dir/results`` (the repository's, when the
+    report is written there) for ``size_name``, per-example hits included; {} without one.
+
+    A run's workdir (checkpoints, ``reproduce.json``) lives on one machine, the report in the repository:
+    a later session on a fresh machine finds the finished runs here, so it neither repeats their columns
+    nor loses them from the report (``tgo_train.reproduce``)."""
+    path = os.path.join(report_dir, "results", "results.json")
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        results = json.load(f)
+    if results.get("size") != size_name:
+        return {}
+    hits_path = os.path.join(report_dir, "results", PER_EXAMPLE_FILE)
+    hits = {}
+    if os.path.exists(hits_path):
+        with open(hits_path) as f:
+            hits = json.load(f)
+    out = {}
+    for r in results["runs"]:
+        key = f"{r['model']}/seed{r['seed']}"
+        out[(r["model"], r["seed"])] = dict(r, per_example=decode_per_example(hits[key])) if key in hits else r
+    return out
+
+
+def n_cells(record: Optional[dict]) -> int:
+    """How many (noise, ε, column) accuracy cells a record has."""
+    return sum(len(cells) for by_eps in (record or {}).get("accuracy", {}).values() for cells in by_eps.values())
+
+
+def agreement(new: dict, old: dict) -> dict:
+    """How a retrained run compares with the committed record of the same (model, seed, config): training is
+    deterministic on one machine (same code, same JAX), so its test accuracy after each epoch and its
+    accuracy cells should be equal; a difference is reported, not hidden."""
+    curve = lambda r: [m.get("test_accuracy") for m in r.get("metrics", []) if not m.get("partial")]
+    same, differ = 0, []
+    for noise, by_eps in old.get("accuracy", {}).items():
+        for eps, cells in by_eps.items():
+            for name, value in cells.items():
+                if name.startswith("Worst"):
+                    continue
+                now = new.get("accuracy", {}).get(noise, {}).get(eps, {}).get(name)
+                if now is None:
+                    continue
+                if abs(now - value) < 1e-9:
+                    same += 1
+                else:
+                    differ.append(f"{noise} {eps} {name}: {value:.2f} -> {now:.2f}")
+    return {"same_test_curve": curve(new) == curve(old), "cells_equal": same, "cells_differ": differ,
+            "committed_train_commit": old.get("train_commit")}
+
+
 # ----------------------------------------------------------------------------- writing
 
 def write(out_dir: str, records: Sequence[dict], *, size_name: str, size_spec: dict, seeds: Sequence[int],
@@ -528,9 +633,12 @@ def write(out_dir: str, records: Sequence[dict], *, size_name: str, size_spec: d
                         "share_drop": PAPER_SHARE_DROP}
     fig_dir = os.path.join(out_dir, "results")
     os.makedirs(fig_dir, exist_ok=True)
-    runs = [{k: v for k, v in r.items() if k != "per_example"} for r in records]  # per-example: in the run dirs
+    runs = [{k: v for k, v in r.items() if k != "per_example"} for r in records]  # per-example: a file of its own
     _atomic_write(os.path.join(fig_dir, "results.json"), json.dumps(dict(summary, runs=runs), indent=1,
                                                                     default=str))
+    _atomic_write(os.path.join(fig_dir, PER_EXAMPLE_FILE), json.dumps(
+        {f"{r['model']}/seed{r['seed']}": encode_per_example(r.get("per_example", {})) for r in records},
+        indent=0, sort_keys=True))
     plot_accuracy(records, models, eps_labels, paper_names + [WORST_PAPER], os.path.join(fig_dir, "accuracy.png"))
     if convergence:
         plot_convergence(convergence, os.path.join(fig_dir, "convergence.png"))
