@@ -25,10 +25,9 @@ import os
 import time
 from typing import Optional
 
-import jax
 import numpy as np
 
-from tgo_jax import attacks, data
+from tgo_jax import attacks
 
 UNBOUNDED_MAX = 0.02  # (a): "about 0 %"
 
@@ -93,15 +92,14 @@ def _rows(model, variables, sizes: AuditSizes, eps: float, alpha: float, stochas
     return rows
 
 
-def per_example_correct(logits_fn, variables, attack, images, labels, *, batch_size: int, draws: int,
-                        key, eval_logits_fn=None) -> np.ndarray:
-    """[N] correctness after ``attack`` (share of ``draws`` fresh noise draws), batch by batch."""
-    fn = jax.jit(lambda v, x, y, k: attacks.robust_correct(attack, logits_fn, v, x, y, k, draws=draws,
-                                                           eval_logits_fn=eval_logits_fn))
-    out = []
-    for i, batch in enumerate(data.eval_batches(images, labels, batch_size)):
-        out.append(np.asarray(fn(variables, batch["image"], batch["label"], jax.random.fold_in(key, i))))
-    return np.concatenate(out)[: len(labels)]
+def _per_example(run, variables, name: str, attack, *, batch_size: int, draws: int, seed: int) -> np.ndarray:
+    """[N] correctness after ``attack`` (share of ``draws`` fresh noise draws): one row of
+    ``evaluate.evaluate_suite``, the one per-example evaluation of the programs."""
+    from tgo_train import evaluate  # evaluate imports this module for --audit
+
+    _, hits = evaluate.evaluate_suite(run, variables, [(name, attack)], batch_size=batch_size, draws=draws,
+                                      seed=seed, progress=False, per_example=True)
+    return hits[name]
 
 
 def run_audit(run, variables, *, eps: float = 8 / 255, alpha: float = 0.01, sizes: AuditSizes = SIZES["full"],
@@ -117,19 +115,17 @@ def run_audit(run, variables, *, eps: float = 8 / 255, alpha: float = 0.01, size
     model = run.model
     stochastic = bool(model.neuron.stochastic)
     draws = sizes.draws if stochastic else 1
-    images, labels = run.splits["test"]
-    n = len(labels)
-    logits_fn = attacks.model_logits_fn(model)
+    n = len(run.splits["test"][1])
     if transfer_from is None:
         transfer_from = ((attacks.model_logits_fn(model, kind="lif"), variables, "noise-off twin") if stochastic
                          else (attacks.model_logits_fn(model, surrogate="sigmoid"), variables, "sigmoid surrogate"))
     correct, seconds = {}, {}
-    key = jax.random.key(seed)
     for i, (name, attack, _) in enumerate(rows := _rows(model, variables, sizes, eps, alpha, stochastic,
                                                           transfer_from)):
         t0 = time.time()
-        correct[name] = per_example_correct(logits_fn, variables, attack, images, labels, batch_size=batch_size,
-                                            draws=draws, key=jax.random.fold_in(key, i))
+        # Clean is evaluated as such (no attack): its noise draws, not an attack's, decide it.
+        correct[name] = _per_example(run, variables, name, None if attack is attacks.no_attack else attack,
+                                     batch_size=batch_size, draws=draws, seed=seed * 1000 + i)
         seconds[name] = round(time.time() - t0, 1)
         log(f"audit: {name:28s} {100 * correct[name].mean():6.2f} %  ({seconds[name]} s)")
     groups = {name: group for name, _, group in rows}
@@ -165,13 +161,13 @@ def run_audit(run, variables, *, eps: float = 8 / 255, alpha: float = 0.01, size
     checks["d_worst_case"] = {"pass": acc[strongest] <= worst + tol(worst), "worst_case_accuracy": worst,
                               "strongest_single": strongest, "strongest_single_accuracy": acc[strongest]}
     if stochastic:
-        twin = attacks.model_logits_fn(model, kind="lif")
+        twin = dataclasses.replace(run, model=model.clone(neuron=dataclasses.replace(model.neuron, kind="lif")))
         off = {}
-        for name, attack in (("Clean", attacks.no_attack),
+        for name, attack in (("Clean", None),
                              (f"PGD{sizes.pgd_steps[0]}", attacks.make(f"PGD{sizes.pgd_steps[0]}", eps=eps,
                                                                          alpha=alpha))):
-            off[name] = float(per_example_correct(twin, variables, attack, images, labels, batch_size=batch_size,
-                                                  draws=1, key=jax.random.fold_in(key, 999)).mean())
+            off[name] = float(_per_example(twin, variables, name, attack, batch_size=batch_size, draws=1,
+                                           seed=seed * 1000 + 999).mean())
         eot_row = f"PGD{sizes.pgd_steps[0]}"
         checks["e_noise_on_off"] = {
             "pass": acc[eot_row] <= acc[transfer] + tol(acc[transfer]),
