@@ -18,6 +18,13 @@ an interrupted run continues where it stopped; adding an attack name to ``ATTACK
 new column. The report (``RESULTS.md``, ``results/results.json``, ``results/*.png``) is written after
 every run, from whatever has finished (``--report_only`` writes it without training anything).
 
+The workdir lives on one machine; the report, written into the repository with ``--report_dir .`` and
+committed, is what a later session on a fresh machine finds: the runs it holds (their cells, measures and
+per-example hits, ``results/per_example.json``) count as done and stay in the next report, and a run that
+needs more columns is retrained (training is deterministic for a given code and JAX) and compared with
+its committed record (``reproduce_report.agreement``, a table in ``RESULTS.md``). ``--only`` works on
+some runs alone, e.g. to run two processes side by side on disjoint runs.
+
 Seeds are fixed on the command line before the run; no run is dropped or re-tuned (the report
 aggregates every run it finds for the size and seeds asked for).
 """
