@@ -136,14 +136,14 @@ if SIZE == "ci":
     ROOT = _tmp.name
 else:
     ROOT = os.path.join("runs", "ablation")
-RUNS, TRAIN_INFO = {}, {}
+RUNS, TRAIN_INFO, CONFIGS = {}, {}, {}
 for name in NAMES:
     t0 = time.time()
     if REPRO:  # the reproduction's seed-0 model (trained again when its workdir is not here)
         workdir = REPRO["workdirs"][name]
         record = reproduce.train_run(workdir, name, REPRO["seeds"][0], REPRO["size"])
         run, variables, step = evaluate.load_run(workdir, num_examples=S["n_eval"])
-        config = run.config
+        config = reproduce.run_config(name, REPRO["seeds"][0], reproduce.SIZES[REPRO["size"]])
         print(f"{name}: test accuracy {100 * record['test_accuracy']:.2f}% here, "
               f"{100 * REPRO['final'][name]['test_accuracy']:.2f}% in the report")
     else:
@@ -153,12 +153,13 @@ for name in NAMES:
         run, variables, step = evaluate.load_run(workdir, num_examples=S["n_eval"])
     RUNS[name] = (run, variables)
     TRAIN_INFO[name] = record
+    CONFIGS[name] = config  # the training config (load_run's config is sized for evaluation)
     print(f"{name}: {time.time() - t0:.0f} s (training or reuse + loading), step {step}, "
           f"test accuracy at the end of training {100 * record['test_accuracy']:.2f}% "
           f"on {config.eval_subset or 'all'} test images")
 if REPRO:
     ROOT = os.path.dirname(os.path.dirname(REPRO["workdirs"]["tgo"]))
-c = RUNS["tgo"][0].config
+c = CONFIGS["tgo"]
 print(f"all: seed {c.seed}, {c.epochs} epoch on {c.train_subset} images, batch {c.batch_size}, SGD lr {c.optim.lr}, "
       f"T = {c.model.num_steps}, small net {c.model_kwargs.to_dict() or 'channels (16, 32), hidden 128'}, "
       f"MC: δ = {c.margin.delta}, λ_max = {c.margin.lambda_max} ({c.margin.schedule}); NLIF: σ = {c.neuron.sigma}")
