@@ -156,6 +156,16 @@ def test_claims_follow_the_rule():
     assert out["d"]["verdict"] == "does not hold (no clear difference)"
     records = [r for r in records if r["model"] != "tgo"] + [_fake("tgo", s, 60 + s, 0.27) for s in range(3)]
     assert reproduce_report.claims(records, ["8/255"])["c"]["verdict"].startswith("partly holds")
+    # (f): SR ahead on the paper's columns, behind TGO in the worst case over all columns (masking-like).
+    for r in records:
+        r["accuracy"]["on"]["8/255"][reproduce_report.WORST_ALL] = 50.0 + r["seed"]
+    records += [_fake("sr", s, 80 + s, 0.3) for s in range(3)]
+    for r in records[-3:]:
+        r["accuracy"]["on"]["8/255"][reproduce_report.WORST_ALL] = 10.0 + r["seed"]
+    f = reproduce_report.claims(records, ["8/255"])["f"]
+    assert f["verdict"].startswith("does not hold")  # the verdict is the paper's columns'
+    worst_part = [v for k, v in f["parts"].items() if "worst case" in k]
+    assert worst_part == ["holds"]
 
 
 def test_load_needs_the_first_seed_of_every_model(tmp_path):
@@ -226,9 +236,10 @@ def test_the_committed_report_resumes_the_grid_on_a_fresh_machine(monkeypatch, t
     models = {m: reproduce.MODELS[m][0] for m in ("vanilla", "sr")}
     records = [_finished_record("vanilla", 0, names), _finished_record("sr", 0, names[:2]),
                _finished_record("sr", 1, names[:2])]
+    curve = [{"epoch": e, "test_accuracy": 0.8 + e / 100, "elapsed_s": 10.0 * e, "epochs_total": 2} for e in (1, 2)]
     reproduce_report.write(repo, records, size_name="ci", size_spec=dataclasses.asdict(reproduce.SIZES["ci"]),
                            seeds=[0, 1], models=models, attack_names=names, paper_names=reproduce.PAPER_ATTACKS,
-                           eps_labels=[reproduce_report.eps_label(e) for e in reproduce.EPS])
+                           eps_labels=[reproduce_report.eps_label(e) for e in reproduce.EPS], convergence=curve)
     committed = reproduce_report.read_committed(repo, "ci")
     assert set(committed) == {("vanilla", 0), ("sr", 0), ("sr", 1)}
     assert committed[("vanilla", 0)]["per_example"]["on"]["0.1"]["Square"] == [1.0, 0.0]
@@ -250,6 +261,7 @@ def test_the_committed_report_resumes_the_grid_on_a_fresh_machine(monkeypatch, t
     results = json.load(open(os.path.join(repo, "results", "results.json")))
     runs = {(r["model"], r["seed"]): r for r in results["runs"]}
     assert set(runs) == {("vanilla", 0), ("sr", 0), ("sr", 1)}  # the committed runs stay in the report
+    assert results["convergence"] == curve  # so does the convergence curve, its workdir gone
     check = runs[("sr", 0)]["committed_check"]  # the retrained run replaced its record, compared with it
     assert check["same_test_curve"] and check["cells_equal"] == 0 and len(check["cells_differ"]) == 4  # Clean, FGSM at 2 ε
     assert runs[("sr", 0)]["accuracy"]["on"]["0.1"]["Square"] == 60.0

@@ -426,7 +426,7 @@ def write_report(workdir: str, size_name: str, seeds, models, attack_names=ATTAC
             r = _best_record(reproduce_report.run_dir(workdir, size_name, model, seed), committed.get((model, seed)))
             if r is not None:
                 records.append(r)
-    convergence = _read_convergence(workdir)
+    convergence = _read_convergence(workdir) or reproduce_report.committed_convergence(report_dir or workdir)
     return reproduce_report.write(report_dir or workdir, records, size_name=size_name,
                                   size_spec=dataclasses.asdict(SIZES[size_name]), seeds=list(seeds),
                                   models={m: MODELS[m][0] for m in models},
