@@ -266,3 +266,11 @@ def test_the_committed_report_resumes_the_grid_on_a_fresh_machine(monkeypatch, t
     assert check["same_test_curve"] and check["cells_equal"] == 0 and len(check["cells_differ"]) == 4  # Clean, FGSM at 2 ε
     assert runs[("sr", 0)]["accuracy"]["on"]["0.1"]["Square"] == 60.0
     assert "Retrained runs against their first record" in open(os.path.join(repo, "RESULTS.md")).read()
+
+
+def test_convergence_lines_say_what_the_later_epochs_add():
+    curve = [{"epoch": e, "test_accuracy": a, "elapsed_s": 10.0 * e, "epochs_total": 4}
+             for e, a in ((1, 0.80), (2, 0.85), (3, 0.86), (4, 0.855))]
+    text = "\n".join(reproduce_report._convergence_lines(curve))
+    assert "Epochs 3–4 add +0.50 points (85.00 → 85.50 %); the best epoch is 3." in text
+    assert "Not measured yet" in "\n".join(reproduce_report._convergence_lines(None))

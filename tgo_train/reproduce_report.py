@@ -404,15 +404,23 @@ def _convergence_lines(curve: Optional[list]) -> list:
     if not curve:
         return ["", "## Convergence of vanilla", "",
                 "Not measured yet: no epoch of the curve's run (vanilla, seed 0, all 60k images, "
-                "`--convergence_epochs 8`, in `<workdir>/convergence/vanilla_seed0`) has finished; rerunning the "
+                "e.g. `--convergence_epochs 10`, in `<workdir>/convergence/vanilla_seed0`) has finished; rerunning the "
                 "command with that flag resumes it. Until it is measured, the `full` size's epoch count is "
                 "provisional."]
     rows = [[str(r["epoch"]), f"{100 * r['test_accuracy']:.2f}" if r["test_accuracy"] is not None else "-",
              f"{r['elapsed_s']:.0f}"] for r in curve]
-    return ["", "## Convergence of vanilla", "",
-            f"Vanilla, seed 0, all 60k training images, a {curve[0]['epochs_total']}-epoch cosine schedule, "
-            "test accuracy on all 10k test images after each epoch (this sets the `full` size):", "",
-            _table(["epoch", "test accuracy %", "elapsed s"], rows)]
+    out = ["", "## Convergence of vanilla", "",
+           f"Vanilla, seed 0, all 60k training images, a {curve[0]['epochs_total']}-epoch cosine schedule, "
+           "test accuracy on all 10k test images after each epoch (this sets the `full` size):", "",
+           _table(["epoch", "test accuracy %", "elapsed s"], rows)]
+    done = [r for r in curve if r["test_accuracy"] is not None]
+    if len(done) >= 4:  # how much the second half of the finished epochs still added
+        mid, last = done[len(done) // 2 - 1], done[-1]
+        out += ["", f"Epochs {mid['epoch'] + 1}–{last['epoch']} add "
+                    f"{100 * (last['test_accuracy'] - mid['test_accuracy']):+.2f} points "
+                    f"({100 * mid['test_accuracy']:.2f} → {100 * last['test_accuracy']:.2f} %); the best epoch is "
+                    f"{max(done, key=lambda r: r['test_accuracy'])['epoch']}."]
+    return out
 
 
 def _agreement_lines(records) -> list:
