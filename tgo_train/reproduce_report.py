@@ -92,11 +92,9 @@ def load(report_dir: str, models: Sequence[str], columns: Sequence[str] = ("Clea
       "final": {model: its last metrics record}, "accuracy": {model: {ε label: {column: mean_std}}}}``.
     """
     workdir = workdir or report_dir
-    path = os.path.join(report_dir, "results", "results.json")
-    if not os.path.exists(path):
+    results = _committed_results(report_dir)
+    if results is None:
         return None
-    with open(path) as f:
-        results = json.load(f)
     seed = results["seeds"][0]
     runs = {r["model"]: r for r in results["runs"] if r["seed"] == seed}
     for m in models:
