@@ -264,8 +264,19 @@ def test_the_committed_report_resumes_the_grid_on_a_fresh_machine(monkeypatch, t
     assert results["convergence"] == curve  # so does the convergence curve, its workdir gone
     check = runs[("sr", 0)]["committed_check"]  # the retrained run replaced its record, compared with it
     assert check["same_test_curve"] and check["cells_equal"] == 0 and len(check["cells_differ"]) == 4  # Clean, FGSM at 2 ε
+    assert check["max_change"] == 10.0  # every shared cell went 50 -> 60
     assert runs[("sr", 0)]["accuracy"]["on"]["0.1"]["Square"] == 60.0
-    assert "Retrained runs against their first record" in open(os.path.join(repo, "RESULTS.md")).read()
+    text = open(os.path.join(repo, "RESULTS.md")).read()
+    assert "Retrained runs against their first record" in text
+    assert "| sr | 0 | equal | 0 | 4 | 10.00 | abc |" in text
+
+
+def test_largest_change_is_read_off_a_check_written_before_it_was_recorded():
+    old = {"same_test_curve": False, "cells_equal": 5,
+           "cells_differ": ["on 8/255 Clean: 88.75 -> 89.75", "off 0.1 PGD40: 4.00 -> 1.50"]}
+    assert reproduce_report._max_change(old) == 2.5
+    assert reproduce_report._max_change({**old, "cells_differ": []}) == 0.0
+    assert reproduce_report._max_change({**old, "max_change": 7.0}) == 7.0
 
 
 def test_convergence_lines_say_what_the_later_epochs_add():

@@ -21,8 +21,10 @@ every run, from whatever has finished (``--report_only`` writes it without train
 The workdir lives on one machine; the report, written into the repository with ``--report_dir .`` and
 committed, is what a later session on a fresh machine finds: the runs it holds (their cells, measures and
 per-example hits, ``results/per_example.json``) count as done and stay in the next report, and a run that
-needs more columns is retrained (training is deterministic for a given code and JAX) and compared with
-its committed record (``reproduce_report.agreement``, a table in ``RESULTS.md``). ``--only`` works on
+needs more columns is retrained and compared with its committed record (``reproduce_report.agreement``, a
+table in ``RESULTS.md``). Training is deterministic for a given code, JAX and CPU; on another CPU model
+XLA's kernels may round differently, the retrained model differs, and its record (same seed and config)
+replaces the first one in every column, the first one's cells kept in ``committed_check``. ``--only`` works on
 some runs alone, e.g. to run two processes side by side on disjoint runs.
 
 Seeds are fixed on the command line before the run; no run is dropped or re-tuned (the report
@@ -355,8 +357,8 @@ def run_grid(workdir: str, seeds: Sequence[int], size_name: str, models: Sequenc
     partial grid thus has the paper's table of the ablation with error bars first.
 
     A run that the report in ``report_dir`` (the committed one) already has with the columns asked for is
-    skipped, even when its workdir is gone (a fresh machine); one that needs more columns is retrained (training
-    is deterministic) and compared with the committed record (``reproduce_report.agreement``).
+    skipped, even when its workdir is gone (a fresh machine); one that needs more columns is retrained (deterministic
+    on the same CPU model, ``agreement``) and compared with the committed record (``reproduce_report.agreement``).
     ``only``: work on these runs alone (``model`` or ``model/seed``), the report still covers the grid.
     Writes the report after each run; ``stop_after`` stops after that many runs were worked on (tests)."""
     committed = reproduce_report.read_committed(report_dir or workdir, size_name)
