@@ -74,7 +74,7 @@ def test_grid_end_to_end_with_resume(tmp_path):
     assert results["complete"] and results["size"] == "ci"
     assert {(r["model"], r["seed"]) for r in results["runs"]} == {(m, s) for m in MODELS for s in (0, 1)}
     for r in results["runs"]:
-        assert r["config"]["seed"] == r["seed"] and r["train_commit"]
+        assert r["config"]["seed"] == r["seed"] and r["train_commit"] and r["train_cpu_model"] == reproduce.cpu_model()
         assert set(r["accuracy"]) == ({"on", "off"} if r["model"] == "nlif" else {"on"})
         assert 0 <= r["analysis"]["on"]["neighbour_share"] <= 1 and r["analysis"]["on"]["jacobian_norm"] >= 0
     agg = results["aggregate"]["nlif"]["accuracy"]["off"]["8/255"]["FGSM"]

@@ -233,7 +233,7 @@ def run_one(workdir: str, model: str, seed: int, size_name: str, attack_names: S
         t0, cpu0 = time.time(), _cpu_seconds()
         train.train_and_evaluate(config, workdir)
         record = {"model": model, "seed": seed, "size": size_name, "size_spec": dataclasses.asdict(size),
-                  "config": config_dict, "train_commit": git_commit(),
+                  "config": config_dict, "train_commit": git_commit(), "train_cpu_model": cpu_model(),
                   "train_wall_s": round(time.time() - t0, 1), "train_cpu_s": round(_cpu_seconds() - cpu0, 1),
                   "accuracy": {}, "analysis": {}}
         _write_json(path, record)
@@ -298,6 +298,17 @@ def _drop_stale(record: dict, noise: str, eps: str, size: Size, stochastic: bool
         print(f"   {name} at {eps} (noise {noise}) was evaluated with other settings: again", flush=True)
         del record["accuracy"][noise][eps][name]
         record.get("per_example", {}).get(noise, {}).get(eps, {}).pop(name, None)
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux), recorded with each training: retraining is bit-identical only on the
+    same CPU model (``reproduce_report.agreement``)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+    except OSError:
+        names = []
+    return names[0] if names else "unknown"
 
 
 def _cpu_seconds() -> float:
