@@ -166,6 +166,11 @@ def test_claims_follow_the_rule():
     assert f["verdict"].startswith("does not hold")  # the verdict is the paper's columns'
     worst_part = [v for k, v in f["parts"].items() if "worst case" in k]
     assert worst_part == ["holds"]
+    # (g): TGO over vanilla is decided (tgo 50+s vs vanilla 50+s: no gain) while AT/RAT runs are missing.
+    g = reproduce_report.claims(records, ["8/255"])["g"]
+    assert g["parts"]["tgo over vanilla"] == "does not hold (no comparison significantly higher)"
+    assert g["parts"]["at_tgo over at"] == "not decided: runs missing"
+    assert g["verdict"] == "not decided: runs missing"
 
 
 def test_load_needs_the_first_seed_of_every_model(tmp_path):
