@@ -22,9 +22,9 @@ The workdir lives on one machine; the report, written into the repository with `
 committed, is what a later session on a fresh machine finds: the runs it holds (their cells, measures and
 per-example hits, ``results/per_example.json``) count as done and stay in the next report, and a run that
 needs more columns is retrained and compared with its committed record (``reproduce_report.agreement``, a
-table in ``RESULTS.md``). Training is deterministic for a given code, JAX and CPU; on another CPU model
-XLA's kernels may round differently, the retrained model differs, and its record (same seed and config)
-replaces the first one in every column, the first one's cells kept in ``committed_check``. ``--only`` works on
+table in ``RESULTS.md``). Training is deterministic for a given code, JAX and machine; on another machine
+(XLA compiles for the CPU it runs on) a retrained Noisy-LIF model has differed, and then its record (same
+seed and config) replaces the first one in every column, the first one's cells kept in ``committed_check``. ``--only`` works on
 some runs alone, e.g. to run two processes side by side on disjoint runs.
 
 Seeds are fixed on the command line before the run; no run is dropped or re-tuned (the report
@@ -301,8 +301,8 @@ def _drop_stale(record: dict, noise: str, eps: str, size: Size, stochastic: bool
 
 
 def cpu_model() -> str:
-    """The CPU's model name (Linux), recorded with each training: retraining is bit-identical only on the
-    same CPU model (``reproduce_report.agreement``)."""
+    """The CPU's model name (Linux), recorded with each training: a retrained run has differed from its first
+    training on another machine (``reproduce_report.agreement``), and this names the machines compared."""
     try:
         with open("/proc/cpuinfo") as f:
             names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
@@ -369,7 +369,7 @@ def run_grid(workdir: str, seeds: Sequence[int], size_name: str, models: Sequenc
 
     A run that the report in ``report_dir`` (the committed one) already has with the columns asked for is
     skipped, even when its workdir is gone (a fresh machine); one that needs more columns is retrained (deterministic
-    on the same CPU model, ``agreement``) and compared with the committed record (``reproduce_report.agreement``).
+    on the same machine) and compared with the committed record (``reproduce_report.agreement``).
     ``only``: work on these runs alone (``model`` or ``model/seed``), the report still covers the grid.
     Writes the report after each run; ``stop_after`` stops after that many runs were worked on (tests)."""
     committed = reproduce_report.read_committed(report_dir or workdir, size_name)

@@ -442,9 +442,12 @@ def _agreement_lines(records) -> list:
             for r in checked for c in [r["committed_check"]]]
     return ["", "## Retrained runs against their first record", "",
             "A run whose workdir was lost (a fresh machine) is retrained to evaluate more columns. Training is "
-            "deterministic for a given code, JAX and CPU model, so there its test-accuracy curve and the cells it "
-            "shares with its committed record are equal. On another CPU model XLA's kernels may round differently "
-            "and the retrained model differs (\"different\" below): the report then holds the retrained run in "
+            "deterministic for a given code, JAX and machine, so there its test-accuracy curve and the cells it "
+            "shares with its committed record are equal. On another machine it has differed for the Noisy-LIF "
+            "models (\"different\" below), not so far for the LIF ones; the likely cause, not verified, is that "
+            "XLA compiles its CPU kernels for the instruction set of the CPU it runs on, so floating-point results "
+            "(the noise's sampling among them) may round differently (each record now names its CPU model, "
+            "`train_cpu_model`). The report then holds the retrained run in "
             "every column (same seed, same config; nothing chosen), and the first record's cells are kept, old → "
             "new, in `results/results.json` (`committed_check`). The largest change shows how far such a "
             "difference moves one cell, against the spread between seeds.", "",
@@ -611,9 +614,9 @@ def n_cells(record: Optional[dict]) -> int:
 
 def agreement(new: dict, old: dict) -> dict:
     """How a retrained run compares with the committed record of the same (model, seed, config): training is
-    deterministic for a given code, JAX and CPU model, so there its test accuracy after each epoch and its
-    accuracy cells are equal; a difference (another CPU model) is reported, not hidden: each differing cell
-    old -> new, and the largest change in points."""
+    deterministic for a given code, JAX and machine, so there its test accuracy after each epoch and its
+    accuracy cells are equal; a difference (another machine: XLA compiles for the CPU it runs on) is
+    reported, not hidden: each differing cell old -> new, and the largest change in points."""
     curve = lambda r: [m.get("test_accuracy") for m in r.get("metrics", []) if not m.get("partial")]
     same, differ, largest = 0, [], 0.0
     for noise, by_eps in old.get("accuracy", {}).items():
