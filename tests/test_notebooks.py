@@ -4,9 +4,10 @@ The notebooks are jupytext pairs: ``notebooks/NN_name.py`` (py:percent, the file
 and ``NN_name.ipynb`` (the same cells with stored outputs), kept in step by ``jupytext --sync``.
 
 Each notebook is executed with nbclient in a fresh ``python3`` kernel (this interpreter's ipykernel),
-with the repository root as working directory and ``TGO_NOTEBOOK_SIZE=ci`` (and XLA's lowest CPU
-optimisation level, for compile time) in the kernel's environment; any cell error fails the test. In ``ci`` size the notebooks train tiny nets in a
-temporary directory, so the run must leave the notebooks' cache folders under runs/ untouched.
+with the repository root as working directory and ``TGO_NOTEBOOK_SIZE=ci`` in the kernel's environment
+(which also has the suite's XLA optimisation level, ``conftest.py``); any cell error fails the test. In
+``ci`` size the notebooks train tiny nets in a temporary directory, so the run must leave the notebooks'
+cache folders under runs/ untouched.
 """
 from __future__ import annotations
 
@@ -23,7 +24,6 @@ from tgo_jax import data
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
 CELL_TIMEOUT_S = 300
-XLA_CI_FLAGS = "--xla_backend_optimization_level=0"
 # Folders the notebooks write to in "full" size only.
 CACHE_DIRS = (ROOT / "runs" / "ablation", ROOT / "runs" / "notebooks")
 # notebook -> (needs Fashion-MNIST, figures it shows at least)
@@ -43,9 +43,6 @@ def _cache_snapshot() -> set:
 def _kernel_env(tmp_path: pathlib.Path) -> dict:
     env = dict(os.environ, TGO_NOTEBOOK_SIZE="ci", TMPDIR=str(tmp_path))
     env.pop("MPLBACKEND", None)  # keep the kernel's inline backend, so figures become outputs
-    # The ci-size notebooks are dominated by compiling many small programs, which XLA's lowest
-    # CPU optimisation level about halves.
-    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + XLA_CI_FLAGS).strip()
     return env
 
 
