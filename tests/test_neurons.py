@@ -228,7 +228,9 @@ def test_bptr_zeroes_gradient_of_silent_neurons_only(kind):
     silent = np.broadcast_to(~fired, grad_sur.shape)
     assert np.abs(grad_sur[silent]).max() > 0  # the surrogate alone would pass gradient there
     np.testing.assert_array_equal(grad_bptr[silent], 0.0)
-    np.testing.assert_array_equal(grad_bptr[~silent], grad_sur[~silent])
+    # Two separately compiled programs: equal up to float32 rounding (at XLA's lowest CPU optimisation level
+    # the two backward passes have differed by one ulp on some elements).
+    np.testing.assert_allclose(grad_bptr[~silent], grad_sur[~silent], rtol=1e-6, atol=1e-6)
 
 
 def _normal_cdf(z):
