@@ -23,9 +23,10 @@ committed, is what a later session on a fresh machine finds: the runs it holds (
 per-example hits, ``results/per_example.json``) count as done and stay in the next report, and a run that
 needs more columns is retrained and compared with its committed record (``reproduce_report.agreement``, a
 table in ``RESULTS.md``). Training is deterministic for a given code, JAX and machine; on another machine
-(XLA compiles for the CPU it runs on) a retrained Noisy-LIF model has differed, and then its record (same
-seed and config) replaces the first one in every column, the first one's cells kept in ``committed_check``. ``--only`` works on
-some runs alone, e.g. to run two processes side by side on disjoint runs.
+(XLA compiles for the CPU it runs on) some retrained Noisy-LIF models have differed; then the retrained record
+(same seed and config) replaces the first one in every column, the first one's cells kept in
+``committed_check``. ``--only`` works on some runs alone, e.g. to run two processes side by side on disjoint
+runs.
 
 Seeds are fixed on the command line before the run; no run is dropped or re-tuned (the report
 aggregates every run it finds for the size and seeds asked for).

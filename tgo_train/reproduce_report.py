@@ -443,8 +443,8 @@ def _agreement_lines(records) -> list:
     return ["", "## Retrained runs against their first record", "",
             "A run whose workdir was lost (a fresh machine) is retrained to evaluate more columns. Training is "
             "deterministic for a given code, JAX and machine, so there its test-accuracy curve and the cells it "
-            "shares with its committed record are equal. On another machine it has differed for the Noisy-LIF "
-            "models (\"different\" below), not so far for the LIF ones; the likely cause, not verified, is that "
+            "shares with its committed record are equal. On another machine some Noisy-LIF runs have differed "
+            "(\"different\" below; others retrained equal), no LIF run so far; the likely cause, not verified, is that "
             "XLA compiles its CPU kernels for the instruction set of the CPU it runs on, so floating-point results "
             "(the noise's sampling among them) may round differently (each record now names its CPU model, "
             "`train_cpu_model`). The report then holds the retrained run in "
