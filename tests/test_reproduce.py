@@ -138,6 +138,15 @@ def test_compare_rule():
     assert c["diff"] == pytest.approx(2.0) and c["se"] == pytest.approx(1.0) and c["verdict"] == "no clear difference"
 
 
+def test_a_mixed_verdict_counts_the_losses_and_the_gains():
+    higher, lower, unclear = ({"verdict": v} for v in ("higher", "lower", "no clear difference"))
+    assert reproduce_report._summarise([higher, lower, unclear]) == \
+        "does not hold (1 of 3 comparisons significantly lower, 1 significantly higher)"
+    assert reproduce_report._summarise([lower, unclear]) == \
+        "does not hold (1 of 2 comparisons significantly lower)"
+    assert reproduce_report._summarise([higher, unclear]).startswith("partly holds (1 of 2")
+
+
 def _fake(model, seed, fgsm, share):
     cells = {a: fgsm for a in reproduce_report.CLAIM_ATTACKS}
     return {"model": model, "seed": seed, "accuracy": {"on": {"8/255": cells}},

@@ -177,15 +177,17 @@ def _pairwise(records, pairs, eps_labels, columns: Sequence[str] = CLAIM_ATTACKS
 
 
 def _summarise(rows: list) -> str:
-    """'holds' when every comparison is 'higher', 'does not hold' when none is or one is 'lower'."""
+    """'holds' when every comparison is 'higher', 'does not hold' when none is or one is 'lower' (the
+    count of 'higher' ones is said too)."""
     verdicts = [r["verdict"] for r in rows]
     if not verdicts or "missing" in verdicts:
         return "not decided: runs missing"
     if "undecided" in verdicts:
         return "not decided: fewer than 2 seeds"
     higher = verdicts.count("higher")
-    if "lower" in verdicts:
-        return f"does not hold ({verdicts.count('lower')} of {len(rows)} comparisons significantly lower)"
+    if "lower" in verdicts:  # one significant loss decides; the gains are still counted, not hidden
+        also = f", {higher} significantly higher" if higher else ""
+        return f"does not hold ({verdicts.count('lower')} of {len(rows)} comparisons significantly lower{also})"
     if higher == len(rows):
         return "holds"
     if higher == 0:
