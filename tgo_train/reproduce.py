@@ -110,16 +110,14 @@ SIZES = {
                mtpgd_targets=2, strong_steps=2, strong_queries=10, strong_targets=2, analysis_examples=32,
                jacobian_iters=2, eval_batch=32, batch_size=32, num_steps=2,
                model_kwargs=(("channels", (4, 8)), ("hidden", 16))),
-    # Meant for about two hours on 2 idle CPU cores for the paper's columns of 9 models x 3 seeds. Measured so
-    # far (vanilla, seed 0): ~0.12 CPU s per train step, ~65 CPU s for its attacks; scaled by the other
-    # models' assumed relative costs (Noisy-LIF ~4x: its gradient costs ~4 LIF ones; AT/RAT ~3x: two PGD steps
-    # per train step; both ~12x; SR ~2.5x: three extra passes) that is ~2.5 h, so an estimate only;
-    # RESULTS.md recomputes it from the measured CPU seconds once every model has a run.
+    # Meant for about two hours on 2 idle CPU cores for the paper's columns of 9 models x 3 seeds: measured
+    # (commit cb1f97b, 2 CPU cores) ~10.9k CPU s, ~1.5 h on 2 cores; the strong suite, evaluated after them,
+    # brings the grid to ~6.8 h (RESULTS.md's estimate, recomputed from each run's measured CPU seconds).
     "small": Size(epochs=2, train_subset=20_000, num_examples=200, eot=4, draws=2, apgd_steps=20,
                   mtpgd_steps=10, mtpgd_targets=3, strong_steps=10, strong_queries=100, strong_targets=3,
                   analysis_examples=200, jacobian_iters=10, eval_batch=200),
-    # Meant to be close to converged clean accuracy; 10 epochs is provisional until the convergence curve
-    # (--convergence_epochs, RESULTS.md) is measured.
+    # Close to converged clean accuracy: the measured curve (--convergence_epochs 10; RESULTS.md, "Convergence
+    # of vanilla") gains under a point over its last five epochs.
     "full": Size(epochs=10, train_subset=0, num_examples=1000, eot=10, draws=3, apgd_steps=100,
                  mtpgd_steps=10, mtpgd_targets=9, strong_steps=100, strong_queries=5000, strong_targets=9,
                  analysis_examples=1000, jacobian_iters=20, eval_batch=500),
