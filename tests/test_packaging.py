@@ -119,3 +119,54 @@ def test_wheel_trains_from_an_empty_directory(tmp_path):
     assert (empty / "W" / "checkpoints").is_dir()
     assert any(p.name.startswith("events.out.tfevents.") for p in (empty / "W").iterdir())
     assert sorted(p.name for p in empty.iterdir()) == ["W"]  # nothing written beside the workdir
+
+
+HELP_FLAG = {"tgo-train": "--workdir", "tgo-evaluate": "--attacks", "tgo-experiment": "--num_examples",
+             "tgo-bench": "--arch", "tgo-reproduce": "--seeds"}
+
+
+def test_every_console_script_help_lists_its_flags():
+    """Each entry as its console script calls it (``__main__`` is then a wrapper without flags or docstring)."""
+    runs = {}
+    for name, module in SCRIPTS.items():  # one process each (the programs share flag names), side by side
+        call = f"import sys; sys.argv = [{name!r}, '--help']; from {module} import entry; entry()"
+        runs[name] = subprocess.Popen([sys.executable, "-c", call], cwd=ROOT, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True)
+    for name, proc in runs.items():
+        out, _ = proc.communicate(timeout=120)
+        description = out.splitlines()[0]
+        assert len(description) > 20 and "USAGE" not in description, out[:500]
+        assert f"  {HELP_FLAG[name]}" in out and "  --[no]verbose" in out, out[-2000:]
+        if name == "tgo-train":  # the config's fields and their defaults
+            assert "model.num_classes=None" in out and "  --[no]distributed" in out, out[:3000]
+
+
+def _parse_config(spec: str, *overrides: str):
+    """A config file loaded and overridden as a program's ``--config`` flag does."""
+    from absl import flags
+    from ml_collections import config_flags
+    argv = ["prog", f"--config={configs.config_path(spec)}", *overrides]
+    flag_values = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", None, flag_values=flag_values, lock_config=True, sys_argv=argv)
+    flag_values(argv)
+    return flag_values.config
+
+
+def test_optional_config_fields_are_settable():
+    from tgo_jax import data as tgo_data
+    from tgo_train import config_check
+    config = _parse_config("test_tiny", "--config.neuron.surrogate_param=2.0", "--config.model.num_classes=12")
+    assert config.neuron.surrogate_param == 2.0 and config.model.num_classes == 12
+    config_check.check(config)
+    _, kwargs = config_check.model_arguments(config, tgo_data.dataset_info("fashion_mnist"))
+    assert kwargs["num_classes"] == 12
+    default = _parse_config("test_tiny")
+    assert default.model.num_classes is None and default.neuron.surrogate_param is None
+    _, kwargs = config_check.model_arguments(default, tgo_data.dataset_info("fashion_mnist"))
+    assert kwargs["num_classes"] == 10 and "surrogate_param" not in kwargs  # unset: the dataset's
+
+
+@pytest.mark.parametrize("override", ["--config.dvs.frames=6", "--config.model.num_steps=6"])
+def test_dvs_frames_and_steps_are_one_value(override):
+    config = _parse_config("dvs:vgg11,at,vanilla", override)
+    assert config.dvs.frames == config.model.num_steps == 6

@@ -78,18 +78,15 @@ def apply_retraction(params: PyTree, beta: float = 2e-3) -> PyTree:
 
 
 def project_simplex(c: Array) -> Array:
-    """Euclidean projection of each vector along the last axis onto {c ≥ 0, Σ c = 1} (Duchi et al. 2008).
+    """Euclidean projection of each vector along the last axis onto {c ≥ 0, Σ c = 1}.
 
-    For c = (c1, c2): c1' = clip((c1 − c2 + 1)/2, 0, 1), c2' = 1 − c1' (docs/FORMULAS.md §2).
+    ``optax.projections.projection_simplex`` (Duchi et al. 2008), mapped over the leading axes. For
+    c = (c1, c2): c1' = clip((c1 − c2 + 1)/2, 0, 1), c2' = 1 − c1' (docs/FORMULAS.md §2).
     """
-    k = c.shape[-1]
-    sorted_desc = -jnp.sort(-c, axis=-1)
-    cumsum = jnp.cumsum(sorted_desc, axis=-1) - 1.0
-    ranks = jnp.arange(1, k + 1, dtype=c.dtype)
-    support = sorted_desc - cumsum / ranks > 0
-    rho = jnp.sum(support, axis=-1, keepdims=True)  # >= 1 always: the largest entry is in the support
-    tau = jnp.take_along_axis(cumsum, rho - 1, axis=-1) / rho.astype(c.dtype)
-    return jnp.maximum(c - tau, 0.0)
+    project = optax.projections.projection_simplex
+    for _ in range(c.ndim - 1):
+        project = jax.vmap(project)
+    return project(c)
 
 
 def project_merge_simplex(params: PyTree) -> PyTree:

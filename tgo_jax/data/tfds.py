@@ -78,13 +78,16 @@ def _tfds_sources(name: str, data_dir: str | None) -> dict[str, Any]:
     return {"train": train, "test": test}
 
 
+CIFAR_EXTRA_HINT = "pip install 'tgo_jax[cifar]'"
+
+
 def _import_tfds(name: str):
     try:
         import tensorflow_datasets as tfds  # imported lazily: it is slow and only the tfds path needs it
     except ImportError as e:
         raise registry.DataUnavailableError(
-            f"tfds dataset {name!r} needs tensorflow-datasets, which failed to import ({e}); "
-            "`pip install tensorflow-datasets importlib_resources`") from e
+            f"tfds dataset {name!r} needs tensorflow-datasets, which is not installed ({e}): "
+            f"`{CIFAR_EXTRA_HINT}`") from e
     return tfds
 
 

@@ -8,7 +8,8 @@ before the flags are parsed, so the path-based loader of ``ml_collections.config
 from __future__ import annotations
 
 import os
-from typing import List, Sequence
+import textwrap
+from typing import List, Mapping, Sequence
 
 CONFIG_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -56,3 +57,18 @@ def resolve_config_flag(argv: Sequence[str]) -> List[str]:
             flag, _, value = a.partition("=")
             out[i] = f"{flag}={config_path(value)}"
     return out
+
+
+def describe_fields(config, width: int = 100) -> str:
+    """The fields and values of a config (a ``ConfigDict`` or dict), one wrapped paragraph per section, for
+    ``--help``."""
+    config = config.to_dict() if hasattr(config, "to_dict") else config
+    lines = ["config fields, with the defaults of tgo_train/configs/base.py (a config file changes some; "
+             "set any with --config.FIELD=VALUE; None: unset, the field's fallback):"]
+    top = " ".join(f"{k}={v!r}" for k, v in config.items() if not isinstance(v, Mapping))
+    lines += textwrap.wrap(top, width, initial_indent="  ", subsequent_indent="    ")
+    for section, values in config.items():
+        if isinstance(values, Mapping):
+            text = " ".join(f"{section}.{k}={v!r}" for k, v in values.items())
+            lines += textwrap.wrap(text, width, initial_indent="  ", subsequent_indent="    ")
+    return "\n".join(lines)

@@ -1,5 +1,10 @@
-"""Defaults shared by every experiment config; each experiment file overrides what it changes."""
+"""Defaults shared by every experiment config; each experiment file overrides what it changes.
+
+Optional values are ``ml_collections`` placeholders (``None`` until set, typed, so ``--config.X=V`` sets them);
+values that must agree are one ``FieldReference`` (``tie``).
+"""
 import ml_collections
+from ml_collections.config_dict import placeholder
 
 
 def get_base_config() -> ml_collections.ConfigDict:
@@ -16,7 +21,8 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.train_subset = 0  # use only the first N training images (0 = all)
     c.eval_subset = 0  # evaluate on the first N test images (0 = all)
     # Model (tgo_jax/models): arch + keyword arguments of the model class.
-    c.model = ml_collections.ConfigDict(dict(arch="small", num_steps=4))
+    # num_classes: None = the dataset's.
+    c.model = ml_collections.ConfigDict(dict(arch="small", num_steps=4, num_classes=placeholder(int)))
     # Extra keyword arguments of the model class (channels, hidden, merge, ...); the speed options every
     # model takes are declared so that --config.model_kwargs.<name> overrides them.
     c.model_kwargs = ml_collections.ConfigDict(dict(
@@ -25,7 +31,8 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.dtype = "float32"  # compute dtype: float32 | bfloat16 (params and optimiser state stay float32)
     # Neurons (tgo_jax.neurons.NeuronConfig); kind="noisy" is TGO's Noisy-LIF part.
     c.neuron = ml_collections.ConfigDict(dict(
-        kind="lif", decay=0.5, threshold=1.0, surrogate="triangle", surrogate_param=None, reset="hard",
+        kind="lif", decay=0.5, threshold=1.0, surrogate="triangle", surrogate_param=placeholder(float),
+        reset="hard",
         detach_reset=False, sigma=0.4, sigma_is_variance=False, expected=False, backward="surrogate",
         fused=True, remat=False, unroll=True))
     # Objective: strategy tet (the paper's "vanilla"), at or rat; plus the TGO margin penalty.
@@ -51,6 +58,13 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.num_devices = 0  # data parallelism over this many devices (0 = every device of every process)
     c.progress = True  # a progress bar on a terminal (the per-epoch lines are printed either way)
     c.log_every_steps = 50  # TensorBoard train scalars every N steps (0 = none; epoch records always)
+    return c
+
+
+def tie_frames_to_steps(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Event data feed one frame per step: ``model.num_steps`` becomes a reference to ``dvs.frames``, so
+    setting either (``--config.dvs.frames=5``) sets both."""
+    c.model.num_steps = c.dvs.get_ref("frames")
     return c
 
 

@@ -7,12 +7,12 @@ Select with a config argument, e.g.::
 
 arch ∈ {vgg11, wrn16_4}, strategy ∈ {tet, at} (tet = the paper's vanilla BPTT/TET), method ∈ {vanilla, tgo}.
 Event frames: T = 10 frames of 48 × 48 × 2 (counts, one event = 1/8 of the range), fed step by step, so the
-model runs T = 10 steps. Augmentation: 4-pixel crop, flip and a roll of up to 5 pixels, per recording. The
+model runs T = 10 steps (``model.num_steps`` is tied to ``dvs.frames``: set either). Augmentation: 4-pixel crop, flip and a roll of up to 5 pixels, per recording. The
 paper gives no DVS-specific training settings; the CIFAR ones are kept (SGD lr 0.1, momentum 0.9, cosine,
 λ_max 0.6 / 0.4, AT ε = 2/255 with 2 PGD steps, in frame units), with 200 epochs and batch 64.
 """
 from tgo_jax.losses import STRATEGIES as ALL_STRATEGIES
-from tgo_train.configs.base import apply_tgo, get_base_config
+from tgo_train.configs.base import apply_tgo, get_base_config, tie_frames_to_steps
 from tgo_train.configs.cifar import ARCHS, LAMBDA_MAX, METHODS
 
 STRATEGIES = tuple(s for s in ALL_STRATEGIES if s in ("tet", "at"))  # the paper's Appendix A: TET and AT
@@ -39,7 +39,7 @@ def get_config(arg: str = "wrn16_4,at,vanilla"):
     c.dvs.roll = 5
     c.augment = True
     c.model.arch = arch
-    c.model.num_steps = c.dvs.frames  # one step per frame
+    tie_frames_to_steps(c)  # one step per frame
     c.model.num_classes = 10
     c.strategy = strategy
     c.epochs = 200
