@@ -35,10 +35,36 @@ def fail(message: str) -> None:
     sys.exit(EXIT_ERROR)
 
 
-def run(main: Callable, argv: Optional[Sequence[str]] = None) -> None:
-    """``absl.app.run(main)`` with one-line errors (see the module docstring)."""
+def run(main: Callable, argv: Optional[Sequence[str]] = None, *, help_epilog: str = "") -> None:
+    """``absl.app.run(main)`` with one-line errors (see the module docstring).
+
+    ``--help`` prints the program's docstring (``main``'s module), then ``help_epilog``, then its flags.
+    """
     argv = list(sys.argv if argv is None else argv)
+    if any(arg in HELP_FLAGS for arg in argv[1:]):
+        _prepare_help(main, argv[0], help_epilog)
     app.run(_guarded(main, argv), argv=argv, flags_parser=_parse_flags)
+
+
+HELP_FLAGS = ("-h", "-?", "--help", "-help", "--helpshort", "-helpshort")
+SHARED_FLAG_MODULES = (__name__, "tgo_train.distributed")  # --verbose; --distributed and its companions
+
+
+def _prepare_help(main: Callable, argv0: str, epilog: str) -> None:
+    """Makes absl's ``--help`` describe the program, also when run as a console script.
+
+    absl prints ``__main__``'s docstring and the flags defined in ``__main__`` (keyed by ``argv[0]``); a
+    console script's ``__main__`` is the installed wrapper, which has neither. So the program module's
+    docstring (plus ``epilog``) becomes ``__main__``'s, and its flags and the shared ones become key flags
+    of ``argv[0]``.
+    """
+    program = sys.modules[main.__module__]
+    sys.modules["__main__"].__doc__ = "\n\n".join(filter(None, ((program.__doc__ or "").strip(), epilog))) + "\n"
+    owners = {argv0 if main.__module__ == "__main__" else main.__module__, *SHARED_FLAG_MODULES}
+    for owner, owned in flags.FLAGS.flags_by_module_dict().items():
+        if owner in owners:
+            for flag in owned:
+                flags.FLAGS.register_key_flag_for_module(argv0, flag)
 
 
 def _parse_flags(argv: Sequence[str]):

@@ -61,7 +61,7 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
     "eval_subset": _int(0),
     "model.arch": _choice(models.ARCHS),
     "model.num_steps": _int(1),
-    "model.num_classes": _int(1),  # optional: defaults to the dataset's
+    "model.num_classes": _optional(_int(1)),  # None: the dataset's
     "model_kwargs.remat_blocks": validation.boolean,
     "model_kwargs.conv_impl": _choice(fastconv.IMPLS),
     "dtype": _choice(DTYPES),
@@ -158,15 +158,24 @@ def _check_built(config: ml_collections.ConfigDict) -> None:
     if config.dataset == data.dvs.NAME and config.model.num_steps != config.dvs.frames:
         raise ConfigError(f"config.model.num_steps is {config.model.num_steps} but config.dvs.frames is "
                           f"{config.dvs.frames}: event data feed one frame per step, so they must be equal")
-    info = data.dataset_info(config.dataset)
-    kwargs = dict(config.model.to_dict(), **config.model_kwargs.to_dict())
-    arch = kwargs.pop("arch")
-    kwargs.setdefault("num_classes", info.num_classes)
-    kwargs.setdefault("in_channels", info.shape[-1])
+    arch, kwargs = model_arguments(config, data.dataset_info(config.dataset))
     try:
         models.create(arch, neuron=neuron, **kwargs)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"config.model / config.model_kwargs ({arch}): {e}") from None
+
+
+def model_arguments(config: ml_collections.ConfigDict, info: data.DatasetInfo) -> tuple[str, dict[str, Any]]:
+    """(arch, keyword arguments) of the model: ``model`` and ``model_kwargs`` merged, unset placeholders
+    (None) dropped, and the dataset's classes, channels and normalisation where the config sets none."""
+    kwargs = dict(config.model.to_dict(), **config.model_kwargs.to_dict())
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    arch = kwargs.pop("arch")
+    kwargs.setdefault("num_classes", info.num_classes)
+    kwargs.setdefault("in_channels", info.shape[-1])
+    kwargs.setdefault("mean", tuple(info.mean))
+    kwargs.setdefault("std", tuple(info.std))
+    return arch, kwargs
 
 
 # ----------------------------------------------------------------------------- command-line overrides

@@ -45,7 +45,7 @@ def entry():
         argv = configs.resolve_config_flag(sys.argv)
     except ValueError as e:
         cli.fail(str(e))
-    cli.run(main, argv=argv)
+    cli.run(main, argv=argv, help_epilog=configs.describe_fields(configs.base.get_base_config()))
 
 
 if __name__ == "__main__":

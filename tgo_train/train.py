@@ -43,13 +43,7 @@ def neuron_config(config: ml_collections.ConfigDict) -> neurons.NeuronConfig:
 
 def build_model(config: ml_collections.ConfigDict, info: data.DatasetInfo):
     """The flax model named by ``config.model.arch`` for the dataset's shape and classes."""
-    kwargs = dict(config.model.to_dict())
-    kwargs.update(config.model_kwargs.to_dict())
-    arch = kwargs.pop("arch")
-    kwargs.setdefault("num_classes", info.num_classes)
-    kwargs.setdefault("in_channels", info.shape[-1])
-    kwargs.setdefault("mean", tuple(info.mean))
-    kwargs.setdefault("std", tuple(info.std))
+    arch, kwargs = config_check.model_arguments(config, info)
     kwargs["dtype"] = jnp.dtype(config.dtype)  # one of config_check.DTYPES
     return models.create(arch, neuron=neuron_config(config), **kwargs)
 
