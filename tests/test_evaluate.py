@@ -18,7 +18,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from tgo_jax import data
+from tgo_jax import attacks, data
 from tgo_train import evaluate, train
 from tgo_train.configs import test_tiny
 
@@ -139,8 +139,9 @@ def test_cli_with_two_workdirs_prints_one_comparison_table(workdir, tmp_path):
     header = "| model | " + " | ".join(columns) + " |"
     assert evaluate.PAPER_COLUMNS == ("Clean", "FGSM", "RFGSM", "PGD7", "PGD10", "PGD20", "PGD40")
     assert lines[2] == header  # only the asked columns, in the paper's order
-    rows = [line.split(" | ")[0].lstrip("| ") for line in lines[4:]]
+    rows = [line.split(" | ")[0].lstrip("| ") for line in lines[4:6]]
     assert rows == ["tiny", "tiny_copy"]
+    assert lines[6:] == ["", "PGD step: paper, α = 0.01 for every k"]  # the rule beside the table
     # Same checkpoint, same images, same seeds: the two rows agree.
     assert lines[4].split(" | ")[1:] == lines[5].split(" | ")[1:]
     clean = float(lines[4].split(" | ")[1])
@@ -214,20 +215,61 @@ def test_comparison_has_one_table_per_eps_and_a_row_per_workdir():
 
 @pytest.mark.slow
 def test_audit_writes_flags_and_numbers(workdir):
-    """The gradient-masking audit at CI size: every check present with a flag, files written whole."""
+    """The gradient-masking audit at CI size: every check present with a flag, files written whole; without a
+    transfer source and on a LIF model the checks that cannot run say why."""
     from tgo_train import audit
 
-    result = audit.audit_workdir(workdir, eps=8 / 255, alpha=0.01, sizes=audit.SIZES["ci"], num_examples=16,
-                                 batch_size=16, log=lambda *_: None)
-    assert set(result["checks"]) == {"a_unbounded", "b_more_steps", "b_more_restarts", "b_more_eot",
-                                     "c_white_vs_black_box", "d_worst_case", "e_noise_on_off"}
+    result = audit.audit_workdir(workdir, eps=8 / 255, sizes="ci", num_examples=16, batch_size=16,
+                                 log=lambda *_: None)
+    assert set(result["checks"]) == {"a_unbounded", "b_more_steps", "b_more_restarts", "b_more_eot", "b_single_step",
+                                     "c_square", "c_transfer_twin", "c_transfer", "d_worst_case", "e_noise_on_off",
+                                     "f_plateau"}
+    assert result["flags"] == {name: check["flag"] for name, check in result["checks"].items()}
+    assert set(result["flags"].values()) <= set(audit.FLAGS)
     acc = result["accuracy"]
     attacked = [n for n in acc if n != "Unbounded PGD"]
     assert result["worst_case_accuracy"] <= min(acc[n] for n in attacked) + 1e-9
-    assert result["checks"]["a_unbounded"]["pass"] == (acc["Unbounded PGD"] <= audit.UNBOUNDED_MAX)
-    assert result["checks"]["b_more_eot"]["pass"] is None  # LIF model: no noise
+    assert result["flags"]["a_unbounded"] == ("PASS" if acc["Unbounded PGD"] <= audit.UNBOUNDED_MAX else "FAIL")
+    for name in ("b_more_eot", "e_noise_on_off"):  # LIF model: no noise
+        assert result["checks"][name]["why"] == "not run: deterministic model" + (
+            " (no noise draws to average)" if name == "b_more_eot" else " (no Noisy-LIF noise)")
+    assert result["flags"]["c_transfer"] == "NOT RUN"
+    assert result["checks"]["c_transfer"]["why"].startswith("not run: no independently trained transfer source")
+    assert result["size"] == "ci" and result["pgd_step"] == "paper"
     with open(os.path.join(workdir, "audit.json")) as f:
-        assert json.load(f)["worst_case_accuracy"] == result["worst_case_accuracy"]
+        saved = json.load(f)
+    assert saved["worst_case_accuracy"] == result["worst_case_accuracy"] and saved["flags"] == result["flags"]
     with open(os.path.join(workdir, "audit.md")) as f:
         text = f.read()
     assert "worst-case accuracy" in text and "| a_unbounded |" in text
+    assert f"Size `ci`: {audit.describe(audit.SIZES['ci'])}." in text and "steps 100 → 3" in text
+    assert "PGD step: paper, α = 0.01 for every k" in text
+
+
+def test_transfer_columns_carry_the_source_name_and_the_step_rule_is_printed(workdir, tmp_path):
+    source = str(tmp_path / "tiny_seed1")
+    shutil.copytree(workdir, source, ignore=shutil.ignore_patterns("eval.*", "audit.*", "eps_sweep.png"))
+    results = evaluate.evaluate_workdir(
+        workdir, eps_list=[0.1], alpha=0.01, extra=(), eot=1, draws=1, eps_sweep=[], sweep_attack="FGSM",
+        num_examples=16, batch_size=16, attacks_subset=("Clean", "PGD10"), progress=False, pgd_step="madry",
+        transfer_from=[source])
+    table = results["tables"]["0.1"]
+    assert list(table) == ["Clean", "PGD10", "Transfer-tiny_seed1"]
+    # The source is the same checkpoint: PGD10 made on it is the white-box PGD10 (same step rule and steps).
+    assert table["Transfer-tiny_seed1"] <= table["Clean"]
+    assert results["pgd_step"] == "madry" and results["transfer_from"] == {"tiny_seed1": source}
+    assert results["pgd_step_text"] == {"0.1": "PGD step: madry, α = 2.5·ε/k = 0.25/k"}
+    with open(os.path.join(workdir, "eval.md")) as f:
+        markdown = f.read()
+    assert "PGD step rule madry" in markdown.splitlines()[0]
+    assert "| model | Clean | PGD10 | Transfer-tiny_seed1 |\n|---|---|---|---|\n| tiny |" in markdown
+    assert "\n\nPGD step: madry, α = 2.5·ε/k = 0.25/k" in markdown
+    with pytest.raises(ValueError, match="unknown transfer source 'other' of 'Transfer-other'; transfer sources: "
+                                         "tiny_seed1"):
+        evaluate.select_attacks([], ["Transfer-other"], eps=0.1, alpha=0.01, eot=1,
+                                sources=[attacks.Source("tiny_seed1", None, None)])
+
+
+def test_two_transfer_sources_with_one_name_are_one_clear_error():
+    with pytest.raises(ValueError, match=r"two transfer sources are named 'tgo' \(runs/a/tgo, runs/b/tgo/\)"):
+        evaluate.load_transfer_sources(["runs/a/tgo", "runs/b/tgo/"], None, None)

@@ -9,8 +9,11 @@ Noisy (stochastic) models are attacked with EoT (``--eot``, default 10 draws) an
 the mean over fresh noise draws (``--draws``). ``--attacks`` takes any attack of the registry by name
 (``tgo_jax.attacks.names()``: APGD-T, FAB-T, Square, AutoAttack, ASSG, Sweep, ...). Every attack runs with
 the batch sharded over all devices (``--num_devices``), also over several processes with ``--distributed``.
+``--pgd_step paper|madry`` sets the PGD step: the paper's fixed α (``--alpha``, 0.01) or α = 2.5·ε/k
+(Madry et al. 2018); the rule is printed beside every table. ``--transfer_from DIR`` (repeatable) adds a
+``Transfer-<basename of DIR>`` column: PGD-10 made on that trained model, evaluated on the workdir's.
 
-    python -m tgo_train.evaluate --audit --workdir DIR [--audit_size full|quick|small|ci] [--transfer_from DIR2]
+    python -m tgo_train.evaluate --audit --workdir DIR [--audit_size full|quick|small|ci] [--transfer_from DIR2 ...]
 
 runs the gradient-masking audit (``tgo_train/audit.py``) and writes ``audit.json`` and ``audit.md``.
 """
@@ -69,6 +72,28 @@ def load_run(workdir: workdirs.PathLike, step: Optional[int] = None, num_example
     manager.close()
     variables = jax.tree.map(jnp.asarray, {"params": saved["params"], "batch_stats": saved["batch_stats"]})
     return run, variables, int(saved["step"])
+
+
+def load_transfer_sources(dirs: Sequence[str], target_run, target_variables, num_examples: int = 0,
+                          mesh=None) -> list:
+    """``attacks.Source`` of each trained workdir in ``dirs`` (named by its basename), each checked against the
+    target run: the same data set, input shape and class count, else one ValueError line naming both."""
+    names = [os.path.basename(os.path.normpath(d)) for d in dirs]
+    for name in set(names):
+        if names.count(name) > 1:
+            raise ValueError(f"two transfer sources are named {name!r} "
+                             f"({', '.join(d for d, n in zip(dirs, names) if n == name)}): the column is "
+                             "Transfer-<basename of the workdir>, so give workdirs with different names")
+    x = target_run.splits["test"][0][:1]
+    sources = []
+    for d, name in zip(dirs, names):
+        src_run, src_vars, _ = load_run(d, None, num_examples, mesh)
+        source = attacks.Source(name, attacks.model_logits_fn(src_run.model), src_vars,
+                                dataset=src_run.config.dataset, input_shape=tuple(src_run.splits["test"][0].shape[1:]))
+        attacks.transfer.check_source(source, attacks.model_logits_fn(target_run.model), target_variables,
+                                      jnp.asarray(x), target_dataset=target_run.config.dataset)
+        sources.append(source)
+    return sources
 
 
 def evaluate_suite(run, variables, suite, *, batch_size: int, draws: int, seed: int = 0,
@@ -178,33 +203,48 @@ def evaluate_workdir(workdir: str, *, eps_list: Sequence[float], alpha: float, e
                      eot: int, draws: int, eps_sweep: Sequence[float], sweep_attack: str,
                      num_examples: int, batch_size: int, step: Optional[int] = None,
                      attacks_subset: Optional[Sequence[str]] = None, progress: bool = True,
-                     event_steps: int = 50, num_devices: int = 0) -> dict:
+                     event_steps: int = 50, num_devices: int = 0, pgd_step: str = "paper",
+                     transfer_from: Sequence[str] = ()) -> dict:
     """Evaluates one workdir over ``num_devices`` devices (0: all of every process); process 0 writes
-    eval.json / eval.md (and eps_sweep.png); returns the results (on every process)."""
+    eval.json / eval.md (and eps_sweep.png); returns the results (on every process).
+
+    ``pgd_step``: "paper" (α = ``alpha`` for every PGD-k) or "madry" (α = 2.5·ε/k), ``attacks.pgd_alpha``.
+    ``transfer_from``: trained workdirs, each a ``Transfer-<basename>`` column (added after the others
+    unless ``attacks_subset`` names it)."""
     t0 = time.time()
     name = os.path.basename(os.path.normpath(workdir))
     mesh = sharding.make_mesh(num_devices)
     sharding.check_batch_size(batch_size, mesh)
     run, variables, ckpt_step = load_run(workdir, step, num_examples, mesh)
+    sources = load_transfer_sources(list(transfer_from), run, variables, num_examples, mesh)
     stochastic = run.model.neuron.stochastic
     eot, draws = (eot, draws) if stochastic else (1, 1)
     results = {"workdir": str(workdir), "step": ckpt_step, "eot": eot, "draws": draws,
-               "num_examples": int(len(run.splits["test"][1])), "alpha": alpha, "tables": {}}
+               "num_examples": int(len(run.splits["test"][1])), "alpha": alpha, "pgd_step": pgd_step,
+               "pgd_step_text": {}, "transfer_from": dict(zip((s.name for s in sources), transfer_from)),
+               "tables": {}}
     for eps in eps_list:
-        suite = attacks.paper_suite(eps=eps, alpha=alpha, eot=eot, extra=tuple(extra))
+        suite = attacks.paper_suite(eps=eps, alpha=alpha, eot=eot, extra=tuple(extra), pgd_step=pgd_step)
         if attacks_subset:
-            suite = select_attacks(suite, attacks_subset, eps=eps, alpha=alpha, eot=eot)
+            suite = select_attacks(suite, attacks_subset, eps=eps, alpha=alpha, eot=eot, pgd_step=pgd_step,
+                                   sources=sources)
+        have = {n for n, _ in suite}
+        suite += [(f"Transfer-{s.name}", attacks.make(f"Transfer-{s.name}", eps=eps, alpha=alpha, eot=eot,
+                                                      pgd_step=pgd_step, sources=sources))
+                  for s in sources if f"Transfer-{s.name}" not in have]
+        results["pgd_step_text"][eps_label(eps)] = attacks.pgd_step_text(pgd_step, eps, alpha)
         results["tables"][eps_label(eps)] = evaluate_suite(run, variables, suite, batch_size=batch_size,
                                                            draws=draws, progress=progress, mesh=mesh,
                                                            label=f"{name} ε={eps_label(eps)}")
     if eps_sweep:
         sweep = {}
         for eps in eps_sweep:
-            suite = [(n, a) for n, a in attacks.paper_suite(eps=eps, alpha=alpha, eot=eot) if n == sweep_attack]
+            suite = [(n, a) for n, a in attacks.paper_suite(eps=eps, alpha=alpha, eot=eot, pgd_step=pgd_step)
+                     if n == sweep_attack]
             sweep[eps_label(eps)] = evaluate_suite(run, variables, suite, batch_size=batch_size, draws=draws,
                                                    progress=progress, mesh=mesh,
                                                    label=f"{name} ε={eps_label(eps)}")[sweep_attack]
-        results["eps_sweep"] = {"attack": sweep_attack, "accuracy": sweep}
+        results["eps_sweep"] = {"attack": sweep_attack, "accuracy": sweep, "pgd_step": pgd_step}
     if run.config.dataset == "dvs_cifar10" and event_steps:
         results["event_attack"] = evaluate_event_attack(run, variables, batch_size=batch_size, draws=draws,
                                                         eot=eot, steps=event_steps, progress=progress, mesh=mesh)
@@ -219,14 +259,15 @@ def evaluate_workdir(workdir: str, *, eps_list: Sequence[float], alpha: float, e
     return results
 
 
-def select_attacks(suite, names: Sequence[str], *, eps: float, alpha: float, eot: int) -> list:
-    """The rows ``names`` (any attack of the registry, ``attacks.names()``): those of ``suite`` in its order,
-    then the others in the order given. An unknown name is a ValueError listing the known ones."""
-    wanted = [attacks.canonical(n) for n in names]
+def select_attacks(suite, names: Sequence[str], *, eps: float, alpha: float, eot: int, pgd_step: str = "paper",
+                   sources=()) -> list:
+    """The rows ``names`` (any attack of the registry, ``attacks.names(sources)``): those of ``suite`` in its
+    order, then the others in the order given. An unknown name is a ValueError listing the known ones."""
+    wanted = [attacks.canonical(n, sources) for n in names]
     rows = [(n, a) for n, a in suite if n in wanted]
     have = {n for n, _ in rows}
-    return rows + [(n, attacks.make(n, eps=eps, alpha=alpha, eot=eot)) for n in dict.fromkeys(wanted)
-                   if n not in have]
+    return rows + [(n, attacks.make(n, eps=eps, alpha=alpha, eot=eot, pgd_step=pgd_step, sources=sources))
+                   for n in dict.fromkeys(wanted) if n not in have]
 
 
 def write_summaries(workdir: str, results: dict) -> None:
@@ -245,9 +286,11 @@ def render(results: dict) -> str:
     """eval.md text: one paper-layout table per ε, then the ε sweep."""
     name = os.path.basename(os.path.normpath(results["workdir"]))
     parts = [f"# Robustness of {name} (step {results['step']}, {results['num_examples']} test images, "
-             f"EoT {results['eot']}, α = {results['alpha']})"]
+             f"EoT {results['eot']}, PGD step rule {results.get('pgd_step', 'paper')})"]
     for eps, table in results["tables"].items():
         parts.append(markdown_table({name: table}, list(table), title=f"ε = {eps}"))
+        if eps in results.get("pgd_step_text", {}):
+            parts.append(results["pgd_step_text"][eps])
     if "event_attack" in results:
         e = results["event_attack"]
         parts.append(f"**Event attack** (Yao et al. 2024, {e['steps']} steps): attack success rate "
@@ -268,6 +311,9 @@ def comparison(all_results: Sequence[dict]) -> str:
                 if eps in r["tables"]}
         columns = list(all_results[0]["tables"][eps])
         parts.append(markdown_table(rows, columns, title=f"ε = {eps}"))
+        texts = dict.fromkeys(r["pgd_step_text"][eps] for r in all_results if eps in r.get("pgd_step_text", {}))
+        if texts:
+            parts.append("; ".join(texts))
     return "\n\n".join(parts)
 
 
@@ -295,7 +341,10 @@ def define_flags():
     flags.DEFINE_multi_string("workdir", None, "training workdir(s); several give a comparison")
     flags.DEFINE_integer("step", None, "checkpoint step (default: latest)", lower_bound=0)
     flags.DEFINE_list("eps", ["8/255"], "attack budgets (L∞, pixel units)")
-    flags.DEFINE_float("alpha", 0.01, "PGD step size", lower_bound=0.0)
+    flags.DEFINE_float("alpha", attacks.ALPHA, "PGD step size of the paper's rule (--pgd_step paper)",
+                       lower_bound=0.0)
+    flags.DEFINE_enum("pgd_step", "paper", list(attacks.PGD_STEP_RULES),
+                      "PGD step rule: paper (fixed --alpha) or madry (alpha = 2.5*eps/k for k steps)")
     flags.DEFINE_list("extra", [], "extra attacks: apgd, mtpgd")
     flags.DEFINE_list("attacks", [], "these rows, by name: any of tgo_jax.attacks.names(), e.g. "
                       "Clean,PGD10,APGD-T,Square,ASSG (default: the paper's table)")
@@ -313,7 +362,8 @@ def define_flags():
                          lower_bound=0)
     flags.DEFINE_bool("audit", False, "run the gradient-masking audit instead (writes audit.json, audit.md)")
     flags.DEFINE_enum("audit_size", "full", list(audit.SIZES), "audit attack sizes (tgo_train/audit.py)")
-    flags.DEFINE_string("transfer_from", None, "audit: workdir of the transfer attack's source model")
+    flags.DEFINE_multi_string("transfer_from", [], "trained workdir of a transfer source (repeatable): a "
+                              "Transfer-<basename> column, and the audit's transfer check")
     distributed.define_flags()
 
 
@@ -328,8 +378,8 @@ def main(argv):
     primary = distributed.is_primary()
     if F.audit:
         for workdir in F.workdir:
-            result = audit.audit_workdir(workdir, eps=parse_eps(F.eps[0]), alpha=F.alpha,
-                                         sizes=audit.SIZES[F.audit_size], num_examples=F.num_examples,
+            result = audit.audit_workdir(workdir, eps=parse_eps(F.eps[0]), alpha=F.alpha, pgd_step=F.pgd_step,
+                                         sizes=F.audit_size, num_examples=F.num_examples,
                                          batch_size=F.batch_size, step=F.step, transfer_from=F.transfer_from)
             print(audit.render(result, workdir), flush=True)
         return
@@ -340,7 +390,7 @@ def main(argv):
             eot=F.eot, draws=F.draws, eps_sweep=[parse_eps(e) for e in F.eps_sweep],
             sweep_attack=F.sweep_attack, num_examples=F.num_examples, batch_size=F.batch_size,
             step=F.step, attacks_subset=F.attacks or None, event_steps=F.event_steps,
-            num_devices=F.num_devices)
+            num_devices=F.num_devices, pgd_step=F.pgd_step, transfer_from=F.transfer_from)
         if primary:
             print(render(results), flush=True)
         all_results.append(results)

@@ -22,12 +22,12 @@ from tgo_jax.attacks.autopgd import apgd, apgd_checkpoints, apgd_targeted
 from tgo_jax.attacks.auto_attack import autoattack, autoattack_components
 from tgo_jax.attacks.fab import fab_targeted, project_hyperplane_linf
 from tgo_jax.attacks.square import square_attack
-from tgo_jax.attacks.transfer import transfer_attack
+from tgo_jax.attacks.transfer import Source, transfer_attack
 from tgo_jax.attacks import differentiable
 from tgo_jax.attacks import events
 from tgo_jax.attacks.evaluation import accuracy, correct, robust_accuracy, robust_correct
 from tgo_jax.attacks.snn_adaptive import (DEFAULT_ENSEMBLE_ATTACK, DEFAULT_RULES, SWEEP_RULES, EnsembleResult, Rule,
                                           ensemble_robust_accuracy, rule_logits_fn, rule_name, sa_pgd,
                                           surrogate_sweep, sweep_logits_fn)
-from tgo_jax.attacks.suites import (ATTACKS, ROWS, STRONG_ROWS, canonical, make, names, paper_suite,
-                                    strong_suite, suite)
+from tgo_jax.attacks.suites import (ATTACKS, PGD_STEP_RULES, ROWS, STRONG_ROWS, canonical, make, names, paper_suite,
+                                    pgd_alpha, pgd_step_text, strong_suite, suite)
