@@ -3,11 +3,13 @@
 #
 #   bench/gpu_suite.sh OUT_DIR [PEER_SCRIPT] [WHEEL_DIR]
 #
-# OUT_DIR      receives gpu.txt, tests.txt, jax.jsonl (tgo_train.bench records), peers.jsonl, log.txt.
+# OUT_DIR      receives gpu.txt, tests.txt, jax.jsonl (tgo_train.bench records), noise_cost.jsonl
+#              (bench/noise_cost.py: Noisy-LIF against LIF forward, input gradient and PGD-10 with EoT 4, and
+#              the noise draws alone), peers.jsonl, log.txt.
 # PEER_SCRIPT  the PyTorch peer benchmark, default bench/peer_torch.py; skipped when absent.
 # WHEEL_DIR    wheels to install first on a machine without internet (bench/fetch_wheels.sh makes them:
 #              ml_collections for tgo_train.bench; spikingjelly, loguru, scienceplots for the peer).
-# SECTIONS     environment variable, default "tests,jax,multi,peers": which parts to run. "multi": train
+# SECTIONS     environment variable, default "tests,jax,noise,multi,peers": which parts to run. "multi": train
 #              step, eval and PGD-10 throughput against device count (1, 2, 4, ... up to the GPUs visible),
 #              the global batch sharded over the devices; worth running on a multi-GPU machine.
 # ARCHS, PEER_ARCHS, BATCH, IMAGE, REPS   environment overrides of the sizes (defaults: "vgg11 wrn16_4",
@@ -22,7 +24,7 @@ set -uo pipefail
 out=${1:?usage: bench/gpu_suite.sh OUT_DIR [PEER_SCRIPT] [WHEEL_DIR]}
 peer=${2:-$(dirname "$0")/peer_torch.py}
 wheels=${3:-}
-sections=${SECTIONS:-tests,jax,multi,peers}
+sections=${SECTIONS:-tests,jax,noise,multi,peers}
 py=${PYTHON:-python3}
 archs=${ARCHS:-vgg11 wrn16_4}
 peer_archs=${PEER_ARCHS:-vgg11 wrn16}
@@ -65,6 +67,11 @@ if has jax; then
   done
   bench --arch "$first" --T 2,8 --no_apgd  # cost against T
   bench --arch "${archs// /,}" --T 4 --reps 10  # APGD timing, default configuration
+fi
+
+if has noise; then  # the cost of Noisy-LIF noise: its JSON lines end with the noisy/LIF ratios
+  stamp "noise_cost"
+  timeout 420 $py bench/noise_cost.py --reps "${NOISE_REPS:-5}" | grep '^{' | tee -a "$out/noise_cost.jsonl"
 fi
 
 if has multi; then  # throughput against device count; the batch grows with the devices (weak scaling)

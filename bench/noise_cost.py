@@ -1,63 +1,71 @@
 """Cost of Noisy-LIF noise: forward, input gradient and PGD-10 with EoT, LIF against Noisy-LIF.
 
-    python bench/noise_cost.py [--batch 500] [--steps 4] [--pgd-batch 100] [--eot 4] [--reps 5]
+    python bench/noise_cost.py [--batch 500] [--steps 4] [--pgd-batch 100] [--eot 4] [--reps 5] [--ref DIR]
 
-Small net (28×28×1, random weights with eval-mode BatchNorm, 10 classes), random pixels; one JSON line per
-neuron kind with the median wall milliseconds (after one warm-up call) of the jitted forward pass
-(``logits``), the input gradient of the summed cross-entropy (``grad``, what every attack step computes)
-and PGD-10 with ``--eot`` noise draws per gradient (``pgd10_eot``). Seeds: parameters 0, pixels 1, labels 2,
-noise 3, attack 4. Only public tgo_jax API is used, so the same script times any revision of the library.
+Small net (28×28×1, random weights with eval-mode BatchNorm, 10 classes), random pixels; for each neuron kind,
+the median wall milliseconds (after one warm-up call) of the jitted forward pass (``logits``), the input
+gradient of the summed cross-entropy (``grad``, what every attack step computes) and PGD-10 with ``--eot`` noise
+draws per gradient (``pgd10_eot``). Seeds: parameters 0, pixels 1, labels 2, noise 3, attack 4. A ``draws``
+record times the noise draws alone for the net's three Noisy-LIF layers over T steps (the sum of ξ², so nothing
+is stored): ``tgo_jax.noise`` (Philox-4x32 bits) against ``jax.random.normal`` with one split key per step.
 
-A last line times the noise draws alone for the net's three Noisy-LIF layers over T steps (the sum of ξ², so
-nothing is stored): ``tgo_jax.noise`` (Philox-4x32 bits) against ``jax.random.normal`` with one split key per
-step (what the layers drew before), interleaved rep by rep in one process.
+``--ref DIR`` times a second revision of the library in the same run: DIR is a checkout of it (e.g.
+``git worktree add --detach /tmp/ref <commit>``). Each revision runs in its own worker process (one library per
+process) that compiles everything first; then every measurement is taken rep by rep in turn across the
+revisions, so that both see the same machine load. Only public tgo_jax API (and ``tgo_jax.noise``'s
+``layer_key`` and ``gaussian``) is used, so the same script times any revision.
+
+Output, one JSON object per line: a record per revision and kind, a ``draws`` record per revision, then a
+``summary`` with the noisy/LIF ratios of each revision and, with ``--ref``, the new/ref ratio of every timing,
+plus the machine (CPU model, cores, 1-minute load before and after).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import os
 import platform
 import statistics
+import subprocess
+import sys
+import time
 
-import jax
-import jax.numpy as jnp
-import optax
-
-from tgo_jax import attacks, models
-from tgo_train.bench import median_ms
-
-
-def bench_kind(kind: str, args) -> dict:
-    model = models.create("small", kind=kind, num_classes=10, num_steps=args.steps)
-    x = jax.random.uniform(jax.random.key(1), (args.batch, 28, 28, 1))
-    y = jax.random.randint(jax.random.key(2), (args.batch,), 0, 10)
-    noise, attack_key = jax.random.key(3), jax.random.key(4)
-    variables = jax.jit(model.init)({"params": jax.random.key(0), "noise": noise}, x[:1])
-    logits_fn = attacks.model_logits_fn(model)
-
-    forward = jax.jit(logits_fn)
-
-    @jax.jit
-    def grad(variables, x, key):
-        return jax.grad(lambda x: optax.softmax_cross_entropy_with_integer_labels(
-            logits_fn(variables, x, key), y).sum())(x)
-
-    pgd = jax.jit(lambda variables, x, y, key: attacks.pgd(logits_fn, variables, x, y, key, steps=10,
-                                                           eot=args.eot))
-    xp, yp = x[:args.pgd_batch], y[:args.pgd_batch]
-    record = {"kind": kind, "batch": args.batch, "T": args.steps, "pgd_batch": args.pgd_batch, "eot": args.eot}
-    record["logits_ms"] = round(median_ms(lambda: jax.block_until_ready(forward(variables, x, noise)),
-                                          args.reps), 1)
-    record["grad_ms"] = round(median_ms(lambda: jax.block_until_ready(grad(variables, x, noise)), args.reps), 1)
-    record["pgd10_eot_ms"] = round(median_ms(lambda: jax.block_until_ready(pgd(variables, xp, yp, attack_key)),
-                                             args.reps), 1)
-    return record
+METRICS = ("logits_ms", "grad_ms", "pgd10_eot_ms")
+DRAWS = ("philox_ms", "jax_random_normal_ms")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def bench_draws(args) -> dict:
-    """Median ms of drawing the small net's Noisy-LIF noise, tgo_jax.noise against jax.random.normal."""
-    from tgo_jax import noise  # the draw itself; the model timings above use the public API only
+def build(args) -> dict:
+    """name -> a blocking zero-argument call of each timed program, compiled and warmed up once."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from tgo_jax import attacks, models, noise
+
+    fns = {}
+    for kind in args.kinds.split(","):
+        model = models.create("small", kind=kind, num_classes=10, num_steps=args.steps)
+        x = jax.random.uniform(jax.random.key(1), (args.batch, 28, 28, 1))
+        y = jax.random.randint(jax.random.key(2), (args.batch,), 0, 10)
+        noise_key, attack_key = jax.random.key(3), jax.random.key(4)
+        variables = jax.jit(model.init)({"params": jax.random.key(0), "noise": noise_key}, x[:1])
+        logits_fn = attacks.model_logits_fn(model)
+        forward = jax.jit(logits_fn)
+
+        @jax.jit
+        def grad(variables, x, key, y=y, logits_fn=logits_fn):
+            return jax.grad(lambda x: optax.softmax_cross_entropy_with_integer_labels(
+                logits_fn(variables, x, key), y).sum())(x)
+
+        pgd = jax.jit(lambda variables, x, y, key, logits_fn=logits_fn: attacks.pgd(
+            logits_fn, variables, x, y, key, steps=10, eot=args.eot))
+        xp, yp = x[:args.pgd_batch], y[:args.pgd_batch]
+        fns[f"{kind}.logits_ms"] = lambda f=forward, v=variables, x=x, k=noise_key: f(v, x, k)
+        fns[f"{kind}.grad_ms"] = lambda f=grad, v=variables, x=x, k=noise_key: f(v, x, k)
+        fns[f"{kind}.pgd10_eot_ms"] = lambda f=pgd, v=variables, x=xp, y=yp, k=attack_key: f(v, x, y, k)
+
     shapes = [(args.batch, 28, 28, 16), (args.batch, 14, 14, 32), (args.batch, 128)]
     keys = jax.random.split(jax.random.key(3), len(shapes))
 
@@ -71,15 +79,45 @@ def bench_draws(args) -> dict:
         return sum(jnp.sum(jnp.square(0.4 * jax.random.normal(step_key, shape)))
                    for k, shape in zip(keys, shapes) for step_key in jax.random.split(k, args.steps))
 
-    fns = {"philox_ms": philox, "jax_random_normal_ms": threefry}
-    for fn in fns.values():
-        jax.block_until_ready(fn(keys))
-    samples = {name: [] for name in fns}
-    for _ in range(args.reps):
-        for name, fn in fns.items():
-            samples[name].append(median_ms(lambda fn=fn: jax.block_until_ready(fn(keys)), 1, warmup=0))
-    return {"draws": sum(math.prod(s) for s in shapes) * args.steps,
-            **{name: round(statistics.median(v), 1) for name, v in samples.items()}}
+    fns["draws.philox_ms"] = lambda: philox(keys)
+    fns["draws.jax_random_normal_ms"] = lambda: threefry(keys)
+    blocking = {name: (lambda fn=fn: jax.block_until_ready(fn())) for name, fn in fns.items()}
+    for fn in blocking.values():
+        fn()
+    return blocking
+
+
+def worker(args) -> None:
+    """Serves timings over stdin/stdout: one name per line in, one JSON line (its wall ms) out."""
+    sys.path.insert(0, args.worker)  # this revision's library before the installed one
+    import jax
+    import tgo_jax
+
+    if not os.path.abspath(tgo_jax.__file__).startswith(os.path.abspath(args.worker)):
+        raise SystemExit(f"tgo_jax loaded from {tgo_jax.__file__}, not from {args.worker}")
+    t0 = time.perf_counter()
+    fns = build(args)
+    print(json.dumps({"ready": sorted(fns), "compile_s": round(time.perf_counter() - t0, 1),
+                      "backend": jax.default_backend(), "jax": jax.__version__}), flush=True)
+    for line in sys.stdin:
+        t0 = time.perf_counter()
+        fns[line.strip()]()
+        print(json.dumps({"ms": (time.perf_counter() - t0) * 1e3}), flush=True)
+
+
+def cpu_model() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
+    except (OSError, subprocess.CalledProcessError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
+def git_head(root: str) -> str | None:
+    """The checkout's commit, with "+dirty" when its library differs from that commit."""
+    out = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "-C", root, "diff", "--quiet", "HEAD", "--", "tgo_jax"]).returncode != 0
+    return (out.stdout.strip() + ("+dirty" if dirty else "")) or None
 
 
 def main():
@@ -90,12 +128,55 @@ def main():
     parser.add_argument("--eot", type=int, default=4)
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--kinds", default="lif,noisy")
+    parser.add_argument("--ref", default=None, help="a checkout of the revision to compare with (timed in turn)")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    for kind in args.kinds.split(","):
-        record = bench_kind(kind, args)
-        record.update(backend=jax.default_backend(), jax=jax.__version__, machine=platform.machine())
-        print(json.dumps(record), flush=True)
-    print(json.dumps(bench_draws(args)), flush=True)
+    if args.worker:
+        return worker(args)
+
+    revisions = {"new": ROOT, **({"ref": os.path.abspath(args.ref)} if args.ref else {})}
+    flags = [f"--batch={args.batch}", f"--steps={args.steps}", f"--pgd-batch={args.pgd_batch}",
+             f"--eot={args.eot}", f"--kinds={args.kinds}"]
+    load_before = os.getloadavg()[0]
+    procs, ready = {}, {}
+    for rev, root in revisions.items():  # compile one revision at a time
+        procs[rev] = subprocess.Popen([sys.executable, os.path.abspath(__file__), f"--worker={root}", *flags],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        line = procs[rev].stdout.readline()
+        if not line:
+            raise SystemExit(f"the {rev} worker ({root}) failed to start")
+        ready[rev] = json.loads(line)
+    names = ready["new"]["ready"]
+    samples = {rev: {name: [] for name in names} for rev in revisions}
+    for _ in range(args.reps):
+        for name in names:
+            for rev, proc in procs.items():
+                proc.stdin.write(name + "\n")
+                samples[rev][name].append(json.loads(proc.stdout.readline())["ms"])
+    for proc in procs.values():
+        proc.stdin.close()
+        proc.wait()
+
+    med = {rev: {name: round(statistics.median(v), 1) for name, v in s.items()} for rev, s in samples.items()}
+    kinds = args.kinds.split(",")
+    for rev, root in revisions.items():
+        common = dict(rev=rev, commit=git_head(root), backend=ready[rev]["backend"], jax=ready[rev]["jax"],
+                      compile_s=ready[rev]["compile_s"])
+        for kind in kinds:
+            print(json.dumps({"kind": kind, "batch": args.batch, "T": args.steps, "pgd_batch": args.pgd_batch,
+                              "eot": args.eot, **{m: med[rev][f"{kind}.{m}"] for m in METRICS}, **common}))
+        draws = sum(math.prod(s) for s in [(args.batch, 28, 28, 16), (args.batch, 14, 14, 32), (args.batch, 128)])
+        print(json.dumps({"kind": "draws", "draws": draws * args.steps,
+                          **{m: med[rev][f"draws.{m}"] for m in DRAWS}, **common}))
+    summary = {"summary": True, "reps": args.reps, "cpu": cpu_model(), "cores": os.cpu_count(),
+               "machine": platform.machine(), "load_1min_before": round(load_before, 2),
+               "load_1min_after": round(os.getloadavg()[0], 2)}
+    if "lif" in kinds and "noisy" in kinds:
+        summary["noisy_over_lif"] = {rev: {m: round(med[rev][f"noisy.{m}"] / med[rev][f"lif.{m}"], 2)
+                                           for m in METRICS} for rev in revisions}
+    if args.ref:
+        summary["new_over_ref"] = {name: round(med["new"][name] / med["ref"][name], 2) for name in names}
+    print(json.dumps(summary), flush=True)
 
 
 if __name__ == "__main__":

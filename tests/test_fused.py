@@ -6,11 +6,12 @@ import sys
 
 import jax
 import jax.ad_checkpoint
+import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tgo_jax import fused, lif, neurons, surrogate
+from tgo_jax import fused, lif, neurons, noise, surrogate
 
 SHAPE = (5, 3, 7)  # [T, B, N]
 
@@ -128,7 +129,7 @@ def _scan_unrolls(fn, *args) -> set:
         for eqn in jaxpr.eqns:
             if eqn.primitive.name == "scan":
                 found.add(eqn.params["unroll"])
-            for sub in jax.core.jaxprs_in_params(eqn.params):
+            for sub in jax.extend.core.jaxprs_in_params(eqn.params):
                 walk(sub)
 
     walk(jax.make_jaxpr(fn)(*args).jaxpr)
@@ -136,12 +137,31 @@ def _scan_unrolls(fn, *args) -> set:
 
 
 @pytest.mark.parametrize("fused_layer", [True, False])
-def test_noisy_time_loops_stay_rolled_and_noiseless_ones_unroll(fused_layer):
-    # Unrolled, XLA fuses every step's noise draw into each later step (10 s instead of 0.6 s per gradient
-    # on 2 CPU cores): a layer that draws noise must keep its loop rolled (lif.NeuronConfig.scan_unroll).
+def test_noise_is_drawn_in_a_rolled_loop_and_time_loops_unroll(fused_layer):
+    # Drawn inside an unrolled time loop, XLA fuses every step's noise draw into each later step (10 s instead
+    # of 0.6 s per gradient on 2 CPU cores): the draws run in their own rolled loop (lif.draw_noise_tb), and
+    # the time loops, forward and backward, unroll for Noisy-LIF layers as for LIF ones.
     x, key = jnp.ones((4, 2, 3)), jax.random.key(0)
-    for kind, want in (("noisy", {1}), ("lif", {x.shape[0]})):
+    for kind, want in (("noisy", {1, x.shape[0]}), ("lif", {x.shape[0]})):
         cfg = neurons.NeuronConfig(kind=kind, fused=fused_layer)
         grad = jax.grad(lambda x: jnp.sum(neurons.run(cfg, x, key)[0] * x))
         assert _scan_unrolls(grad, x) == want, kind
-    assert not neurons.NeuronConfig(kind="lif", unroll=False).scan_unroll
+    rolled = neurons.NeuronConfig(kind="noisy", fused=fused_layer, unroll=False)
+    assert _scan_unrolls(jax.grad(lambda x: jnp.sum(neurons.run(rolled, x, key)[0] * x)), x) == {1}
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_noise_drawn_before_the_loop_is_each_steps_draw(dtype):
+    """lif.draw_noise_tb stacks exactly lif.draw_noise(key, t) for t = 0..T−1 (compiled, so bit for bit)."""
+    config, key = neurons.NeuronConfig(kind="noisy"), jax.random.key(2)
+    currents = jnp.zeros(SHAPE, dtype)
+
+    def both(key):
+        layer_key = noise.layer_key(key)
+        steps = [lif.draw_noise(layer_key, t, SHAPE[1:], dtype, config.std) for t in range(SHAPE[0])]
+        return lif.draw_noise_tb(config, layer_key, currents), jnp.stack(steps)
+
+    stacked, per_step = jax.jit(both)(key)
+    assert stacked.dtype == dtype and stacked.shape == SHAPE
+    np.testing.assert_array_equal(np.asarray(stacked, np.float32), np.asarray(per_step, np.float32))
+    assert len(np.unique(np.asarray(stacked, np.float32))) > SHAPE[0] * SHAPE[1]  # fresh draws per step
+    assert lif.draw_noise_tb(neurons.NeuronConfig(), lif.NO_NOISE, currents) is None

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax import lax
 from scipy import stats
 
 from tgo_jax import noise
@@ -84,6 +85,23 @@ def test_draws_are_independent_across_steps_keys_and_neighbours():
     for a, b in ((z0, z1), (z0, other), (z0[1:], z0[:-1])):
         assert abs(np.corrcoef(a, b)[0, 1]) < bound
 
+
+
+@pytest.mark.parametrize("bits_dtype, m, int_dtype, dtype", [
+    (jnp.uint32, 23, jnp.int32, jnp.float32), (jnp.uint64, 52, jnp.int64, jnp.float64)])
+def test_uniform_levels_are_exact_and_never_reach_minus_one_when_compiled(bits_dtype, m, int_dtype, dtype):
+    """u = (2k + 1)·2⁻ᵐ − 1 at the extreme and central levels, compiled alone and inside reductions, where
+    XLA once folded a floating-point form into u = −1 (ξ = −∞)."""
+    with jax.enable_x64(True):
+        width = np.dtype(bits_dtype).itemsize * 8
+        bits = jnp.array([0, 2**width - 1, 2 ** (width - 1), 2 ** (width - 1) - 1], bits_dtype)
+        step = 2.0 ** -m
+        want = np.array([-1 + step, 1 - step, step, -step])
+        uniform = jax.jit(lambda b: noise._symmetric_uniform(b, m, int_dtype, dtype))
+        np.testing.assert_array_equal(np.asarray(uniform(bits), np.float64), want)
+        lo, hi, total = jax.jit(lambda b: (jnp.min(u := noise._symmetric_uniform(b, m, int_dtype, dtype)),
+                                           jnp.max(u), jnp.sum(jnp.square(lax.erf_inv(u)))))(bits)
+        assert (float(lo), float(hi)) == (-1 + step, 1 - step) and np.isfinite(float(total))
 
 def test_draw_is_a_pure_function_of_key_and_step():
     """The same (key, t) gives the same bits and, compiled, the same normals, whether t is static or traced.

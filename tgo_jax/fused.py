@@ -27,19 +27,13 @@ from tgo_jax import lif
 Array = jax.Array
 
 
-def _noise(config: lif.NeuronConfig, noise_key: Array, t: Array, h: Array) -> Array | None:
-    return lif.draw_noise(noise_key, t, h.shape, h.dtype, config.std) if config.stochastic else None
-
-
-def _forward(config: lif.NeuronConfig, currents_tb: Array, noise_key: Array):
+def _forward(config: lif.NeuronConfig, currents_tb: Array, xi_tb: Array | None):
     def step(v, inputs):
-        current, t = inputs
-        return lif.step(v, current, _noise(config, noise_key, t, current), spike=config.fire,
-                        **config.step_kwargs())
+        current, xi = inputs
+        return lif.step(v, current, xi, spike=config.fire, **config.step_kwargs())
 
     v0 = jnp.zeros(currents_tb.shape[1:], currents_tb.dtype)
-    _, (spikes_tb, h_tb) = lax.scan(step, v0, (currents_tb, lif.time_steps(currents_tb.shape[0])),
-                                    unroll=config.scan_unroll)
+    _, (spikes_tb, h_tb) = lax.scan(step, v0, (currents_tb, xi_tb), unroll=config.scan_unroll)
     return spikes_tb, h_tb
 
 
@@ -49,11 +43,11 @@ def run(config: lif.NeuronConfig, currents_tb: Array, noise_key: Array):
 
     ``noise_key`` is the layer's noise key (``noise.layer_key``; ``lif.NO_NOISE`` for a noiseless layer).
     """
-    return _forward(config, currents_tb, noise_key)
+    return _forward(config, currents_tb, lif.draw_noise_tb(config, noise_key, currents_tb))
 
 
 def _run_fwd(config, currents_tb, noise_key):
-    spikes_tb, h_tb = _forward(config, currents_tb, noise_key)
+    spikes_tb, h_tb = _forward(config, currents_tb, lif.draw_noise_tb(config, noise_key, currents_tb))
     return (spikes_tb, h_tb), (h_tb, noise_key)
 
 
@@ -62,8 +56,8 @@ def _run_bwd(config, residuals, cotangents):
     ds_tb, dh_tb = cotangents
 
     def step(dv, inputs):
-        h, t, ds_out, dh_out = inputs
-        u = lif.centre(h, config.threshold, _noise(config, noise_key, t, h))
+        h, xi, ds_out, dh_out = inputs
+        u = lif.centre(h, config.threshold, xi)
         s = config.fire(u)
         dh_reset, ds_reset = lif.reset_vjp(h, s, dv, threshold=config.threshold, reset=config.reset,
                                            detach_reset=config.detach_reset)
@@ -71,8 +65,8 @@ def _run_bwd(config, residuals, cotangents):
         return lif.charge_vjp(dh, config.decay), dh
 
     dv0 = jnp.zeros(h_tb.shape[1:], h_tb.dtype)
-    _, d_currents = lax.scan(step, dv0, (h_tb, lif.time_steps(h_tb.shape[0]), ds_tb, dh_tb), reverse=True,
-                             unroll=config.scan_unroll)
+    xi_tb = lif.draw_noise_tb(config, noise_key, h_tb)  # the forward's ξ, drawn again from the key
+    _, d_currents = lax.scan(step, dv0, (h_tb, xi_tb, ds_tb, dh_tb), reverse=True, unroll=config.scan_unroll)
     return d_currents, None
 
 

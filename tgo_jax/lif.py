@@ -57,9 +57,8 @@ class NeuronConfig:
         that stores only H; False differentiates the scan of steps with autodiff (the reference).
       remat: rematerialise the step in the backward pass (``jax.checkpoint``) to save memory
         (plain path only, so it needs ``fused=False``: the fused layer already stores only H).
-      unroll: unroll the time loop of a noiseless layer (``lax.scan(unroll=True)``): on CPU 2-3× faster
-        steps and attacks at T = 4, at the price of compile time growing with T; set False for long T.
-        A layer that draws noise always runs its loop rolled (``scan_unroll``).
+      unroll: unroll the time loop (``lax.scan(unroll=True)``): on CPU 2-3× faster steps and attacks at
+        T = 4, at the price of compile time growing with T; set False for long T.
 
     Raises:
       ValueError: naming the field, for a value of the wrong type or out of range.
@@ -101,15 +100,12 @@ class NeuronConfig:
 
     @property
     def scan_unroll(self) -> bool:
-        """The ``unroll`` that the layer's time loops use: ``unroll``, except for a layer that draws noise.
+        """The ``unroll`` of the layer's time loops: ``unroll``, for noiseless and Noisy-LIF layers alike.
 
-        Unrolled, XLA fuses the whole time chain into each stacked output, so every step recomputes the
-        noise of all earlier steps (the Philox bits are cheap elementwise ops it gladly duplicates): on
-        2 CPU cores a [4, 500, 28, 28, 16] Noisy-LIF layer took 1.5 s forward and 10 s for a gradient
-        unrolled, 0.3 s and 0.6 s rolled. A rolled loop's body is a fusion boundary, so each ξ[t] is
-        drawn once. (An optimisation barrier does not help: XLA:CPU removes it before fusion.)
+        A Noisy-LIF layer draws its noise before the loop (``draw_noise_tb``), so the unrolled loop has no
+        draw that XLA could copy into every later step.
         """
-        return self.unroll and not self.stochastic
+        return self.unroll
 
     @property
     def std(self) -> float:
@@ -167,6 +163,24 @@ def draw_noise(layer_key: Array, t, shape, dtype, std: float) -> Array:
     A pure function of (layer key, t): the forward, the fused backward and the plain path draw equal ξ.
     """
     return noise.gaussian(layer_key, t, shape, dtype, std)
+
+
+def draw_noise_tb(config: NeuronConfig, layer_key: Array, currents_tb: Array) -> Array | None:
+    """ξ[t] = ``draw_noise(layer_key, t, ...)`` for every step, [T, B, ...] like the currents; None when the
+    layer draws no noise (``config.stochastic`` is False).
+
+    The draws run in a rolled loop over t, whose body is a fusion boundary: each ξ[t] is computed once and
+    stored, and the time loop that reads it may be unrolled. (Drawn inside an unrolled time loop, or all
+    at once outside it, XLA fuses the Philox bits, cheap elementwise ops it gladly duplicates, into every
+    later step: on 2 CPU cores a [4, 500, 28, 28, 16] layer took 1.5 s forward and 10 s for a gradient.
+    An optimisation barrier does not help: XLA:CPU removes it before fusion.)
+    """
+    if not config.stochastic:
+        return None
+    shape, dtype, std = currents_tb.shape[1:], currents_tb.dtype, config.std
+    _, xi_tb = lax.scan(lambda _, t: (None, draw_noise(layer_key, t, shape, dtype, std)), None,
+                        time_steps(currents_tb.shape[0]))
+    return xi_tb
 
 
 def charge(v: Array, current: Array, decay: float) -> Array:

@@ -79,18 +79,15 @@ def bptr_gate(spikes_tb: Array) -> Array:
     return jnp.where(fired, spikes_tb, lax.stop_gradient(spikes_tb))
 
 
-def make_step(config: NeuronConfig, noise_key: Array | None = None):
-    """The per-time-step function ``step(v, (current, t)) -> (v, (spike, h))`` for ``lax.scan``.
+def make_step(config: NeuronConfig):
+    """The per-time-step function ``step(v, (current, xi)) -> (v, (spike, h))`` for ``lax.scan``.
 
-    ``noise_key`` is the layer's noise key (``noise.layer_key``), required when ``config.stochastic``.
+    ``xi`` is the step's noise ξ[t] (``lif.draw_noise_tb``) for a layer that draws noise, else None.
     """
     spike, kwargs = config.autodiff_spike(), config.step_kwargs()
-    if config.stochastic and noise_key is None:
-        raise ValueError("a Noisy-LIF step needs the layer's noise key (noise.layer_key(key))")
 
     def step(v, inputs):
-        current, t = inputs
-        xi = lif.draw_noise(noise_key, t, current.shape, current.dtype, config.std) if config.stochastic else None
+        current, xi = inputs
         return lif.step(v, current, xi, spike=spike, **kwargs)
 
     return jax.checkpoint(step) if config.remat else step
@@ -107,7 +104,7 @@ def run(config: NeuronConfig, currents_tb: Array, key: Array | None = None):
       config: the neuron hyper-parameters.
       currents_tb: input currents, time-major [T, B, ...].
       key: PRNG key, required when ``config.stochastic``: the layer's noise ξ[t] is a pure function of
-        it and t (``tgo_jax.noise``), drawn inside the time loop.
+        it and t (``tgo_jax.noise``), drawn for all T steps before the time loop (``lif.draw_noise_tb``).
 
     Returns:
       ``(spikes_tb, h_tb)``: spikes and pre-spike potentials H, both [T, B, ...].
@@ -121,9 +118,8 @@ def run(config: NeuronConfig, currents_tb: Array, key: Array | None = None):
         spikes_tb, h_tb = fused.run(config, currents_tb, noise_key)
     else:
         v0 = jnp.zeros(currents_tb.shape[1:], currents_tb.dtype)
-        _, (spikes_tb, h_tb) = lax.scan(make_step(config, noise_key), v0,
-                                        (currents_tb, lif.time_steps(currents_tb.shape[0])),
-                                        unroll=config.scan_unroll)
+        xi_tb = lif.draw_noise_tb(config, noise_key, currents_tb)
+        _, (spikes_tb, h_tb) = lax.scan(make_step(config), v0, (currents_tb, xi_tb), unroll=config.scan_unroll)
     if config.backward == "bptr":
         spikes_tb = bptr_gate(spikes_tb)
     return spikes_tb, h_tb
