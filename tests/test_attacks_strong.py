@@ -86,17 +86,83 @@ def test_assg_at_least_as_strong_as_fgsm(setup, adv):
 
 
 def test_autoattack_keeps_every_example_its_first_component_fooled(setup):
+    """Staged AutoAttack's first stage is AutoAttack with its first component alone (same keys, same chunks)."""
     model, logits_fn, params, x, y = setup
     x, y = x[:32], y[:32]
     key = jax.random.key(4)
     aa = functools.partial(attacks.autoattack, eps=EPS, steps=5, num_targets=2, queries=20)
     x_aa = jax.jit(lambda p, x, y, k: aa(logits_fn, p, x, y, k))(params, x, y, key)
-    k_first = jax.random.split(jax.random.fold_in(key, 0))[0]
-    x_ce = jax.jit(lambda p, x, y, k: attacks.apgd(logits_fn, p, x, y, k, eps=EPS, steps=5))(params, x, y, k_first)
+    first = attacks.autoattack_components(eps=EPS, steps=5, num_targets=2, queries=20)[:1]
+    x_ce = jax.jit(lambda p, x, y, k: attacks.auto_attack.run_components(first, logits_fn, p, x, y, k, eot=1)[0])(
+        params, x, y, key)
     c_aa = np.asarray(jnp.argmax(logits_fn(params, x_aa, None), -1) == y)
     c_ce = np.asarray(jnp.argmax(logits_fn(params, x_ce, None), -1) == y)
     assert (~c_ce <= ~c_aa).all()
     assert float(jnp.max(jnp.abs(x_aa - x))) <= EPS + 1e-6
+
+
+def _mean_pixel_logits(params, x, key):
+    """Constructed 3-class logits, label 0: per draw the margin is ``m = 10·mean(x) - 6`` plus
+    ``noise·(u - 1/2)``, u ~ U(0, 1) per example and draw (noise 0: deterministic, fooled iff mean(x) > 0.6)."""
+    m = 10.0 * x.reshape(x.shape[0], -1).mean(-1) - 6.0
+    if key is not None:
+        m = m + params["noise"] * (jax.random.uniform(key, m.shape) - 0.5)
+    return jnp.stack([jnp.zeros_like(m), m, jnp.full_like(m, -5.0)], axis=-1)
+
+
+def _shift_component(delta, calls=None):
+    """A stand-in AutoAttack component: ``x + delta`` (clipped to [0, 1]); logs each call's row count."""
+    def attack(logits_fn, params, x, y, key):
+        if calls is not None:
+            jax.debug.callback(lambda: calls.append(x.shape[0]))
+        return jnp.clip(x + delta, 0.0, 1.0)
+    return attack
+
+
+def test_autoattack_staging_runs_each_component_on_the_still_robust_chunks_only():
+    """32 examples of mean pixel v (0.3..0.7), chunks of 4 rows: clean v > 0.6 fooled; the first component
+    (+0.05) fools 0.55 < v <= 0.6 and runs on the ceil(#{v <= 0.6}/4) chunks holding robust examples, the
+    second on ceil(#{v <= 0.55}/4); whole-batch staging runs each once on 32 rows; same per-example result."""
+    v = 0.3 + 0.4 * (jnp.arange(32) + 0.5) / 32
+    x = jnp.broadcast_to(v[:, None, None, None], (32, 4, 4, 1))
+    y = jnp.zeros((32,), jnp.int32)
+    params = {"noise": jnp.float32(0.0)}
+    results = {}
+    for chunks in (8, None):
+        calls = ([], [])
+        comps = [("up", _shift_component(0.05, calls[0])), ("none", _shift_component(0.0, calls[1]))]
+        run = jax.jit(lambda p, x, y, k, comps=comps, chunks=chunks: attacks.auto_attack.run_components(
+            comps, _mean_pixel_logits, p, x, y, k, eot=1, chunks=chunks))
+        x_adv, robust = jax.block_until_ready(run(params, x, y, jax.random.key(0)))
+        results[chunks] = (np.asarray(x_adv), np.asarray(robust), calls)
+    v = np.asarray(v)
+    n1, n2 = int((v <= 0.6).sum()), int((v <= 0.55).sum())
+    assert 0 < n2 < n1 < 32
+    assert results[8][2] == ([4] * -(-n1 // 4), [4] * -(-n2 // 4))
+    assert results[None][2] == ([32], [32])
+    expected = np.where(((v > 0.55) & (v <= 0.6))[:, None, None, None], np.asarray(x) + 0.05, np.asarray(x))
+    for chunks, (x_adv, robust, _) in results.items():
+        np.testing.assert_array_equal(robust, v <= 0.55)
+        np.testing.assert_allclose(x_adv, expected, rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize("chunks", [8, None])
+def test_autoattack_judges_robustness_on_the_eot_mean_margin(chunks):
+    """Noisy constructed logits: at x the margin is -1 + 3(u - 1/2) per draw (fooled on 1 draw in 6, robust on
+    the mean); the first component returns x, the second x + 0.2 (margin +1 on the mean). With EoT 16 no
+    example may count as fooled at x, on the clean check or after the first component: every example ends
+    at the second component's point (one draw per check would leave about a third at x)."""
+    x = jnp.full((32, 4, 4, 1), 0.5)
+    y = jnp.zeros((32,), jnp.int32)
+    params = {"noise": jnp.float32(3.0)}
+    comps = [("same", _shift_component(0.0)), ("up", _shift_component(0.2))]
+    draws = jax.vmap(lambda k: _mean_pixel_logits(params, x, k)[:, 1])(jax.random.split(jax.random.key(0), 64))
+    assert 0.05 < float((draws > 0).mean()) < 0.3  # single draws at x do flip
+    run = jax.jit(lambda p, x, y, k: attacks.auto_attack.run_components(comps, _mean_pixel_logits, p, x, y, k,
+                                                                       eot=16, chunks=chunks))
+    x_adv, robust = run(params, x, y, jax.random.key(1))
+    assert not np.asarray(robust).any()
+    np.testing.assert_allclose(x_adv, x + 0.2, rtol=0, atol=1e-7)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -140,15 +206,114 @@ def test_hyperplane_projection_is_on_the_plane_in_the_box_and_minimal():
 
 
 def test_assg_moments_and_sharpness():
-    h = (jnp.array([[1.5, 0.2]]),)  # [T=1, N=2], θ = 1: |u| = (0.5, 0.8)
+    u = (jnp.array([[0.5, -0.8]]),)  # [T=1, N=2]: |u| = (0.5, 0.8)
     stats = snn_adaptive.AssgStats((jnp.ones((1, 2)),), (jnp.zeros((1, 2)),))
-    new = snn_adaptive.assg_update(stats, h, threshold=1.0)
+    new = snn_adaptive.assg_update(stats, u)
     m = 0.9 + 0.1 * jnp.array([0.5, 0.8])
     np.testing.assert_allclose(new.m[0][0], m, rtol=1e-6)
     np.testing.assert_allclose(new.d[0][0], 0.1 * jnp.abs(jnp.array([0.5, 0.8]) - m), rtol=1e-6)
     alpha = snn_adaptive.assg_sharpness(new)[0]
-    omega = 2 * np.tan(0.425 * np.pi / 2) / np.pi
+    omega = 2 * np.tan(0.425 * np.pi) / np.pi
     np.testing.assert_allclose(alpha, omega / (new.m[0] + 1.5 * new.d[0] + 1e-4), rtol=1e-6)
+
+
+def test_assg_scale_is_the_reference_constant():
+    """ω = 2·tan(π·a)/π as the reference's ASSGrad (a = 0.425: ω ≈ 2.652, not 2·tan(πa/2)/π ≈ 0.502)."""
+    assert snn_adaptive.assg_scale() == pytest.approx(2.6517, abs=1e-4)
+    for a in (0.05, 0.2125, 0.35, 0.425, 0.49):
+        assert snn_adaptive.assg_scale(a) == pytest.approx(2 * np.tan(a * np.pi) / np.pi, rel=1e-12)
+    traced = jax.jit(snn_adaptive.assg_scale)(0.425)
+    assert float(traced) == pytest.approx(snn_adaptive.assg_scale(0.425), rel=1e-6)
+
+
+@pytest.mark.parametrize("a", [0.0, 0.5, -0.1, 0.7, float("nan")])
+def test_assg_a_outside_the_open_interval_is_one_clear_error(a):
+    message = r"^a must be a number in \(0.0, 0.5\), got " + ("nan" if a != a else repr(a)) + "$"
+    with pytest.raises(ValueError, match=message):
+        snn_adaptive.assg_scale(a)
+    model, variables, x, y = _tiny()
+    with pytest.raises(ValueError, match=message):
+        attacks.sa_pgd(attacks.model_logits_fn(model), variables, x, y, jax.random.key(0), steps=1, a=a)
+    with pytest.raises(ValueError, match=message):
+        attacks.assg_search(attacks.model_logits_fn(model), variables, x, y, jax.random.key(0), steps=1, a=a)
+
+
+def test_assg_search_bad_range_or_rounds_is_one_clear_error():
+    model, variables, x, y = _tiny()
+    search = functools.partial(attacks.assg_search, attacks.model_logits_fn(model), variables, x, y,
+                               jax.random.key(0), steps=1)
+    with pytest.raises(ValueError, match=r"^a_range\[1\] must be a number in \(0.0, 0.5\), got 0.5$"):
+        search(a_range=(0.35, 0.5))
+    with pytest.raises(ValueError, match=r"^a_range must be \(lo, hi\) with lo < hi, got \(0.4, 0.35\)$"):
+        search(a_range=(0.4, 0.35))
+    with pytest.raises(ValueError, match=r"^rounds must be an int >= 1, got 0$"):
+        search(rounds=0)
+
+
+def test_assg_folds_the_current_u_into_the_moments_before_the_backward():
+    """As the reference's ASSGrad.forward: the backward at a forward pass uses α of the moments updated
+    with that pass's |u| (u = H - θ for LIF), which are also what the pass returns."""
+    model, variables, x, y = _tiny()
+    shapes = snn_adaptive.layer_shapes(model, variables, x)
+    stats = snn_adaptive.assg_init(model, variables, x)
+    per_layer = tuple(zip(stats.m, stats.d))
+    omega = snn_adaptive.assg_scale()
+    adapt = snn_adaptive.assg_adapt(omega)
+
+    def loss(x_, params, how):
+        logits, outs = snn_adaptive.apply_with_surrogate(model, variables, x_, None, params,
+                                                         snn_adaptive._atan_sharpness_grad, how)
+        return attacks.ce_loss(logits, y).sum(), outs
+
+    hs = model.apply(variables, x, train=False, return_h=True)[1]
+    expected = snn_adaptive.assg_update(stats, tuple(h - model.neuron.threshold for h in hs))
+
+    @jax.jit
+    def grads(x_):
+        g, outs = jax.grad(loss, has_aux=True)(x_, per_layer, adapt)
+        g_fixed = jax.grad(loss, has_aux=True)(x_, snn_adaptive.assg_sharpness(expected), snn_adaptive._fixed)[0]
+        return g, outs, g_fixed
+
+    g, outs, g_fixed = grads(x)
+    assert len(outs) == len(shapes) >= 2
+    for (m, d), m_ref, d_ref in zip(outs, expected.m, expected.d):
+        np.testing.assert_allclose(m, m_ref, rtol=1e-6)
+        np.testing.assert_allclose(d, d_ref, rtol=1e-6, atol=1e-7)
+        assert float(jnp.abs(m - 1.0).max()) > 1e-3  # the current |u| moved M from its start 1
+    assert float(jnp.abs(g).max()) > 0
+    np.testing.assert_allclose(g, g_fixed, rtol=1e-5, atol=1e-8)
+
+
+def test_ternary_step_moves_toward_the_lower_robust_accuracy():
+    """The reference's rule: right ← a2 if acc1 < acc2, else left ← a1 (ties move left)."""
+    np.testing.assert_allclose(snn_adaptive.ternary_step(0.35, 0.49, 0.3, 0.4), (0.35, 0.49 - 0.14 / 3), rtol=1e-6)
+    np.testing.assert_allclose(snn_adaptive.ternary_step(0.35, 0.49, 0.4, 0.3), (0.35 + 0.14 / 3, 0.49), rtol=1e-6)
+    np.testing.assert_allclose(snn_adaptive.ternary_step(0.35, 0.49, 0.3, 0.3), (0.35 + 0.14 / 3, 0.49), rtol=1e-6)
+
+
+def test_assg_at_its_default_iterations_at_least_as_strong_as_pgd10(setup):
+    """At ε = 8/255 on the fixture's images: ASSG + SA-PGD (100 iterations, a = 0.425) against PGD10."""
+    eps = 8 / 255
+    assg = _correct(setup, _run(setup, attacks.make("ASSG", eps=eps))).mean()
+    pgd10 = _correct(setup, _run(setup, attacks.make("PGD10", eps=eps))).mean()
+    assert assg <= pgd10, (assg, pgd10)
+    assert assg < _correct(setup, setup[3]).mean() - 0.2
+
+
+def test_assg_search_per_example_at_least_as_strong_as_assg_at_the_default_a(setup):
+    """Probe 0 of the search is sa_pgd at a = 0.425 with key split(fold_in(key, 0))[0]: every example it
+    fools, the search fools too."""
+    _, logits_fn, params, x, y = setup
+    options = dict(eps=8 / 255, steps=5)
+    key = jax.random.key(3)
+    search = _run(setup, functools.partial(attacks.assg_search, rounds=1, **options), seed=3)
+    k0 = jax.random.split(jax.random.fold_in(key, 0))[0]
+    single = jax.jit(lambda p, x, y, k: attacks.sa_pgd(logits_fn, p, x, y, k, **options))(params, x, y, k0)
+    c_search, c_single = _correct(setup, search), _correct(setup, single)
+    assert (~c_single <= ~c_search).all()
+    assert c_single.mean() < _correct(setup, x).mean()
+    assert float(jnp.max(jnp.abs(search - x))) <= 8 / 255 + 1e-6
+    assert float(search.min()) >= 0.0 and float(search.max()) <= 1.0
 
 
 @functools.cache

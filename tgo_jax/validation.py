@@ -76,6 +76,14 @@ def in_range(name: str, value: Any, lo: float, hi: float) -> Any:
     return value
 
 
+def in_open_range(name: str, value: Any, lo: float, hi: float) -> Any:
+    """A number in the open interval (lo, hi)."""
+    number = _number(name, value, f"a number in ({lo}, {hi})")
+    if number is not None and not lo < number < hi:
+        raise ValueError(f"{name} must be a number in ({lo}, {hi}), got {value!r}")
+    return value
+
+
 def count(name: str, value: Any, minimum: int = 1) -> int:
     """A Python / NumPy integer >= ``minimum`` (bool refused). Always concrete: counts shape programs."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < minimum:

@@ -26,8 +26,8 @@ from tgo_jax.attacks.transfer import Source, transfer_attack
 from tgo_jax.attacks import differentiable
 from tgo_jax.attacks import events
 from tgo_jax.attacks.evaluation import accuracy, correct, robust_accuracy, robust_correct
-from tgo_jax.attacks.snn_adaptive import (DEFAULT_ENSEMBLE_ATTACK, DEFAULT_RULES, SWEEP_RULES, EnsembleResult, Rule,
-                                          ensemble_robust_accuracy, rule_logits_fn, rule_name, sa_pgd,
-                                          surrogate_sweep, sweep_logits_fn)
+from tgo_jax.attacks.snn_adaptive import (ASSG_A, DEFAULT_ENSEMBLE_ATTACK, DEFAULT_RULES, SWEEP_RULES, EnsembleResult,
+                                          Rule, assg_scale, assg_search, ensemble_robust_accuracy, rule_logits_fn,
+                                          rule_name, sa_pgd, surrogate_sweep, sweep_logits_fn)
 from tgo_jax.attacks.suites import (ATTACKS, PGD_STEP_RULES, ROWS, STRONG_ROWS, canonical, make, names, paper_suite,
                                     pgd_alpha, pgd_step_text, strong_suite, suite)

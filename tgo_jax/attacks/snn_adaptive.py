@@ -19,8 +19,8 @@ from jax import lax
 from tgo_jax import lif, neurons, surrogate, validation
 from tgo_jax.attacks.autopgd import apgd, checkpoint_schedule
 from tgo_jax.attacks.core import (ALPHA, EPS, LOSSES, Array, AttackFn, ModelLogits, check_batch, check_options,
-                                  keep_worst, loss_and_grad, margin_loss, misclassified, model_logits_fn, model_of,
-                                  per_example, prepare, project, score, where)
+                                  Worst, keep_worst, loss_and_grad, margin_loss, misclassified, model_logits_fn,
+                                  model_of, per_example, prepare, project, score, where)
 from tgo_jax.attacks.evaluation import robust_correct
 from tgo_jax.attacks.gradient import pgd
 from tgo_jax.models import layers, mean_over_time
@@ -86,7 +86,7 @@ def ensemble_robust_accuracy(model, params, x: Array, y: Array, key: Array, *,
 # --------------------------------------------------------------------------------------------------
 
 def _spike_with_param(grad_fn):
-    """Θ(u) forward; backward ``grad_fn(u, p)`` with a per-element parameter p (no gradient to p)."""
+    """Θ(u) forward; backward ``grad_fn(u, p)`` with a per-element parameter p, a pytree (no gradient to p)."""
 
     @jax.custom_vjp
     def spike(u, p):
@@ -97,18 +97,28 @@ def _spike_with_param(grad_fn):
 
     def bwd(res, g):
         u, p = res
-        return (g * grad_fn(u, p)).astype(u.dtype), jnp.zeros_like(p)
+        return (g * grad_fn(u, p)).astype(u.dtype), jax.tree.map(jnp.zeros_like, p)
 
     spike.defvjp(fwd, bwd)
     return spike
 
 
-def spiking_layer_with_surrogate(config, currents_tb: Array, key, param_tb: Array, grad_fn):
-    """A LIF / Noisy-LIF layer (``neurons.lif_step`` / ``noisy_lif_step`` scanned over T) whose surrogate
-    is ``grad_fn(u, p[t])``, p[t] the parameter of step t (per neuron where ``param_tb`` is [T, B, ...]).
+def _fixed(u, p):
+    """The default ``adapt``: the step's parameter as it is, for the backward and for the output."""
+    del u
+    return p, p
 
-    The forward equals ``neurons.run``'s (same steps, the same noise ξ[t] of ``key``); autodiff of the
-    scan gives BPTT. Returns ``(spikes_tb, h_tb)``.
+
+def spiking_layer_with_surrogate(config, currents_tb: Array, key, param_tb, grad_fn, adapt=_fixed):
+    """A LIF / Noisy-LIF layer (``neurons.lif_step`` / ``noisy_lif_step`` scanned over T) whose surrogate
+    is ``grad_fn(u, q)`` at the surrogate's argument u (H - θ, or H + ξ - θ for Noisy-LIF).
+
+    ``param_tb`` is a pytree of [T, ...] arrays (per neuron where [T, B, ...]); at step t,
+    ``adapt(u, p[t]) -> (q, out)`` (u without gradient) gives the backward's parameter q and the step's
+    output ``out``; the default uses p[t] for both. ASSG folds the current |u| into its moments this way
+    (``assg_adapt``). The forward equals ``neurons.run``'s (same steps, the same noise ξ[t] of ``key``);
+    autodiff of the scan gives BPTT. Returns ``(spikes_tb, h_tb, out_tb)``; a step that never calls the
+    spike function (Noisy-LIF in expected mode) outputs p[t].
     """
     spike = _spike_with_param(grad_fn)
     common = dict(decay=config.decay, threshold=config.threshold, reset=config.reset,
@@ -116,23 +126,33 @@ def spiking_layer_with_surrogate(config, currents_tb: Array, key, param_tb: Arra
 
     def step(v, inputs):
         current, t, p = inputs
-        fn = lambda u: spike(u, p)
+        outs = []  # the step's output, set when the spike function is traced (once per step)
+
+        def fn(u):
+            q, out = adapt(lax.stop_gradient(u), p)
+            outs.append(out)
+            return spike(u, q)
+
         if config.kind == "lif":
-            return neurons.lif_step(v, current, spike_fn=fn, **common)
-        return neurons.noisy_lif_step(v, current, key, sigma=config.sigma, sigma_is_variance=config.sigma_is_variance,
-                                      expected=config.expected, spike_fn=fn, t=t, **common)
+            v, (s, h) = neurons.lif_step(v, current, spike_fn=fn, **common)
+        else:
+            v, (s, h) = neurons.noisy_lif_step(v, current, key, sigma=config.sigma,
+                                               sigma_is_variance=config.sigma_is_variance, expected=config.expected,
+                                               spike_fn=fn, t=t, **common)
+        return v, (s, h, outs[0] if outs else p)
 
     v0 = jnp.zeros(currents_tb.shape[1:], currents_tb.dtype)
-    _, (spikes_tb, h_tb) = lax.scan(step, v0, (currents_tb, lif.time_steps(currents_tb.shape[0]), param_tb))
-    return spikes_tb, h_tb
+    _, (spikes_tb, h_tb, out_tb) = lax.scan(step, v0, (currents_tb, lif.time_steps(currents_tb.shape[0]), param_tb))
+    return spikes_tb, h_tb, out_tb
 
 
-def apply_with_surrogate(model, variables, x: Array, key, params_per_layer, grad_fn):
-    """Logits [B, K] of ``model`` at x with every spiking layer's backward replaced by ``grad_fn(u, p)``,
-    layer l (in forward order) using ``params_per_layer[l]`` ([T, ...], broadcast against [T, B, ...]).
+def apply_with_surrogate(model, variables, x: Array, key, params_per_layer, grad_fn, adapt=_fixed):
+    """Logits [B, K] of ``model`` at x with every spiking layer's backward replaced by ``grad_fn(u, q)``,
+    layer l (in forward order) using ``params_per_layer[l]`` (a pytree of [T, ...] arrays, broadcast against
+    [T, B, ...]) through ``adapt`` (see ``spiking_layer_with_surrogate``).
 
     The layers are swapped at call time with ``flax.linen.intercept_methods`` (the model code is
-    unchanged). Also returns the tuple of each layer's pre-spike potential H [T, B, ...].
+    unchanged). Also returns the tuple of each layer's per-step outputs of ``adapt``.
     """
     collected = []
 
@@ -143,9 +163,9 @@ def apply_with_surrogate(model, variables, x: Array, key, params_per_layer, grad
         (inp,) = args
         x_tb = inp.reshape((module.num_steps, -1) + inp.shape[1:])
         k = module.make_rng("noise") if module.neuron.stochastic else None
-        spikes_tb, h_tb = spiking_layer_with_surrogate(module.neuron, x_tb, k, params_per_layer[len(collected)],
-                                                       grad_fn)
-        collected.append(h_tb)
+        spikes_tb, h_tb, out_tb = spiking_layer_with_surrogate(module.neuron, x_tb, k,
+                                                               params_per_layer[len(collected)], grad_fn, adapt)
+        collected.append(out_tb)
         return spikes_tb.reshape(inp.shape), h_tb
 
     rngs = None if key is None else {"noise": key}
@@ -233,17 +253,33 @@ def surrogate_sweep(logits_fn, params, x: Array, y: Array, key: Array, *, eps=EP
 # ASSG + SA-PGD (Wang et al., CVPR 2026, arXiv 2512.22522)
 # --------------------------------------------------------------------------------------------------
 
-ASSG_A = 0.425  # the reference attack's A: upper bound of the expected gradient-vanishing degree
+# The reference's constants (Wang et al., CVPR 2026; their code repository "Towards-Reliable-Evaluation-of-
+# Adversarial-Robustness-for-Spiking-Neural-Networks": my_node.py ASSGrad, attack.py ASSG_SAPGD, evaluate.py).
+ASSG_A = 0.425                      # a: the bound on the expected gradient-vanishing degree, halved (A/2)
+ASSG_A_BOUNDS = (0.0, 0.5)          # ω = 2·tan(π·a)/π is finite and > 0 only for a in (0, 0.5)
+ASSG_SEARCH_RANGE = (0.35, 0.49)    # the reference's ternary search interval for a
+ASSG_SEARCH_ROUNDS = 8              # its rounds; two probes each (16 runs)
 ASSG_RELAX, ASSG_BETA1, ASSG_BETA2 = 1.5, 0.9, 0.9
+ASSG_FLOOR = 1e-4                   # added to M + relax·D in α's denominator
+SA_MOMENTUM, SA_SECOND = 0.5, 0.8   # SA-PGD's decay of the normalised first and second moments
 
 
-def assg_scale(a: float = ASSG_A) -> float:
-    """ω = 2·tan(πA/2)/π: the atan sharpness times E|u| that keeps the expected vanishing degree at A."""
-    return 2.0 * math.tan(a * math.pi / 2) / math.pi
+def check_a(a, name: str = "a"):
+    """``a`` in (0, 0.5) (checked when concrete; a traced value passes)."""
+    return validation.in_open_range(name, a, *ASSG_A_BOUNDS)
+
+
+def assg_scale(a=ASSG_A):
+    """ω = 2·tan(π·a)/π (docs/FORMULAS.md §8): the atan sharpness times E|u| that bounds the expected
+    gradient-vanishing degree by A = 2a (the reference's ``ASSGrad``). A traced ``a`` gives a traced ω."""
+    check_a(a)
+    tan = jnp.tan if isinstance(a, jax.core.Tracer) else math.tan
+    return 2.0 * tan(math.pi * a) / math.pi
 
 
 class AssgStats(NamedTuple):
-    """Running moments of |u| = |H - θ| per layer, per time step, per example and neuron ([T, B, ...] each)."""
+    """Running moments of |u| per layer, per time step, per example and neuron ([T, B, ...] each); u is the
+    surrogate's argument (H - θ, or H + ξ - θ for Noisy-LIF)."""
 
     m: tuple  # first moment M: EMA of |u|
     d: tuple  # dispersion D: EMA of ||u| - M|
@@ -255,21 +291,40 @@ def assg_init(model, variables, x: Array) -> AssgStats:
     return AssgStats(tuple(jnp.ones(s, x.dtype) for s in shapes), tuple(jnp.zeros(s, x.dtype) for s in shapes))
 
 
-def assg_update(stats: AssgStats, hs: tuple, threshold: float, beta1=ASSG_BETA1, beta2=ASSG_BETA2) -> AssgStats:
+def assg_moments(m: Array, d: Array, u: Array, beta1=ASSG_BETA1, beta2=ASSG_BETA2) -> tuple[Array, Array]:
     """``M ← β1·M + (1-β1)|u|``, ``D ← β2·D + (1-β2)·||u| - M||`` with the new M (docs/FORMULAS.md §8)."""
-    ms, ds = [], []
-    for m, d, h in zip(stats.m, stats.d, hs):
-        u = jnp.abs(lax.stop_gradient(h) - threshold)
-        m = beta1 * m + (1 - beta1) * u
-        ms.append(m)
-        ds.append(beta2 * d + (1 - beta2) * jnp.abs(u - m))
-    return AssgStats(tuple(ms), tuple(ds))
+    u = jnp.abs(lax.stop_gradient(u))
+    m = beta1 * m + (1 - beta1) * u
+    return m, beta2 * d + (1 - beta2) * jnp.abs(u - m)
 
 
-def assg_sharpness(stats: AssgStats, a: float = ASSG_A, relax: float = ASSG_RELAX) -> tuple:
-    """Per layer α = ω / (M + relax·D + 1e-4), the atan surrogate's sharpness per neuron and step."""
+def assg_update(stats: AssgStats, us: tuple, beta1=ASSG_BETA1, beta2=ASSG_BETA2) -> AssgStats:
+    """``assg_moments`` per layer, ``us`` the layers' surrogate arguments u [T, B, ...]."""
+    new = [assg_moments(m, d, u, beta1, beta2) for m, d, u in zip(stats.m, stats.d, us)]
+    return AssgStats(tuple(m for m, _ in new), tuple(d for _, d in new))
+
+
+def _alpha(m: Array, d: Array, omega, relax) -> Array:
+    """α = ω / (M + relax·D + 1e-4) (docs/FORMULAS.md §8)."""
+    return omega / (m + relax * d + ASSG_FLOOR)
+
+
+def assg_sharpness(stats: AssgStats, a=ASSG_A, relax: float = ASSG_RELAX) -> tuple:
+    """Per layer α = ω / (M + relax·D + 1e-4), ω = ``assg_scale(a)``: the atan sharpness per neuron and step."""
     omega = assg_scale(a)
-    return tuple(omega / (m + relax * d + 1e-4) for m, d in zip(stats.m, stats.d))
+    return tuple(_alpha(m, d, omega, relax) for m, d in zip(stats.m, stats.d))
+
+
+def assg_adapt(omega, relax: float = ASSG_RELAX, update: bool = True):
+    """The ``adapt`` of ``spiking_layer_with_surrogate`` for ASSG: from a step's moments (M, D) and the
+    surrogate's argument u, the moments with the current |u| folded in (``update``; as the reference's
+    ``ASSGrad.forward``, which updates before the backward) and the α of those moments."""
+
+    def adapt(u, p):
+        m, d = assg_moments(*p, u) if update else p
+        return _alpha(m, d, omega, relax), (m, d)
+
+    return adapt
 
 
 def _atan_sharpness_grad(u, alpha):
@@ -290,16 +345,16 @@ class _SaState(NamedTuple):
 
 
 def sa_pgd(logits_fn, params, x: Array, y: Array, key: Array, *, eps=EPS, steps: int = 100, eot: int = 1,
-           loss: str = "ce", adaptive: bool = True, sharpness: float = ASSG_A, relax: float = ASSG_RELAX) -> Array:
+           loss: str = "ce", adaptive: bool = True, a=ASSG_A, relax: float = ASSG_RELAX) -> Array:
     """SA-PGD with the ASSG surrogate (Wang et al., CVPR 2026, arXiv 2512.22522; docs/FORMULAS.md §8).
 
     Gradient: with ``adaptive`` every spiking layer's backward is the atan surrogate with a sharpness
-    α per neuron, time step and example, ``α = ω/(M + 1.5·D + 1e-4)``, ω = 2·tan(πA/2)/π, from running
-    moments of |H - θ| over the attack's iterations (``assg_update``); else the logit function's own
-    backward. Step (from the random APGD start, η = ε): with ĝ = g/mean|g| and per example means,
-    ``m ← 0.5·m + ĝ``, ``v ← 0.8·v + g²/mean(g²)``, ``x ← Π_ε(x + clip(η·m/√v, -η, η))``; η is halved at
-    APGD's checkpoints (unconditionally). Each example returns a misclassified point if met, else its
-    highest-loss point.
+    α per neuron, time step and example, ``α = ω/(M + 1.5·D + 1e-4)``, ω = 2·tan(π·a)/π, from running
+    moments of |u| over the attack's forward passes, the current pass's |u| folded in before its backward
+    (``assg_adapt``); else the logit function's own backward. Step (from the random APGD start, η = ε):
+    with ĝ = g/mean|g| and per example means, ``m ← 0.5·m + ĝ``, ``v ← 0.8·v + g²/mean(g²)``,
+    ``x ← Π_ε(x + clip(η·m/√v, -η, η))``; η is halved at APGD's checkpoints (unconditionally). Each
+    example returns a misclassified point if met, else its highest-loss point.
 
     Args:
       logits_fn: a ``model_logits_fn`` logit function (needed for ``adaptive``).
@@ -307,7 +362,8 @@ def sa_pgd(logits_fn, params, x: Array, y: Array, key: Array, *, eps=EPS, steps:
       steps: iterations >= 1 (100 in the reference).
       loss: "ce" or "dlr".
       adaptive: ASSG (True) or the logit function's fixed backward (False).
-      sharpness: A in (0, 1), the expected gradient-vanishing bound (0.425); relax: the D weight (1.5).
+      a: in (0, 0.5), half the bound A on the expected gradient-vanishing degree (the reference's 0.425;
+        ``assg_search`` searches it); may be traced. relax: the D weight (1.5).
 
     Returns:
       x_adv [B, ...] with ``||x_adv - x||∞ <= ε`` and pixels in [0, 1].
@@ -315,7 +371,7 @@ def sa_pgd(logits_fn, params, x: Array, y: Array, key: Array, *, eps=EPS, steps:
     check_batch(x, y, logits_fn, params)
     check_options(eps=eps, steps=steps, eot=eot)
     validation.choice("loss", loss, ("ce", "dlr"))
-    validation.in_range("sharpness", sharpness, 1e-6, 1 - 1e-6)
+    omega = assg_scale(a)
     validation.non_negative("relax", relax)
     model = model_of(logits_fn, "sa_pgd with ASSG") if adaptive else None
     params, x, y = prepare(params, x, y)
@@ -324,27 +380,32 @@ def sa_pgd(logits_fn, params, x: Array, y: Array, key: Array, *, eps=EPS, steps:
     is_check, _ = checkpoint_schedule(steps)
 
     def grads(x_adv, stats, k):
-        """EoT-mean (loss, logits, grad) and the stats updated from the first draw (as the reference)."""
+        """EoT-mean (loss, logits, grad); the first draw folds its |u| into the moments, the others use the
+        moments after it without updating (as the reference)."""
         if not adaptive:
             lg = loss_and_grad(objective, logits_fn, params, x_adv, y, k, eot=eot)
             return lg.loss, lg.logits, lg.grad, stats
-        alphas = tuple(lax.stop_gradient(a) for a in assg_sharpness(stats, sharpness, relax))
 
-        def once(kk):
+        def once(kk, moments, update):
+            per_layer = tuple(zip(moments.m, moments.d))
+
             def total(x_):
-                logits, hs = apply_with_surrogate(model, params, x_, kk, alphas, _atan_sharpness_grad)
+                logits, outs = apply_with_surrogate(model, params, x_, kk, per_layer, _atan_sharpness_grad,
+                                                    assg_adapt(omega, relax, update))
                 l_ = objective(logits, y)
-                return l_.sum(), (l_, logits, hs)
-            g, (l_, logits, hs) = jax.grad(total, has_aux=True)(x_adv)
-            return l_, logits, g, hs
+                return l_.sum(), (l_, logits, outs)
+            g, (l_, logits, outs) = jax.grad(total, has_aux=True)(x_adv)
+            new = AssgStats(tuple(m for m, _ in outs), tuple(d for _, d in outs))
+            return (l_, logits, g), new
 
         keys = jax.random.split(k, eot)
-        l0, z0, g0, hs = once(keys[0])
+        (l0, z0, g0), stats = once(keys[0], stats, True)
         if eot > 1:
-            l0, z0, g0 = lax.fori_loop(1, eot, lambda i, acc: jax.tree.map(jnp.add, acc, once(keys[i])[:3]),
+            l0, z0, g0 = lax.fori_loop(1, eot, lambda i, acc: jax.tree.map(jnp.add, acc,
+                                                                          once(keys[i], stats, False)[0]),
                                        (l0, z0, g0))
             l0, z0, g0 = l0 / eot, z0 / eot, g0 / eot
-        return l0, z0, g0, assg_update(stats, hs, model.neuron.threshold)
+        return l0, z0, g0, stats
 
     u = jax.random.uniform(k_start, x.shape, x.dtype, -1.0, 1.0)
     x0 = project(x + eps * per_example(jnp.divide, jnp.max(jnp.abs(u).reshape(x.shape[0], -1), axis=-1), u), x, eps)
@@ -355,16 +416,16 @@ def sa_pgd(logits_fn, params, x: Array, y: Array, key: Array, *, eps=EPS, steps:
     zeros = jnp.zeros_like(x)
     state = _SaState(x0, zeros, zeros, g0, jnp.full((batch,), eps, x.dtype), x0, loss0, x0, fooled0, stats)
 
-    def mean_abs(a):
-        return jnp.mean(jnp.abs(a).reshape(a.shape[0], -1), axis=-1)
+    def mean_abs(a_):
+        return jnp.mean(jnp.abs(a_).reshape(a_.shape[0], -1), axis=-1)
 
     def step(i, s: _SaState) -> _SaState:
         g = s.grad
         first = (i == 0).astype(x.dtype)
         g_hat = per_example(jnp.divide, mean_abs(g) + 1e-12, g)
         g2 = per_example(jnp.divide, mean_abs(g * g) + 1e-12, g * g)
-        m = (1 - first) * 0.5 * s.m + g_hat
-        v = (1 - first) * 0.8 * s.v + g2
+        m = (1 - first) * SA_MOMENTUM * s.m + g_hat
+        v = (1 - first) * SA_SECOND * s.v + g2
         eta = per_example(jnp.multiply, s.step, jnp.ones_like(x))
         x_new = project(s.x_adv + jnp.clip(m / (jnp.sqrt(v) + 1e-12) * eta, -eta, eta), x, eps)
         l_, logits, g_new, stats = grads(x_new, s.stats, jax.random.fold_in(k_steps, i + 1))
@@ -376,3 +437,74 @@ def sa_pgd(logits_fn, params, x: Array, y: Array, key: Array, *, eps=EPS, steps:
 
     final = lax.fori_loop(0, steps, step, state)
     return where(final.fooled, final.x_fooled, final.x_best)
+
+
+def ternary_step(left, right, acc1, acc2):
+    """One round of the reference's ternary search for a (``evaluate.py``, ``assg-sapgd``): probes
+    a1 = left + (right - left)/3 and a2 = right - (right - left)/3 with robust accuracies acc1, acc2;
+    ``right ← a2`` if acc1 < acc2, else ``left ← a1``. Returns ``(left, right)`` (traced values allowed)."""
+    third = (right - left) / 3
+    lower = acc1 < acc2
+    return jnp.where(lower, left, left + third), jnp.where(lower, right - third, right)
+
+
+def assg_search(logits_fn, params, x: Array, y: Array, key: Array, *, eps=EPS, steps: int = 100, eot: int = 1,
+                loss: str = "ce", rounds: int = ASSG_SEARCH_ROUNDS, a_range=ASSG_SEARCH_RANGE, a=ASSG_A,
+                relax: float = ASSG_RELAX) -> Array:
+    """ASSG + SA-PGD with the reference's search over a (docs/FORMULAS.md §8), per example the strongest
+    point of all probes.
+
+    Probe 0 is ``sa_pgd`` at ``a`` (0.425) with key ``split(fold_in(key, 0))[0]``; then ``rounds`` rounds of
+    the reference's ternary search over ``a_range`` ([0.35, 0.49]), two probes each (``ternary_step``; the
+    interval moves by the batch's robust accuracy at the two probes), probe j with key
+    ``split(fold_in(key, j))[0]``: 1 + 2·rounds runs of ``steps`` iterations (17 of 100 by default). Each
+    probe's point is judged on the model's own forward (margin, EoT-mean logits, key
+    ``split(fold_in(key, j))[1]``); per example a misclassified point if any probe found one, else the
+    highest-margin one. This is at least as strong as the reference's choice (the whole set at the probe
+    of lowest robust accuracy) and per example at least as strong as probe 0 alone.
+
+    Args:
+      logits_fn, params, x, y, key, eps, steps, eot, loss, relax: as in ``sa_pgd``.
+      rounds: ternary rounds >= 1 (8 in the reference).
+      a_range: (lo, hi) with 0 < lo < hi < 0.5.
+      a: probe 0's a, in (0, 0.5).
+
+    Returns:
+      x_adv [B, ...] with ``||x_adv - x||∞ <= ε`` and pixels in [0, 1].
+    """
+    model_of(logits_fn, "assg_search")
+    check_batch(x, y, logits_fn, params)
+    check_options(eps=eps, steps=steps, eot=eot)
+    rounds = validation.count("rounds", rounds)
+    lo, hi = a_range
+    check_a(lo, "a_range[0]")
+    check_a(hi, "a_range[1]")
+    if not lo < hi:
+        raise ValueError(f"a_range must be (lo, hi) with lo < hi, got {a_range!r}")
+    check_a(a)
+    params, x, y = prepare(params, x, y)
+    own = model_logits_fn(logits_fn.base_model)
+
+    def probe(j, a_j):
+        k_attack, k_eval = jax.random.split(jax.random.fold_in(key, j))
+        x_adv = sa_pgd(logits_fn, params, x, y, k_attack, eps=eps, steps=steps, eot=eot, loss=loss, a=a_j,
+                       relax=relax)
+        return score(margin_loss, own, params, x_adv, y, k_eval, eot)
+
+    def body(j, carry):
+        left, right, acc1, best = carry
+        r = j - 1                       # probe index inside the search
+        second = (r % 2) == 1
+        third = (right - left) / 3
+        a_j = jnp.where(j == 0, a, jnp.where(second, right - third, left + third))
+        new = probe(j, a_j)
+        acc = jnp.mean(1.0 - new.fooled.astype(jnp.float32))
+        moved = ternary_step(left, right, acc1, acc)
+        update = (j > 0) & second
+        left, right = jnp.where(update, moved[0], left), jnp.where(update, moved[1], right)
+        return left, right, jnp.where(second, acc1, acc), keep_worst(best, new)
+
+    batch = x.shape[0]
+    start = Worst(x, jnp.zeros((batch,), bool), jnp.full((batch,), -jnp.inf, jnp.float32))
+    carry = (jnp.float32(lo), jnp.float32(hi), jnp.float32(0.0), start)
+    return lax.fori_loop(0, 1 + 2 * rounds, body, carry)[3].x

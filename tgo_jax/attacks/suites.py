@@ -42,6 +42,7 @@ ATTACKS: dict[str, AttackFn] = {
     "square": _square.square_attack,
     "autoattack": _aa.autoattack,
     "sa_pgd": _snn.sa_pgd,
+    "assg_search": _snn.assg_search,
     "surrogate_sweep": _snn.surrogate_sweep,
 }
 
@@ -80,6 +81,7 @@ ROWS: dict[str, Row] = {
     "AutoAttack": Row(_aa.autoattack, {"version": "standard", "steps": 100, "num_targets": 9, "queries": 5000}),
     "AutoAttack-rand": Row(_aa.autoattack, {"version": "rand", "steps": 100, "eot": _aa.RAND_EOT}),
     "ASSG": Row(_snn.sa_pgd, {"steps": 100}),
+    "ASSG-search": Row(_snn.assg_search, {"steps": 100}),  # 17 runs: a = 0.425, then the ternary search
     "SA-PGD": Row(_snn.sa_pgd, {"steps": 100, "adaptive": False}),
     "Sweep": Row(_snn.surrogate_sweep, {"steps": 10}, takes_alpha=True),
     "Transfer-NoiseOff": Row(_noise_off_transfer, {"steps": 10}, takes_alpha=True),
