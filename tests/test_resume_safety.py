@@ -1,8 +1,10 @@
-"""Resume of a damaged or changed workdir: config comparison, checkpoint fallback, torn metrics, kill -9.
+"""Resume of a damaged or changed workdir: config comparison and drift, checkpoint fallback, torn metrics,
+kill -9, preemption.
 
 One finished tiny run (6 steps, checkpoints at 4 and 6) is made once and copied for each case. The
-fault-injection test kills real training processes (SIGKILL) while a checkpoint and while metrics.jsonl
-are being written, damages the newest checkpoint, resumes, and compares with an uninterrupted run.
+fault-injection tests kill real training processes (SIGKILL) while a checkpoint and while metrics.jsonl
+are being written, damage the newest checkpoint, or preempt them (SIGTERM, SIGINT), resume, and compare
+with an uninterrupted run.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import pytest
 
 from tests.test_cli_errors import TINY_CONFIG, run_main
 from tests.test_train import assert_trees_equal, read_records, saved_state, tiny_config
-from tgo_train import checkpoint, cli, evaluate, manifest, records, resume, train
+from tgo_train import checkpoint, cli, evaluate, manifest, preemption, progress, records, resume, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN = {"max_steps": 6, "checkpoint_every_steps": 2}  # 8 steps per epoch: checkpoints 4 and 6 are kept
@@ -231,3 +233,72 @@ def test_kill_during_writes_and_damage_resume_bit_for_bit(finished, tmp_path):
     assert step_a == step_b == 6
     assert_trees_equal(state_a, state_b)  # params, BN statistics, optimiser state, key, running sums
     assert without_time(read_records(workdir)) == without_time(read_records(finished))
+
+
+UPDATE = progress.Progress.update
+
+
+def signal_during_step(monkeypatch, sig: signal.Signals, at: int) -> None:
+    """The signal arrives while training step ``at`` runs (sent from the progress update after it)."""
+    def signalling_update(self, step):
+        UPDATE(self, step)
+        if step == at:
+            os.kill(os.getpid(), sig)
+
+    monkeypatch.setattr(progress.Progress, "update", signalling_update)
+
+
+def test_preempted_twice_then_resumed_is_bit_identical(finished, tmp_path, monkeypatch, capsys):
+    """SIGTERM during step 3, SIGINT (Ctrl-C) during step 5: each saves its step and exits 75 with one line; the
+    third run finishes with the state and records of the uninterrupted run."""
+    monkeypatch.delenv(cli.DEBUG_ENV, raising=False)
+    workdir = str(tmp_path / "preempted")
+    checkpoints = os.path.join(workdir, "checkpoints")
+    args = ("--config", TINY_CONFIG, "--workdir", workdir, *RUN_ARGS)
+    signal_during_step(monkeypatch, signal.SIGTERM, 3)
+    code, _, err = run_main(monkeypatch, capsys, *args)
+    assert code == preemption.EXIT_PREEMPTED and err == (
+        f"stopped by SIGTERM at step 3 of 6: checkpoint saved in {checkpoints}; rerun the same command to resume\n")
+    assert resume.checkpoint_steps(workdir) == [2, 3]  # 3: the preemption's own
+    (partial,) = read_records(workdir)  # the epoch so far, not evaluated
+    assert partial["step"] == 3 and partial["partial"] and "test_accuracy" not in partial
+    signal_during_step(monkeypatch, signal.SIGINT, 5)
+    code, out, err = run_main(monkeypatch, capsys, *args)
+    assert code == preemption.EXIT_PREEMPTED and "stopped by SIGINT at step 5 of 6" in err, err
+    assert "resumed from step 3" in out and resume.checkpoint_steps(workdir) == [4, 5]
+    monkeypatch.setattr(progress.Progress, "update", UPDATE)  # no signal
+    code, out, err = run_main(monkeypatch, capsys, *args)
+    assert code == 0 and "resumed from step 5" in out, err
+    (step_a, state_a), (step_b, state_b) = saved_state(workdir), saved_state(finished)
+    assert step_a == step_b == 6
+    assert_trees_equal(state_a, state_b)  # params, BN statistics, optimiser state, key, running sums
+    assert without_time(read_records(workdir)) == without_time(read_records(finished))
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handlers in place before are back
+
+
+# ----------------------------------------------------------------------------------------------------
+# a config.json written by another version of the code
+# ----------------------------------------------------------------------------------------------------
+
+def edit_stored_config(workdir: str, edit) -> None:
+    path = os.path.join(workdir, resume.CONFIG_FILE)
+    with open(path) as f:
+        stored = json.load(f)
+    edit(stored)
+    records.write_json(path, stored)
+
+
+def test_field_the_code_no_longer_knows_is_dropped_with_a_warning(copy, capsys):
+    edit_stored_config(copy, lambda c: c.update(retired_option=3, optim=dict(c["optim"], retired_too="x")))
+    assert resume.check_resume(copy, tiny_config(RUN)) == []
+    err = capsys.readouterr().err
+    assert f"{copy}/config.json: ignoring optim.retired_too='x', retired_option=3 (" in err, err
+
+
+def test_missing_field_is_completed_from_the_checkpoint_not_the_defaults(copy):
+    edit_stored_config(copy, lambda c: c["optim"].pop("lr"))  # the run used 0.05; the base default is 0.1
+    assert resume.check_resume(copy, tiny_config(RUN)) == []
+    changed = tiny_config(RUN)
+    changed.optim.lr = 0.2
+    with pytest.raises(resume.ResumeError, match="optim.lr 0.05 → 0.2"):
+        resume.check_resume(copy, changed)

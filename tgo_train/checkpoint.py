@@ -19,7 +19,7 @@ import orbax.checkpoint as ocp
 
 from tgo_train import distributed, manifest
 from tgo_train.config_check import one_line
-from tgo_train.workdir import PathLike, as_path
+from tgo_train.workdir import PathLike, as_path, naming
 
 
 class CheckpointError(ValueError):
@@ -47,6 +47,7 @@ class Checkpoints:
         handlers = {"state": ocp.PyTreeCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
         self.manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
         self._unsealed: list[int] = []  # saved steps whose manifest is not written yet
+        self._closed = False
 
     def latest_step(self) -> Optional[int]:
         return self.manager.latest_step()
@@ -63,7 +64,8 @@ class Checkpoints:
         self._seal(block=False)
         args = ocp.args.Composite(state=ocp.args.PyTreeSave(flax.serialization.to_state_dict(state)),
                                   meta=ocp.args.JsonSave(meta))
-        saved = self.manager.save(step, args=args, force=force)
+        with naming(self.step_dir(step)):  # a full disk or a read-only folder names the step
+            saved = self.manager.save(step, args=args, force=force)
         if saved:
             self._unsealed.append(step)
         return saved
@@ -73,7 +75,8 @@ class Checkpoints:
         if not self._unsealed:
             return
         if block:
-            self.manager.wait_until_finished()
+            with naming(self.step_dir(self._unsealed[-1])):
+                self.manager.wait_until_finished()
         elif self.manager.is_saving_in_progress():
             return
         for step in self._unsealed:
@@ -173,8 +176,28 @@ class Checkpoints:
         self._seal(block=True)
 
     def close(self):
-        self._seal(block=True)
-        self.manager.close()
+        """Waits for the saves in flight, writes their manifests and stops orbax's background threads
+        (which would otherwise keep the process from exiting); closing again does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._seal(block=True)
+        finally:
+            self.manager.close()
+
+    def __enter__(self) -> "Checkpoints":
+        return self
+
+    def __exit__(self, kind, error, tb) -> None:
+        """Closes; after an error, quietly (the error is what the user needs to see)."""
+        if error is None:
+            self.close()
+            return
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - a second failure while stopping would hide the first
+            pass
 
 
 def _unreadable(error: BaseException) -> str:

@@ -2,17 +2,23 @@
 
 ``run(main)`` replaces ``absl.app.run(main)``. A failure prints ``error: <one line>`` (the field, its value
 and what is allowed, for a config error) and exits with status 1; ``--verbose`` or ``TGO_DEBUG=1`` in the
-environment shows the full traceback instead. Flag errors keep absl's own short message.
+environment shows the full traceback instead. Flag errors keep absl's own short message. A background
+thread's failure is one ``warning:`` line, not a traceback.
+
+Exit statuses: 0 done; 1 an error (one line); 75 training stopped by SIGTERM or SIGINT after saving a
+checkpoint (``tgo_train.preemption``: rerun the same command to resume); 130 interrupted by Ctrl-C
+outside training, nothing more saved; absl's own for a bad flag.
 """
 from __future__ import annotations
 
 import os
 import sys
+import threading
 from typing import Callable, Optional, Sequence
 
 from absl import app, flags
 
-from tgo_train import config_check
+from tgo_train import config_check, preemption
 
 DEBUG_ENV = "TGO_DEBUG"
 EXIT_ERROR = 1
@@ -80,13 +86,31 @@ def _parse_flags(argv: Sequence[str]):
 
 def _guarded(main: Callable, full_argv: Sequence[str]) -> Callable:
     def guarded(argv):
+        threading.excepthook = _quiet_thread_error
         try:
             return main(argv)
-        except (app.UsageError, SystemExit, KeyboardInterrupt):
+        except (app.UsageError, SystemExit):
             raise
+        except KeyboardInterrupt:  # Ctrl-C outside training (training saves first: preemption.Preempted)
+            if debugging(argv):
+                raise
+            print("interrupted (Ctrl-C): stopped without saving", file=sys.stderr, flush=True)
+            sys.exit(preemption.EXIT_INTERRUPTED)
+        except preemption.Preempted as e:
+            print(e, file=sys.stderr, flush=True)
+            sys.exit(e.exit_status)
         except Exception as e:  # noqa: BLE001 - every failure becomes one line unless debugging
             if debugging(argv):
                 raise
             fail(config_check.explain_load_error(full_argv, e) or config_check.one_line(e))
 
     return guarded
+
+
+def _quiet_thread_error(args) -> None:
+    """A background thread's failure (a writer meeting a full disk) as one warning line, not a traceback;
+    the program's own error line follows when it matters."""
+    if debugging() or args.exc_type is SystemExit:
+        return threading.__excepthook__(args)
+    name = args.thread.name if args.thread is not None else "a background thread"
+    print(f"warning: {name} failed: {config_check.one_line(args.exc_value)}", file=sys.stderr, flush=True)

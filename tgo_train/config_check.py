@@ -30,8 +30,20 @@ class ConfigError(ValueError):
     """A config field outside what is allowed; the message is one line naming it."""
 
 
-def _int(minimum: int) -> Callable:
-    return functools.partial(validation.count, minimum=minimum)
+INT_MAX = 2**31 - 1  # counts, sizes and steps: int32 on the devices
+SEED_MAX = 2**32 - 2  # jax.random.PRNGKey keeps 32 bits of a seed (larger ones repeat smaller ones); seed + 1 is used too
+
+
+def _int(minimum: int, maximum: int = INT_MAX) -> Callable:
+    """An int in [minimum, maximum]: a larger one is refused here, naming the field, not overflowed later."""
+
+    def check(name: str, value: Any) -> int:
+        value = validation.count(name, value, minimum)
+        if value > maximum:
+            raise ValueError(f"{name} must be an int in [{minimum}, {maximum}], got {value!r}")
+        return value
+
+    return check
 
 
 def _choice(choices: Sequence[Any]) -> Callable:
@@ -47,7 +59,7 @@ def _optional(check: Callable) -> Callable:
 
 
 SCHEMA: dict[str, Callable[[str, Any], Any]] = {
-    "seed": _int(0),
+    "seed": _int(0, SEED_MAX),
     "dataset": _choice(data.DATASETS),
     "data_dir": validation.text,
     "augment": validation.boolean,

@@ -11,9 +11,11 @@ over all of them (``tgo_jax.sharding``). Process 0 alone writes files and shows 
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
+import threading
 import time
 from typing import Optional
 
@@ -53,8 +55,10 @@ def initialize(coordinator_address: Optional[str] = None, num_processes: Optiona
 
     Settings left None come from the environment (SLURM, Cloud TPU, ``JAX_COORDINATOR_ADDRESS``).
     A process other than 0 first waits up to ``timeout_s`` for the coordinator's port and raises
-    ``CoordinatorUnreachableError`` if it never opens: JAX itself would abort the process with a
-    terse message after its own timeout.
+    ``CoordinatorUnreachableError`` if it never opens. Joining itself gets the same deadline: when the
+    others do not join in time (on process 0), or the port is not a JAX coordinator's, JAX would abort the
+    process (SIGABRT, a C++ stack trace) after its own timeout; instead, at the deadline, one ``error:``
+    line is printed and the process exits with status 1 (nothing has been written by then).
     """
     if timeout_s < 1:
         raise ValueError(f"distributed_timeout must be >= 1 second, got {timeout_s}")
@@ -72,7 +76,33 @@ def initialize(coordinator_address: Optional[str] = None, num_processes: Optiona
           f"(waiting up to {timeout_s} s)", file=sys.stderr, flush=True)
     if address and process_id:
         wait_for_coordinator(address, timeout_s, who)
-    jax.distributed.initialize(address, num_processes, process_id, initialization_timeout=timeout_s)
+    with _exit_at(time.monotonic() + timeout_s, f"{who}: the run did not come together within {timeout_s} s at "
+                            f"{address or 'the cluster coordinator'}: start every process (the same "
+                            "--coordinator_address and --num_processes, each its own --process_id), or check that "
+                            "the address is process 0's and the network between the hosts"):
+        jax.distributed.initialize(address, num_processes, process_id,
+                                   initialization_timeout=timeout_s + JAX_TIMEOUT_MARGIN_S)
+
+
+JAX_TIMEOUT_MARGIN_S = 60  # JAX's own start-up timeout (which aborts the process) comes this much after ours
+
+
+@contextlib.contextmanager
+def _exit_at(deadline: float, message: str):
+    """Runs the block; if it is still running at ``deadline`` (``time.monotonic``), prints ``error: message``
+    and ends the process with status 1 (``os._exit``: the block is stuck in C++, which nothing else ends)."""
+    done = threading.Event()
+
+    def give_up():
+        if not done.wait(max(0.0, deadline - time.monotonic())):
+            print(f"error: {message}", file=sys.stderr, flush=True)
+            os._exit(1)
+
+    threading.Thread(target=give_up, name="distributed start-up deadline", daemon=True).start()
+    try:
+        yield
+    finally:
+        done.set()
 
 
 def wait_for_coordinator(address: str, timeout_s: float, who: str = "this process") -> None:
@@ -103,6 +133,13 @@ def barrier(name: str) -> None:
     """Waits until every process gets here (a no-op with one process)."""
     if jax.process_count() > 1:
         multihost_utils.sync_global_devices(name)
+
+
+def any_process(flag: bool) -> bool:
+    """Whether ``flag`` is true on some process (every process must call it; no sync with one process)."""
+    if jax.process_count() == 1:
+        return bool(flag)
+    return bool(np.any(multihost_utils.process_allgather(np.asarray(flag, np.bool_))))
 
 
 def host_array(x: jax.Array) -> np.ndarray:

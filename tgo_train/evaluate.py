@@ -19,6 +19,7 @@ runs the gradient-masking audit (``tgo_train/audit.py``) and writes ``audit.json
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from fractions import Fraction
@@ -215,7 +216,10 @@ def evaluate_workdir(workdir: str, *, eps_list: Sequence[float], alpha: float, e
     name = os.path.basename(os.path.normpath(workdir))
     mesh = sharding.make_mesh(num_devices)
     sharding.check_batch_size(batch_size, mesh)
+    if distributed.is_primary():
+        workdirs.check_writable(workdir)  # before the attacks: the results go there
     run, variables, ckpt_step = load_run(workdir, step, num_examples, mesh)
+    batch_size = min(batch_size, len(run.splits["test"][1]))  # a larger batch would be padding only
     sources = load_transfer_sources(list(transfer_from), run, variables, num_examples, mesh)
     stochastic = run.model.neuron.stochastic
     eot, draws = (eot, draws) if stochastic else (1, 1)
@@ -250,13 +254,23 @@ def evaluate_workdir(workdir: str, *, eps_list: Sequence[float], alpha: float, e
                                                         eot=eot, steps=event_steps, progress=progress, mesh=mesh)
     results["seconds"] = round(time.time() - t0, 1)
     if distributed.is_primary():
-        if eps_sweep:
-            plot_sweep({name: results["eps_sweep"]["accuracy"]}, sweep_attack,
-                       os.path.join(workdir, "eps_sweep.png"))
-        write_summaries(workdir, results)
+        write_results(workdir, results)
+    return results
+
+
+def write_results(workdir: str, results: dict) -> None:
+    """eval.json, eval.md, the TensorBoard scalars and eps_sweep.png, the most wanted first. When a write
+    fails (a full disk) the table is printed before the error is raised, so the attacks' work is not lost."""
+    try:
         records.write_json(os.path.join(workdir, "eval.json"), results)  # whole or not at all
         records.write_atomic(os.path.join(workdir, "eval.md"), render(results) + "\n")
-    return results
+        write_summaries(workdir, results)
+        if "eps_sweep" in results:
+            plot_sweep({os.path.basename(os.path.normpath(workdir)): results["eps_sweep"]["accuracy"]},
+                       results["eps_sweep"]["attack"], os.path.join(workdir, "eps_sweep.png"))
+    except OSError:
+        print(render(results), flush=True)
+        raise
 
 
 def select_attacks(suite, names: Sequence[str], *, eps: float, alpha: float, eot: int, pgd_step: str = "paper",
@@ -375,6 +389,27 @@ def main(argv):
     if not F.workdir:
         raise app.UsageError("--workdir is required")
     distributed.initialize_from_flags()
+    with _locked_for_writing(F.workdir, F.out, distributed.is_primary()):
+        _evaluate_all(F)
+
+
+def _locked_for_writing(workdirs_: Sequence[str], out: Optional[str], primary: bool) -> contextlib.ExitStack:
+    """Before any attack: each existing workdir's evaluation lock (so it is writable, and no other
+    evaluation writes there; training may go on) and a writable folder for ``--out``. Process 0 only."""
+    held = contextlib.ExitStack()
+    if primary:
+        with held:
+            for workdir in workdirs_:
+                workdirs.check_writable(workdir)
+                if workdirs.as_path(workdir).is_dir():  # a missing one is reported by load_run
+                    held.enter_context(workdirs.locked(workdir, workdirs.EVALUATOR))
+            if out:
+                workdirs.check_writable(os.path.dirname(os.path.abspath(out)))
+            return held.pop_all()
+    return held
+
+
+def _evaluate_all(F) -> None:
     primary = distributed.is_primary()
     if F.audit:
         for workdir in F.workdir:

@@ -40,6 +40,11 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     distributed.initialize_from_flags()
+    with workdirs.locked(_WORKDIR.value, enabled=distributed.is_primary()):  # a second experiment here is refused
+        _experiment()
+
+
+def _experiment() -> None:
     say = print if distributed.is_primary() else (lambda *a, **k: None)
     t0 = time.time()
     root = workdirs.as_path(_WORKDIR.value)

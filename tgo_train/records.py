@@ -8,20 +8,35 @@ naming the file and line.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 from typing import Any, Callable, Iterable, Optional
 
-from tgo_train.workdir import PathLike, as_path
+from tgo_train.workdir import PathLike, as_path, naming
 
 METRICS = "metrics.jsonl"
 
 
 def write_atomic(path: PathLike, text: str) -> None:
-    """Replaces ``path`` by ``text`` in one rename (the temporary file sits next to it)."""
+    """Replaces ``path`` by ``text`` in one rename (the temporary file sits next to it).
+
+    A failed write (a full disk, no permission) removes the temporary file and raises an ``OSError``
+    naming ``path``; the previous file stays whole.
+    """
     target = as_path(path)
     tmp = target.parent / f"{target.name}.tmp-{os.getpid()}"
+    try:
+        with naming(target):
+            _write_then_rename(tmp, target, text)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def _write_then_rename(tmp, target, text: str) -> None:
     if "://" in str(target):  # a bucket: no fsync there; the rename is the commit
         tmp.write_text(text)
         tmp.replace(target)

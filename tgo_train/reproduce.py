@@ -46,7 +46,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from tgo_jax import analysis, attacks, data
-from tgo_train import cli, evaluate, notebook_runs, reproduce_report, resume, tables, train
+from tgo_train import cli, evaluate, notebook_runs, reproduce_report, resume, tables, train, workdir as workdirs
 from tgo_train.configs import fmnist_tgo, fmnist_vanilla
 
 # ----------------------------------------------------------------------------- the grid
@@ -513,13 +513,14 @@ def main(argv):
     jax.config.update("jax_compilation_cache_dir", os.path.join(os.path.abspath(F.workdir), ".jax_cache"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     git_commit()
-    if F.convergence_epochs and not F.report_only:
-        run_convergence(F.workdir, F.convergence_epochs)
-    if not F.report_only:
-        run_grid(F.workdir, seeds, F.size, F.models, F.attacks, eps_list,
-                 F.report_dir, F.stop_after, F.only)
-    path = write_report(F.workdir, F.size, seeds, F.models, F.attacks, eps_list,
-                        F.report_dir)
+    with workdirs.locked(F.workdir):  # a second reproduction of this workdir is refused at once
+        if F.convergence_epochs and not F.report_only:
+            run_convergence(F.workdir, F.convergence_epochs)
+        if not F.report_only:
+            run_grid(F.workdir, seeds, F.size, F.models, F.attacks, eps_list,
+                     F.report_dir, F.stop_after, F.only)
+        path = write_report(F.workdir, F.size, seeds, F.models, F.attacks, eps_list,
+                            F.report_dir)
     print(f"report: {path}", flush=True)
 
 

@@ -11,15 +11,22 @@
   ``tgo_train.evaluate``, at the evaluated checkpoint's step. (TensorBoard tags allow letters, digits and
   ``_./-`` only.)
 
-Only process 0 writes (the others get a writer that drops everything).
+Only process 0 writes (the others get a writer that drops everything). Events are written in the calling
+thread and flushed with each call: a full disk or a read-only workdir is an ``OSError`` naming the event
+file, raised where it happens (tensorboardX's own background writer would fail in its thread, and then
+block the program when its queue fills up).
 """
 from __future__ import annotations
 
 import numbers
+import os
+import time
 from typing import Mapping, Optional
 
 import jax
 import numpy as np
+
+from tgo_train.workdir import naming
 
 
 class Summaries:
@@ -33,10 +40,19 @@ class Summaries:
 
     def __init__(self, logdir: str, purge_step: Optional[int] = None):
         self._writer = None
+        self._path = str(logdir)
         if jax.process_index() == 0:
-            from tensorboardX import SummaryWriter  # imported here: only writers need it
+            from tensorboardX.event_file_writer import EventsWriter  # imported here: only writers need it
+            from tensorboardX.proto.event_pb2 import Event, SessionLog
 
-            self._writer = SummaryWriter(logdir=logdir, purge_step=purge_step, flush_secs=30)
+            with naming(os.path.join(logdir, "events.out.tfevents.*")):
+                if "://" not in str(logdir):  # a bucket has no folders to make
+                    os.makedirs(logdir, exist_ok=True)
+                self._writer = EventsWriter(os.path.join(logdir, "events"))
+            self._path = self._writer._file_name
+            if purge_step is not None:
+                self._write([Event(step=purge_step, file_version="brain.Event:2"),
+                             Event(step=purge_step, session_log=SessionLog(status=SessionLog.START))])
 
     def scalars(self, step: int, values: Mapping[str, object], prefix: str = "") -> None:
         """Writes every number of ``values`` as ``prefix + name`` at ``step``.
@@ -46,6 +62,10 @@ class Summaries:
         """
         if self._writer is None:
             return
+        from tensorboardX.proto.event_pb2 import Event
+        from tensorboardX.summary import scalar
+
+        events = []
         for name, value in values.items():
             value = np.asarray(value) if isinstance(value, (np.ndarray, np.generic)) else value
             if isinstance(value, np.ndarray):
@@ -53,19 +73,36 @@ class Summaries:
                     continue
                 value = value.item()
             if isinstance(value, numbers.Number) and not isinstance(value, bool):
-                self._writer.add_scalar(prefix + name, float(value), global_step=int(step))
+                events.append(Event(wall_time=time.time(), step=int(step),
+                                    summary=scalar(prefix + name, float(value))))
+        self._write(events)
+
+    def _write(self, events: list) -> None:
+        with naming(self._path):
+            for event in events:
+                self._writer.write_event(event)
+            self._writer.flush()
 
     def flush(self) -> None:
         if self._writer is not None:
-            self._writer.flush()
+            with naming(self._path):
+                self._writer.flush()
 
     def close(self) -> None:
         if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+            writer, self._writer = self._writer, None
+            with naming(self._path):
+                writer.close()
 
     def __enter__(self) -> "Summaries":
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, kind, error, tb) -> None:
+        """Closes; after an error, quietly (a full disk fails the close too; the first error is the one shown)."""
+        if error is None:
+            self.close()
+            return
+        try:
+            self.close()
+        except OSError:
+            pass

@@ -5,9 +5,11 @@ once here, at the program edge, with the train state donated.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
+import signal
 import time
 from typing import Any, Callable, Optional
 
@@ -18,7 +20,7 @@ import ml_collections
 import optax
 
 from tgo_jax import attacks, augment, data, losses, metrics, models, neurons, projections, sharding
-from tgo_train import config_check, distributed, feed, records, resume, workdir as workdirs
+from tgo_train import config_check, distributed, feed, preemption, records, resume, workdir as workdirs
 from tgo_train.checkpoint import Checkpoints
 from tgo_train.progress import Progress
 from tgo_train.summaries import Summaries
@@ -218,7 +220,8 @@ def evaluate_clean(run: Run, variables, key, eval_step, mesh, draws: int = 1) ->
     images, labels = run.splits["test"]
     draws = draws if run.model.neuron.stochastic else 1
     correct = 0.0
-    for batch in feed.eval_batches(images, labels, run.config.eval_batch_size, mesh):
+    batch_size = min(run.config.eval_batch_size, len(labels))  # a larger batch would be padding only
+    for batch in feed.eval_batches(images, labels, batch_size, mesh):
         for _ in range(draws):
             key, sub = jax.random.split(key)
             correct += float(eval_step(variables, batch, sub))
@@ -232,13 +235,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     checkpoints under ``workdir/checkpoints`` (every ``checkpoint_every_steps`` and at the end) and
     TensorBoard event files (``tgo_train.summaries``: train metrics every ``log_every_steps`` steps,
     the epoch records).
-    The config is checked, and a resume's stored config compared with it, before anything is written.
+    The config is checked, the workdir locked (``tgo_train.workdir``: a second training of it is refused)
+    and a resume's stored config compared with it, before anything is written. A SIGTERM or SIGINT
+    stops the run at the next step boundary with a checkpoint and the epoch-so-far record, then raises
+    ``preemption.Preempted`` (``tgo_train.preemption``). Background writers are closed on every way out.
     In a multi-process run every process calls this; each feeds its rows of every global batch, all
-    save and restore the checkpoints together, and process 0 alone writes the other files and shows
-    progress.
+    save and restore the checkpoints together, and process 0 alone writes the other files, holds the
+    lock and shows progress.
     """
     config_check.check(config)
     workdir = str(workdirs.as_path(workdir))  # absolute; a gs:// URL stays one
+    with workdirs.locked(workdir, enabled=distributed.is_primary()):
+        return _train_locked(config, workdir)
+
+
+def _train_locked(config: ml_collections.ConfigDict, workdir: str) -> dict:
     primary = distributed.is_primary()
     allowed_changes = resume.check_resume(workdir, config)
     run = prepare(config)
@@ -254,74 +265,95 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     state = sharding.replicate(create_train_state(config, run.model, optimizer, sample["image"]), mesh)
     sums = None  # running sums of this epoch's train metrics (``accumulate``)
 
-    if primary:
-        workdirs.as_path(workdir).mkdir(parents=True, exist_ok=True)
-    ckpt = Checkpoints(os.path.join(workdir, "checkpoints"), config.checkpoint_every_steps,
-                       config.keep_checkpoints, writer=True)
-    meta = {"config": config.to_dict()}
-    elapsed_before = 0.0  # training seconds of earlier sessions of this run (checkpoint meta)
-    if ckpt.latest_step() is not None:
-        state, restored_meta = ckpt.restore(state, set_aside=os.path.join(workdir, "damaged_checkpoints"))
-        elapsed_before = float(restored_meta.get("elapsed_s", 0.0))
-        sums = _restored_sums(ckpt, restored_meta, int(state.step))
+    with Checkpoints(os.path.join(workdir, "checkpoints"), config.checkpoint_every_steps,
+                     config.keep_checkpoints, writer=True) as ckpt:
+        meta = {"config": config.to_dict()}
+        elapsed_before = 0.0  # training seconds of earlier sessions of this run (checkpoint meta)
+        if ckpt.latest_step() is not None:
+            state, restored_meta = ckpt.restore(state, set_aside=os.path.join(workdir, "damaged_checkpoints"))
+            elapsed_before = float(restored_meta.get("elapsed_s", 0.0))
+            sums = _restored_sums(ckpt, restored_meta, int(state.step))
+            if primary:
+                records.keep_records_until(os.path.join(workdir, records.METRICS), int(state.step),
+                                           drop_partial=int(state.step) < last_step)
+                print(f"resumed from step {int(state.step)} in {workdir}", flush=True)
         if primary:
-            records.keep_records_until(os.path.join(workdir, records.METRICS), int(state.step),
-                                       drop_partial=int(state.step) < last_step)
-            print(f"resumed from step {int(state.step)} in {workdir}", flush=True)
-    if primary:
-        resume.record_start(workdir, config, allowed_changes, int(state.step))
+            resume.record_start(workdir, config, allowed_changes, int(state.step))
 
-    train_step = jax.jit(make_train_step(config, run.model, objective, optimizer), donate_argnums=0)
-    accumulate_step = jax.jit(accumulate)
-    eval_step = jax.jit(make_eval_step(run.model))
-    eval_key = jax.random.PRNGKey(config.seed + 1)
+        train_step = jax.jit(make_train_step(config, run.model, objective, optimizer), donate_argnums=0)
+        accumulate_step = jax.jit(accumulate)
+        eval_step = jax.jit(make_eval_step(run.model))
+        eval_key = jax.random.PRNGKey(config.seed + 1)
 
-    record = {}
-    step = int(state.step)
-    summaries = Summaries(workdir, purge_step=step or None)
-    lr = learning_rate(config, steps)
-    progress = Progress(last_step, initial=step, enabled=config.progress and primary,
-                        desc=os.path.basename(workdir))
-    t0 = time.time() - elapsed_before  # elapsed_s counts this run's training time across resumes
-    t_epoch = time.time()
-    while step < last_step:
-        epoch, start = divmod(step, run.steps_per_epoch)
-        for batch in feed.train_batches(images, labels, config.batch_size, mesh, seed=config.seed,
-                                        epoch=epoch, start_step=start):
-            state, step_metrics = train_step(state, batch)
-            sums = accumulate_step(sums, step_metrics)
-            step += 1
-            progress.update(step)
-            if config.log_every_steps and step % config.log_every_steps == 0:  # the only per-step transfer
-                summaries.scalars(step, dict(jax.device_get(step_metrics), learning_rate=float(lr(step - 1))),
-                                  prefix="train/")
-            epoch_done = step % run.steps_per_epoch == 0
-            if epoch_done or step >= last_step:  # before saving: sums reset at an epoch's end
-                t_eval = time.time()
-                record = _end_epoch(run, state, sums, epoch, step, eval_step, eval_key, workdir, mesh,
-                                    time.time() - t0, partial=not epoch_done)
-                sums = None if epoch_done else sums  # a partial epoch's sums carry over a resume
-                summaries.scalars(step, {k: v for k, v in record.items() if k not in ("step", "epoch")},
-                                  prefix="epoch/")
-                if primary:
-                    progress.write(f"{_format_record(record)}  time: train {t_eval - t_epoch:.0f} s, "
-                                   f"clean eval {time.time() - t_eval:.0f} s")
-                t_epoch = time.time()
-            if ckpt.due(step):
-                ckpt.save(step, state, _checkpoint_meta(meta, epoch, time.time() - t0, sums))
-            if step >= last_step:
-                break
-    progress.close()
-    summaries.close()
-    if ckpt.latest_step() != step:
-        ckpt.save(step, state, _checkpoint_meta(meta, step // run.steps_per_epoch, time.time() - t0, sums),
-                  force=True)
-    ckpt.close()
+        record = {}
+        step = int(state.step)
+        lr = learning_rate(config, steps)
+        t0 = time.time() - elapsed_before  # elapsed_s counts this run's training time across resumes
+        t_epoch = time.time()
+        with Summaries(workdir, purge_step=step or None) as summaries, \
+                contextlib.closing(Progress(last_step, initial=step, enabled=config.progress and primary,
+                                            desc=os.path.basename(workdir))) as progress, \
+                preemption.StopSignals() as stop:
+            stopping = False  # a signal asked to stop (agreed by every process)
+            while step < last_step and not stopping:
+                epoch, start = divmod(step, run.steps_per_epoch)
+                for batch in feed.train_batches(images, labels, config.batch_size, mesh, seed=config.seed,
+                                                epoch=epoch, start_step=start):
+                    state, step_metrics = train_step(state, batch)
+                    sums = accumulate_step(sums, step_metrics)
+                    step += 1
+                    progress.update(step)
+                    if config.log_every_steps and step % config.log_every_steps == 0:  # the only per-step transfer
+                        summaries.scalars(step, dict(jax.device_get(step_metrics),
+                                                     learning_rate=float(lr(step - 1))), prefix="train/")
+                    epoch_done = step % run.steps_per_epoch == 0
+                    stopping = step < last_step and _stop_agreed(stop, step)
+                    if epoch_done or step >= last_step:  # before saving: sums reset at an epoch's end
+                        t_eval = time.time()
+                        record = _end_epoch(run, state, sums, epoch, step, eval_step, eval_key, workdir, mesh,
+                                            time.time() - t0, partial=not epoch_done)
+                        sums = None if epoch_done else sums  # a partial epoch's sums carry over a resume
+                        summaries.scalars(step, {k: v for k, v in record.items() if k not in ("step", "epoch")},
+                                          prefix="epoch/")
+                        if primary:
+                            progress.write(f"{_format_record(record)}  time: train {t_eval - t_epoch:.0f} s, "
+                                           f"clean eval {time.time() - t_eval:.0f} s")
+                        t_epoch = time.time()
+                    elif stopping:  # preempted: the epoch so far, without evaluating
+                        _end_epoch(run, state, sums, epoch, step, eval_step, eval_key, workdir, mesh,
+                                   time.time() - t0, partial=True, evaluate=False)
+                    if ckpt.due(step):
+                        ckpt.save(step, state, _checkpoint_meta(meta, epoch, time.time() - t0, sums))
+                    if step >= last_step or stopping:
+                        break
+        if ckpt.latest_step() != step:
+            ckpt.save(step, state, _checkpoint_meta(meta, step // run.steps_per_epoch, time.time() - t0, sums),
+                      force=True)
+    if step < last_step:  # stopped by a signal, its checkpoint saved and sealed
+        raise preemption.Preempted(f"stopped by {stop.name} at step {step} of {last_step}: checkpoint saved in "
+                                   f"{os.path.join(workdir, 'checkpoints')}; rerun the same command to resume")
     if not record:  # resumed an already finished run: evaluate once more
         variables = {"params": state.params, "batch_stats": state.batch_stats}
         record = {"step": step, "test_accuracy": evaluate_clean(run, variables, eval_key, eval_step, mesh,
                                                                 config.eval_noise_draws)}
     return record
+
+
+PREEMPTION_SYNC_STEPS = 10  # a multi-process run agrees on stopping every this many steps (a host sync)
+
+
+def _stop_agreed(stop: preemption.StopSignals, step: int) -> bool:
+    """Whether to stop after ``step``: a signal arrived here (one process), or on some process (several, which
+    must stop at the same step: they compare every ``PREEMPTION_SYNC_STEPS`` steps). Leaves ``stop`` set
+    on every process that stops."""
+    if jax.process_count() == 1:
+        return stop.requested
+    if step % PREEMPTION_SYNC_STEPS:
+        return False
+    if distributed.any_process(stop.requested):
+        stop.signal = stop.signal or signal.SIGTERM
+        return True
+    return False
 
 
 def _checkpoint_meta(meta: dict, epoch: int, elapsed: float, sums: Optional[dict]) -> dict:
@@ -342,12 +374,13 @@ def _restored_sums(ckpt: Checkpoints, meta: dict, step: int) -> Optional[dict]:
     return {k: jnp.asarray(v, jnp.float32) for k, v in saved.items()}
 
 
-def _end_epoch(run, state, sums, epoch, step, eval_step, eval_key, workdir, mesh, elapsed, partial=False):
+def _end_epoch(run, state, sums, epoch, step, eval_step, eval_key, workdir, mesh, elapsed, partial=False,
+               evaluate=True):
     """Averages the epoch's train metrics, evaluates, appends to metrics.jsonl; returns the record.
 
-    A ``max_steps`` stop inside an epoch (``partial``) writes a record marked partial; the caller keeps
-    the sums, so a resumed run finishes the epoch's averages and replaces that record. Every process
-    computes the record (the evaluation is sharded); process 0 writes it.
+    A ``max_steps`` stop or a preemption inside an epoch (``partial``) writes a record marked partial; the
+    caller keeps the sums, so a resumed run finishes the epoch's averages and replaces that record. Every
+    process computes the record (the evaluation is sharded; none when not ``evaluate``); process 0 writes it.
     """
     sums = jax.device_get(sums)
     count = max(float(sums["count"]), 1.0)
@@ -355,7 +388,8 @@ def _end_epoch(run, state, sums, epoch, step, eval_step, eval_key, workdir, mesh
     if partial:
         record["partial"] = True
     record.update({f"train_{k}": float(v) / count for k, v in sums.items() if k != "count"})
-    if (epoch + 1) % run.config.eval_every_epochs == 0 or step >= run.config.epochs * run.steps_per_epoch:
+    due = (epoch + 1) % run.config.eval_every_epochs == 0 or step >= run.config.epochs * run.steps_per_epoch
+    if evaluate and due:
         variables = {"params": state.params, "batch_stats": state.batch_stats}
         record["test_accuracy"] = evaluate_clean(run, variables, eval_key, eval_step, mesh,
                                                  run.config.eval_noise_draws)
