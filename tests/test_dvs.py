@@ -8,10 +8,12 @@ from __future__ import annotations
 import functools
 import json
 import os
+import sys
 import time
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
@@ -100,8 +102,67 @@ def test_aedat_errors_name_the_file(tmp_path):
         aedat.read_aedat(other)
     v4 = tmp_path / "v4.aedat"
     v4.write_bytes(b"#!AER-DAT4.0\r\n")
-    with pytest.raises(ValueError, match="version 4.0 is not supported"):
+    with pytest.raises(ValueError, match=f"{v4}.*truncated"):
         aedat.read_aedat(v4)
+    v5 = tmp_path / "v5.aedat"
+    v5.write_bytes(b"#!AER-DAT5.0\r\n")
+    with pytest.raises(ValueError, match="version 5.0 is not supported"):
+        aedat.read_aedat(v5)
+
+
+# AEDAT 4.0, written by hand: FlatBuffers are little-endian tables reached through offsets, each table
+# starting with an int32 back-offset to its vtable (uint16 vtable size, uint16 table size, uint16 per field).
+
+def v4_event_packet(events: aedat.Events) -> bytes:
+    """A size-prefixed ``EventPacket`` FlatBuffer (identifier EVTS): root offset, identifier, vtable, table,
+    then the vector of 16-byte events (int64 t, int16 x, int16 y, bool on, 3 bytes padding)."""
+    elements = np.zeros(len(events.t), aedat.V4_EVENT)
+    for name, field in zip(("t", "x", "y", "on"), events):
+        elements[name] = field
+    root, vtable = (16).to_bytes(4, "little") + b"EVTS", np.array([6, 8, 4], "<u2").tobytes() + b"\0\0"
+    table = (16 - 8).to_bytes(4, "little", signed=True) + (8).to_bytes(4, "little")  # vector at 20 + 8
+    body = root + vtable + table + b"\0" * 4 + len(elements).to_bytes(4, "little") + elements.tobytes()
+    return len(body).to_bytes(4, "little") + body
+
+
+def v4_io_header(compression: int, data_table: int = -1) -> bytes:
+    """An ``IOHeader`` FlatBuffer: compression (int32), data-table offset (int64), XML description."""
+    text = b'<dv version="2.0"><node name="outInfo" path="/mainloop/output/outInfo/"/></dv>'
+    vtable = np.array([10, 20, 4, 8, 16], "<u2").tobytes() + b"\0" * 6  # fields at table + 4, 8, 16
+    table = ((24 - 8).to_bytes(4, "little", signed=True) + compression.to_bytes(4, "little")
+             + data_table.to_bytes(8, "little", signed=True) + (4).to_bytes(4, "little"))
+    return (24).to_bytes(4, "little") + b"IOHE" + vtable + table + len(text).to_bytes(4, "little") + text + b"\0"
+
+
+def v4_file(packets: list[tuple[int, bytes]], compression: int = 0, data_table: bool = False) -> bytes:
+    header = v4_io_header(compression)
+    body = b"".join(i.to_bytes(4, "little") + len(p).to_bytes(4, "little") + p for i, p in packets)
+    if data_table:  # a trailing file data table, past the offset the header gives
+        header = v4_io_header(compression, len(aedat.V4_MAGIC) + 4 + len(header) + len(body))
+        body += b"\x01" * 40
+    return aedat.V4_MAGIC + len(header).to_bytes(4, "little") + header + body
+
+
+def test_aedat4_event_packets(tmp_path):
+    first, second = synthetic_events(0, 1, n=5), synthetic_events(1, 2, n=7)
+    other = (2).to_bytes(4, "little") + b"\0\0\0\0FRME" + b"\0" * 8  # a frame packet: skipped
+    path = tmp_path / "v4.aedat4"
+    path.write_bytes(v4_file([(0, v4_event_packet(first)), (1, other), (0, v4_event_packet(second))],
+                             data_table=True))
+    ev = aedat.read_aedat(path)
+    for want_a, want_b, got in zip(first, second, ev):
+        np.testing.assert_array_equal(got, np.concatenate([want_a, want_b]))
+        assert got.dtype == np.int64
+
+
+def test_aedat4_compressed_without_its_package_names_it(tmp_path, monkeypatch):
+    for module in ("lz4", "lz4.frame", "zstandard"):
+        monkeypatch.setitem(sys.modules, module, None)  # importing it raises ImportError
+    for compression, package in ((1, "lz4"), (3, "zstandard")):
+        path = tmp_path / f"c{compression}.aedat4"
+        path.write_bytes(v4_file([(0, b"compressed bytes")], compression=compression))
+        with pytest.raises(ValueError, match=f"{path}.*pip install {package}"):
+            aedat.read_aedat(path)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -258,9 +319,12 @@ def test_dvs_configs():
         c = config_check.check(dvs_config.get_config(arg))
         assert c.dataset == "dvs_cifar10" and c.model.num_steps == c.dvs.frames == 10 and c.augment
     c = dvs_config.get_config("wrn16_4,at,tgo")
-    c.dvs.frames = 5
-    with pytest.raises(config_check.ConfigError, match="num_steps is 10 but config.dvs.frames is 5"):
-        config_check.check(c)
+    c.dvs.frames = 5  # model.num_steps follows (one FieldReference)
+    assert config_check.check(c).model.num_steps == 5
+    untied = ml_collections.ConfigDict(c.to_dict())  # as read back from config.json
+    untied.dvs.frames = 6
+    with pytest.raises(config_check.ConfigError, match="num_steps is 5 but config.dvs.frames is 6"):
+        config_check.check(untied)
     assert dvs_config.get_config("wrn16_4,at,tgo").neuron.kind == "noisy"
     with pytest.raises(ValueError, match="strategy must be one of"):
         dvs_config.get_config("wrn16_4,rat,tgo")

@@ -1,4 +1,4 @@
-"""AEDAT event files (jAER 2.0, as released for CIFAR10-DVS; DV/libcaer 3.1) read into numpy events.
+"""AEDAT event files (jAER 2.0, as released for CIFAR10-DVS; DV/libcaer 3.1; DV 4.0) read into numpy events.
 
 AEDAT 2.0 (``#!AER-DAT2.0``): ASCII header lines that begin with ``#``, then events of 8 bytes each, a
 big-endian uint32 address and a big-endian int32 timestamp in µs. CIFAR10-DVS was recorded with a DVS128,
@@ -10,11 +10,21 @@ little-endian header (int16 type, int16 source, int32 event size, int32 timestam
 overflow, int32 capacity, int32 number, int32 valid) and ``capacity × size`` bytes of events. Polarity
 events (type 1, 8 bytes) are a uint32 (bit 0 valid, bit 1 polarity, bits 2-16 y, bits 17-31 x) and an
 int32 timestamp in µs; the full time is ``overflow << 31 | timestamp``. Other packet types are skipped.
+
+AEDAT 4.0 (``#!AER-DAT4.0``, written by DV, e.g. tonic's copy of CIFAR10-DVS): the version line, a uint32
+length and an ``IOHeader`` FlatBuffer (field 0 int32 compression: 0 none, 1-2 LZ4, 3-4 Zstd; field 1 int64
+file offset of the trailing data table, -1 if none; field 2 an XML description of the streams), then packets
+up to that offset, each a uint32 stream id, a uint32 byte count and a size-prefixed FlatBuffer (compressed
+as the header says). Event packets carry the file identifier ``EVTS``; their table's field 0 is a vector of
+16-byte structs (int64 timestamp in µs, int16 x, int16 y, bool polarity, padding). All integers are little
+endian. Other packets (frames, IMU, triggers) are skipped. LZ4 needs the ``lz4`` package and Zstd the
+``zstandard`` package; without them a compressed file fails naming the package to install.
 """
 from __future__ import annotations
 
+import importlib
 import os
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -22,6 +32,13 @@ SENSOR_SIZE = 128  # DVS128: 128 × 128 pixels
 POLARITY_EVENT = 1  # AEDAT 3.1 packet type of polarity events
 _PACKET_HEADER = np.dtype([("type", "<i2"), ("source", "<i2"), ("size", "<i4"), ("ts_offset", "<i4"),
                            ("ts_overflow", "<i4"), ("capacity", "<i4"), ("number", "<i4"), ("valid", "<i4")])
+
+
+V4_MAGIC = b"#!AER-DAT4.0\r\n"
+V4_EVENT_PACKET = b"EVTS"  # FlatBuffer file identifier of event packets
+V4_EVENT = np.dtype({"names": ["t", "x", "y", "on"], "formats": ["<i8", "<i2", "<i2", "u1"],
+                     "offsets": [0, 8, 10, 12], "itemsize": 16})
+V4_COMPRESSION = {0: None, 1: "lz4", 2: "lz4", 3: "zstd", 4: "zstd"}  # IOHeader field 0 -> codec
 
 
 class Events(NamedTuple):
@@ -35,11 +52,11 @@ class Events(NamedTuple):
 
 
 def read_aedat(path: str | os.PathLike) -> Events:
-    """Reads the DVS events of one AEDAT 2.0 or 3.1 file (the version line decides).
+    """Reads the DVS events of one AEDAT 2.0, 3.1 or 4.0 file (the version line decides).
 
     AEDAT 2.0 DVS128 addresses are turned upright the way common CIFAR10-DVS pipelines do (the camera
     sees the monitor rotated): ``x = 127 - row``, ``y = 127 - column``, ``p = 1 - bit0``. AEDAT 3.1
-    coordinates are taken as written. External events (2.0) and invalid events (3.1) are dropped.
+    and 4.0 coordinates are taken as written. External events (2.0) and invalid events (3.1) are dropped.
 
     Raises:
       ValueError: naming the file, when it is missing, has no AEDAT version line, is another version,
@@ -50,12 +67,14 @@ def read_aedat(path: str | os.PathLike) -> Events:
         raise ValueError(f"AEDAT file {path} is missing")
     with open(path, "rb") as f:
         raw = f.read()
+    if raw.startswith(V4_MAGIC):
+        return _decode_v4(raw, path)
     version, body = _split_header(raw, path)
     if version == "2.0":
         return _decode_v2(body, path)
     if version == "3.1":
         return _decode_v3(body, path)
-    raise ValueError(f"AEDAT file {path}: version {version} is not supported (expected 2.0 or 3.1)")
+    raise ValueError(f"AEDAT file {path}: version {version} is not supported (expected 2.0, 3.1 or 4.0)")
 
 
 def _split_header(raw: bytes, path: str) -> tuple[str, bytes]:
@@ -113,6 +132,99 @@ def _decode_v3(body: bytes, path: str) -> Events:
         empty = np.zeros((0,), np.int64)
         return Events(empty, empty, empty, empty)
     return Events(*(np.concatenate(field) for field in zip(*parts)))
+
+
+def _decode_v4(raw: bytes, path: str) -> Events:
+    start = len(V4_MAGIC)
+    header_len = _u32(raw, start, path)
+    header = raw[start + 4:start + 4 + header_len]
+    if len(header) < header_len:
+        raise ValueError(f"AEDAT 4.0 file {path}: header of {header_len} bytes truncated")
+    decompress = _v4_decompressor(_v4_compression(header), path)
+    end = _v4_data_table_offset(header)
+    end = len(raw) if end < 0 else end
+    parts, pos = [], start + 4 + header_len
+    while pos < end:
+        size = _u32(raw, pos + 4, path)
+        packet, pos = raw[pos + 8:pos + 8 + size], pos + 8 + size
+        if pos > len(raw):
+            raise ValueError(f"AEDAT 4.0 file {path}: packet of {size} bytes truncated at byte {len(raw)}")
+        packet = decompress(packet)
+        if packet[8:12] == V4_EVENT_PACKET:  # size prefix, root offset, then the identifier
+            parts.append(_v4_events(packet, path))
+    if not parts:
+        empty = np.zeros((0,), np.int64)
+        return Events(empty, empty, empty, empty)
+    events = np.concatenate(parts)
+    return Events(*(events[name].astype(np.int64) for name in ("t", "x", "y", "on")))
+
+
+def _v4_events(packet: bytes, path: str) -> np.ndarray:
+    """The event structs of a size-prefixed ``EventPacket`` FlatBuffer (field 0: the vector of events)."""
+    table = _fb_table(packet, 4, path)
+    field = _fb_field(packet, table, 0, path)
+    if field is None:
+        return np.zeros((0,), V4_EVENT)
+    vector = field + _u32(packet, field, path)
+    count = _u32(packet, vector, path)
+    if vector + 4 + count * V4_EVENT.itemsize > len(packet):
+        raise ValueError(f"AEDAT 4.0 file {path}: event packet claims {count} events past its end")
+    return np.frombuffer(packet, V4_EVENT, count=count, offset=vector + 4)
+
+
+def _v4_compression(header: bytes) -> int:
+    field = _fb_field(header, _fb_table(header, 0, "IOHeader"), 0, "IOHeader")
+    return 0 if field is None else int(np.frombuffer(header, "<i4", count=1, offset=field)[0])
+
+
+def _v4_data_table_offset(header: bytes) -> int:
+    field = _fb_field(header, _fb_table(header, 0, "IOHeader"), 1, "IOHeader")
+    return -1 if field is None else int(np.frombuffer(header, "<i8", count=1, offset=field)[0])
+
+
+def _v4_decompressor(compression: int, path: str) -> Callable[[bytes], bytes]:
+    """bytes -> bytes for the header's compression; a missing codec package fails naming it."""
+    if compression not in V4_COMPRESSION:
+        raise ValueError(f"AEDAT 4.0 file {path}: unknown compression {compression} "
+                         f"(expected one of {sorted(V4_COMPRESSION)})")
+    codec = V4_COMPRESSION[compression]
+    if codec is None:
+        return lambda packet: packet
+    package, module = {"lz4": ("lz4", "lz4.frame"), "zstd": ("zstandard", "zstandard")}[codec]
+    try:
+        library = importlib.import_module(module)
+    except ImportError:
+        raise ValueError(f"AEDAT 4.0 file {path} is {codec.upper()}-compressed, which needs the "
+                         f"{package!r} package: `pip install {package}`") from None
+    if codec == "lz4":
+        return library.decompress
+    return lambda packet: library.ZstdDecompressor().decompressobj().decompress(packet)
+
+
+def _u32(buf: bytes, pos: int, path: str) -> int:
+    if pos + 4 > len(buf):
+        raise ValueError(f"AEDAT 4.0 file {path}: truncated at byte {len(buf)} (needed 4 bytes at {pos})")
+    return int.from_bytes(buf[pos:pos + 4], "little")
+
+
+def _fb_table(buf: bytes, root: int, path: str) -> int:
+    """The position of the FlatBuffer table that the uoffset at ``root`` points to."""
+    return root + _u32(buf, root, path)
+
+
+def _fb_field(buf: bytes, table: int, index: int, path: str) -> int | None:
+    """The position of field ``index`` of a FlatBuffer table, None when absent (its default applies).
+
+    The table starts with an int32 back-offset to its vtable: uint16 vtable size, uint16 table size, then
+    one uint16 offset per field (0: absent).
+    """
+    vtable = table - int.from_bytes(buf[table:table + 4], "little", signed=True)
+    vtable_size = int.from_bytes(buf[vtable:vtable + 2], "little")
+    entry = vtable + 4 + 2 * index
+    if entry + 2 > vtable + vtable_size:
+        return None
+    offset = int.from_bytes(buf[entry:entry + 2], "little")
+    return table + offset if offset else None
 
 
 def encode_v2(events: Events) -> bytes:

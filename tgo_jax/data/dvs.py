@@ -37,7 +37,7 @@ CACHE_DIR_ENV = "TGO_DVS_CACHE_DIR"
 DEFAULT_DATA_DIR = os.path.join("~", "data", "cifar10_dvs")
 DEFAULT_CACHE_DIR = os.path.join("~", ".cache", "tgo_jax")
 MODES = ("counts", "binary")
-EXTENSIONS = (".aedat", ".aedat2", ".aedat3")
+EXTENSIONS = (".aedat", ".aedat2", ".aedat3", ".aedat4")
 RECORDINGS_PER_CLASS = 1000  # in the release
 _CACHE_VERSION = 1  # bump when the integration changes, so old caches are not read
 
