@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from tgo_jax import attacks, models
+from tgo_jax.attacks import core
 from tests.conftest import attack_setup
 
 EPS = 0.1
@@ -217,6 +218,55 @@ def test_eot_reduces_gradient_variance(trained_small):
     assert varn < 0.5 * var1  # the mean of n draws has variance var1 / n in expectation
     # Both estimate the same expected gradient.
     assert float(jnp.abs(gn.mean(0) - g1.mean(0)).mean()) < float(jnp.abs(g1.mean(0)).mean())
+
+
+def test_eot_draws_batched_are_the_draws_of_a_loop_over_the_same_keys():
+    """loss_and_grad / loss_logits with eot = 3 run the draws batched; each draw is that of its own key
+    (split(key, 3)), so the means equal those of one call per key (up to float32 rounding of the sum)."""
+    model, variables, x, y = _tiny("noisy")
+    logits_fn = attacks.model_logits_fn(model)
+    key = jax.random.key(7)
+
+    @jax.jit
+    def both(x):
+        once = [core.loss_and_grad(core.ce_loss, logits_fn, variables, x, y, k) for k in jax.random.split(key, 3)]
+        return core.loss_and_grad(core.ce_loss, logits_fn, variables, x, y, key, eot=3), once, \
+            core.loss_logits(core.ce_loss, logits_fn, variables, x, y, key, 3)
+
+    batched, once, forward = both(x)
+    assert not np.allclose(once[0].grad, once[1].grad)  # the draws differ
+    for field in ("loss", "logits", "grad", "margin"):
+        looped = sum(getattr(o, field) for o in once) / 3
+        np.testing.assert_allclose(getattr(batched, field), looped, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(forward.logits, batched.logits, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(forward.margin, sum(core.margin_loss(o.logits, y) for o in once) / 3, rtol=1e-6)
+
+
+def _flipping_logits(params, x, key):
+    """Constructed 3-class logits (label 0): margin ``params - 1 + 3(u - 1/2)`` per draw, u ~ U(0, 1) per
+    example and draw, so at params = 0 one draw in six is misclassified but the mean margin is -1."""
+    m = params - 1.0 + 3.0 * (jax.random.uniform(key, (x.shape[0],)) - 0.5)
+    return jnp.stack([jnp.zeros_like(m), m, jnp.full_like(m, -5.0)], axis=-1)
+
+
+def test_selection_goes_by_the_eot_mean_margin_not_one_draw():
+    """core.score (restarts of PGD/APGD, targets of MTPGD/APGD-T) and core.fooled (APGD, FAB, AutoAttack):
+    fooled is the mean margin over the eot draws > 0; keep_worst keeps the higher mean-loss point."""
+    x, y, key = jnp.zeros((64, 2)), jnp.zeros((64,), jnp.int32), jax.random.key(3)
+    per_draw = jax.vmap(lambda k: core.margin_loss(_flipping_logits(0.0, x, k), y))(jax.random.split(key, 16))
+    assert float((per_draw > 0).any(axis=0).mean()) > 0.5  # most are misclassified on some draw
+    noisy = core.score(core.margin_loss, _flipping_logits, 0.0, x, y, key, 16)
+    np.testing.assert_allclose(noisy.score, per_draw.mean(0), rtol=1e-5, atol=1e-6)
+    assert not np.asarray(noisy.fooled).any()
+    one = core.score(core.margin_loss, _flipping_logits, 0.0, x, y, key, 1)  # eot = 1: the single draw decides
+    assert np.asarray(one.fooled).any() and not np.asarray(one.fooled).all()
+    # A point with a higher mean margin (-0.5, never misclassified) wins over the flipping one.
+    steady = core.Worst(x + 1.0, jnp.zeros((64,), bool), jnp.full((64,), -0.5))
+    kept = core.keep_worst(noisy, steady)
+    np.testing.assert_array_equal(kept.x, x + 1.0)
+    # Shifted by +2 the mean margin is +1: fooled on the mean though 1 draw in 6 is classified right.
+    shifted = core.score(core.margin_loss, _flipping_logits, 2.0, x, y, key, 16)
+    assert np.asarray(shifted.fooled).all()
 
 
 # ------------------------------------------------------------------------------------------------

@@ -13,8 +13,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from tgo_jax import validation
-from tgo_jax.attacks.core import (EPS, Array, LogitsFn, check_batch, check_options, dlr_loss, keep_worst,
-                                  loss_and_grad, misclassified, num_classes,
+from tgo_jax.attacks.core import (EPS, Array, LogitsFn, check_batch, check_options, dlr_loss, fooled, keep_worst,
+                                  loss_and_grad, num_classes,
                                   per_example, prepare, project, score, targeted_dlr_loss, where, ce_loss)
 from tgo_jax.attacks.gradient import check_num_targets, worst_over_targets
 
@@ -46,8 +46,8 @@ class _ApgdState(NamedTuple):
     x_best: Array          # [B, ...] highest-loss point so far
     grad_best: Array       # [B, ...] gradient there
     loss_best: Array       # [B]
-    x_fooled: Array        # [B, ...] last misclassified point (valid where fooled)
-    fooled: Array          # [B] bool
+    x_fooled: Array        # [B, ...] last fooled point (valid where fooled)
+    fooled: Array          # [B] bool, EoT-mean margin > 0 met (core.fooled)
     losses: Array          # [steps + 1, B] loss history, losses[0] at the start
     loss_best_check: Array  # [B] best loss at the last checkpoint
     reduced_check: Array   # [B] bool, η was cut at the last checkpoint
@@ -89,7 +89,8 @@ def checkpoint_schedule(steps: int) -> tuple[Array, Array]:
 
 
 def apgd_run(objective, logits_fn, params, x, y, key, *, eps, steps, eot, rho) -> Array:
-    """One APGD run maximising ``objective``; per example a misclassified point if met, else the best."""
+    """One APGD run maximising ``objective``; per example a fooled point (EoT-mean margin > 0) if met, else
+    the point of highest EoT-mean loss."""
     k_start, k_steps = jax.random.split(key)
     is_check, period = checkpoint_schedule(steps)
     u = jax.random.uniform(k_start, x.shape, x.dtype, -1.0, 1.0)
@@ -103,14 +104,14 @@ def apgd_run(objective, logits_fn, params, x, y, key, *, eps, steps, eot, rho) -
     batch = x.shape[0]
     state = _ApgdState(
         x_adv=x0, x_prev=x0, grad=g0.grad, eta=jnp.full((batch,), 2.0 * eps, x.dtype),
-        x_best=x0, grad_best=g0.grad, loss_best=g0.loss, x_fooled=x0, fooled=misclassified(g0.logits, y),
+        x_best=x0, grad_best=g0.grad, loss_best=g0.loss, x_fooled=x0, fooled=fooled(g0.margin),
         losses=jnp.zeros((steps + 1, batch), g0.loss.dtype).at[0].set(g0.loss), loss_best_check=g0.loss,
         reduced_check=jnp.ones((batch,), bool))
 
     def step(i, s: _ApgdState) -> _ApgdState:
         x_new = _momentum_step(s, x, eps, i)
         lg = grad_at(x_new, i + 1)
-        wrong = misclassified(lg.logits, y)
+        wrong = fooled(lg.margin)
         better = lg.loss > s.loss_best
         s = s._replace(
             x_adv=x_new, x_prev=s.x_adv, grad=lg.grad,
@@ -140,7 +141,8 @@ def apgd(logits_fn: LogitsFn, params, x: Array, y: Array, key: Array, *, eps=EPS
     At the checkpoints of ``apgd_checkpoints(steps)`` η is halved and the iterate restarts from the best
     point, per example, when fewer than ``rho`` of the period's steps raised the loss, or when η was
     not cut at the previous checkpoint and the best loss has not improved since. Each example returns
-    a misclassified point if one was met, else its highest-loss point.
+    a fooled point if one was met, else its highest-loss point; with EoT both are judged on the mean over
+    the step's ``eot`` draws (margin ``max_{j≠y} z_j - z_y`` > 0, resp. loss; docs/FORMULAS.md §4).
 
     Args:
       logits_fn, params, x, y, key, eps, eot: as in ``fgsm``.
@@ -177,8 +179,8 @@ def apgd_targeted(logits_fn: LogitsFn, params, x: Array, y: Array, key: Array, *
     """APGD-T (Croce & Hein 2020; docs/FORMULAS.md §7): one APGD run per target class on the targeted DLR loss.
 
     The targets are the ``num_targets`` highest-scoring wrong classes on the clean logits (AutoAttack's
-    standard version uses 9). Each example keeps a misclassified point if any run found one, else the
-    point with the highest untargeted margin.
+    standard version uses 9). Each example keeps a fooled point if any run found one, else the point
+    with the highest untargeted margin (both on the mean over ``eot`` fresh draws, docs/FORMULAS.md §4).
 
     Args:
       logits_fn, params, x, y, key, eps, steps, eot, rho: as in ``apgd``.

@@ -11,7 +11,9 @@ Every attack is a pure function ``attack(logits_fn, params, x, y, key, *, eps, .
 
 Gradients are BPTT through the surrogate spike functions. Each step moves the pixels and projects onto
 the L∞ ball ``||x_adv - x||∞ <= ε`` intersected with [0, 1]. With ``eot=n`` every input gradient is the
-mean of n gradients under independent noise draws (EoT, Athalye et al. 2018).
+mean of n gradients under independent noise draws (EoT, Athalye et al. 2018), and wherever an attack picks a
+point (fooled or not, the best restart, target or iterate) it goes by the margin or loss averaged over the
+same number of draws, never by one draw (``fooled``, docs/FORMULAS.md §4).
 
 Options (eps, steps, eot, ...) are static: jit with ``static_argnames`` or close over them
 (``functools.partial``). Loops are ``lax.fori_loop``, so an attack compiles to one loop whatever the
@@ -232,6 +234,7 @@ class LossGrad(NamedTuple):
     loss: Array    # [B], mean over the EoT draws
     logits: Array  # [B, K], mean over the EoT draws
     grad: Array    # [B, ...], ∇_x loss, mean over the EoT draws
+    margin: Array  # [B], the untargeted margin ``max_{j≠y} z_j - z_y``, mean over the EoT draws
 
 
 def _loss_grad_once(objective, logits_fn, params, x, y, key, grad_clip) -> LossGrad:
@@ -244,7 +247,28 @@ def _loss_grad_once(objective, logits_fn, params, x, y, key, grad_clip) -> LossG
     grad, (loss, logits) = jax.grad(total, has_aux=True)(x)
     if grad_clip is not None:
         grad = clip_by_norm(grad, grad_clip)
-    return LossGrad(loss, logits, grad)
+    return LossGrad(loss, logits, grad, margin_loss(logits, y))
+
+
+def over_draws(fn, key: Array, eot: int):
+    """``fn(k)`` for the ``eot`` keys ``split(key, eot)``, stacked on a new leading axis [eot, ...].
+
+    The draws run batched (``jax.vmap`` over the keys: one forward and backward pass on ``eot`` times
+    the batch) rather than one after another; each draw sees exactly the noise of its own key, so the
+    values are those of a loop over the same keys. Memory grows with ``eot``.
+    """
+    return jax.vmap(fn)(jax.random.split(key, eot))
+
+
+def draws_mean(stacked):
+    """Mean over the leading (draw) axis of every leaf, summed in draw order ``((a_0 + a_1) + a_2)... / n``
+    (the additions of a loop over the draws, so batching the draws leaves the result unchanged)."""
+    def mean(a):
+        total = a[0]
+        for i in range(1, a.shape[0]):
+            total = total + a[i]
+        return total / a.shape[0]
+    return jax.tree.map(mean, stacked)
 
 
 def loss_and_grad(objective: Objective, logits_fn: LogitsFn, params, x: Array, y: Array, key: Array, *,
@@ -253,49 +277,61 @@ def loss_and_grad(objective: Objective, logits_fn: LogitsFn, params, x: Array, y
 
     ``∇̂ = (1/n) Σ_{i=1..n} ∇_x L(f(x; ξ_i), y)``, with the ξ_i drawn from ``n`` keys split from ``key``.
     With ``grad_clip`` each draw's per-example gradient is first clipped to L2 norm ``grad_clip``.
-    The draws run in a ``fori_loop`` so memory does not grow with ``n``.
+    The draws run batched (``over_draws``); the mean margin decides "fooled" (``fooled``, §4).
     """
-    if eot == 1:
-        return _loss_grad_once(objective, logits_fn, params, x, y, key, grad_clip)
-    keys = jax.random.split(key, eot)
     once = functools.partial(_loss_grad_once, objective, logits_fn, params, x, y, grad_clip=grad_clip)
-    total = lax.fori_loop(1, eot, lambda i, acc: jax.tree.map(jnp.add, acc, once(keys[i])), once(keys[0]))
-    return jax.tree.map(lambda a: a / eot, total)
+    if eot == 1:
+        return once(key)
+    return draws_mean(over_draws(once, key, eot))
 
 
-def loss_logits(objective, logits_fn, params, x, y, key, eot) -> tuple[Array, Array]:
-    """Per-example loss and logits (forward only), each averaged over ``eot`` noise draws."""
+class Forward(NamedTuple):
+    """What ``loss_logits`` returns: each a mean over the EoT draws."""
+
+    loss: Array    # [B] the objective
+    logits: Array  # [B, K]
+    margin: Array  # [B] the untargeted margin ``max_{j≠y} z_j - z_y``
+
+
+def loss_logits(objective, logits_fn, params, x, y, key, eot) -> Forward:
+    """Per-example loss, logits and margin (forward only), each averaged over ``eot`` noise draws."""
     def one(k):
         logits = logits_fn(params, x, k)
-        return objective(logits, y), logits
+        return Forward(objective(logits, y), logits, margin_loss(logits, y))
 
     if eot == 1:
         return one(key)
-    losses, logits = lax.map(one, jax.random.split(key, eot))
-    return losses.mean(axis=0), logits.mean(axis=0)
+    return draws_mean(over_draws(one, key, eot))
 
 
 def misclassified(logits: Array, y: Array) -> Array:
     return jnp.argmax(logits, axis=-1) != y
 
 
+def fooled(mean_margin: Array) -> Array:
+    """[B] bool: the attack counts an example as fooled when its margin ``max_{j≠y} z_j - z_y``, averaged
+    over the attack's EoT noise draws, is positive (docs/FORMULAS.md §4, "selection"). One draw (or the
+    argmax of one draw's logits) would let a lucky noise draw pass for a success."""
+    return mean_margin > 0
+
+
 class Worst(NamedTuple):
     x: Array       # [B, ...] the worst point found so far
-    fooled: Array  # [B] bool, misclassified there
-    score: Array   # [B] loss there (higher is worse for the model)
+    fooled: Array  # [B] bool, fooled there (mean margin > 0, ``fooled``)
+    score: Array   # [B] loss there (higher is worse for the model), mean over the draws
 
 
 def keep_worst(best: Worst, new: Worst) -> Worst:
-    """Per example: prefer a misclassified point, then the higher score."""
+    """Per example: prefer a fooled point, then the higher score."""
     take = (new.fooled & ~best.fooled) | ((new.fooled == best.fooled) & (new.score > best.score))
     return Worst(where(take, new.x, best.x), jnp.where(take, new.fooled, best.fooled),
                  jnp.where(take, new.score, best.score))
 
 
 def score(objective, logits_fn, params, x_adv, y, key, eot) -> Worst:
-    """``Worst`` record of ``x_adv``: misclassified (on the EoT-mean logits) and its loss."""
-    loss, logits = loss_logits(objective, logits_fn, params, x_adv, y, key, eot)
-    return Worst(x_adv, misclassified(logits, y), loss)
+    """``Worst`` record of ``x_adv``: fooled (EoT-mean margin > 0) and its EoT-mean loss."""
+    f = loss_logits(objective, logits_fn, params, x_adv, y, key, eot)
+    return Worst(x_adv, fooled(f.margin), f.loss)
 
 
 def uniform_start(key: Array, x: Array, eps) -> Array:

@@ -13,8 +13,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from tgo_jax.attacks.core import (EPS, Array, LogitsFn, check_batch, check_options, loss_and_grad, loss_logits,
-                                  margin_loss, misclassified, num_classes, per_example, prepare, targeted_margin_loss,
+from tgo_jax.attacks.core import (EPS, Array, LogitsFn, check_batch, check_options, fooled, loss_and_grad,
+                                  loss_logits, margin_loss, num_classes, per_example, prepare, targeted_margin_loss,
                                   where)
 from tgo_jax.attacks.gradient import check_num_targets, top_wrong_classes
 
@@ -78,12 +78,11 @@ def fab_run(logits_fn, params, x, y, target, key, *, steps, eot) -> tuple[Array,
         mix = jnp.clip(a1 / (a1 + a2 + 1e-12), 0.0, ALPHA_MAX)
         x1 = jnp.clip(per_example(jnp.multiply, 1 - mix, s.x1 + ETA * d1)
                       + per_example(jnp.multiply, mix, x + ETA * d2), 0.0, 1.0)
-        _, logits = loss_logits(margin_loss, logits_fn, params, x1, y, k_check, eot)
-        fooled = misclassified(logits, y)
+        adversarial = fooled(loss_logits(margin_loss, logits_fn, params, x1, y, k_check, eot).margin)
         norm = _linf(x1 - x)
-        better = fooled & (norm < s.norm)
+        better = adversarial & (norm < s.norm)
         x_adv = where(better, x1, s.x_adv)
-        x1 = where(fooled, x + BETA * (x1 - x), x1)   # step back toward x once adversarial
+        x1 = where(adversarial, x + BETA * (x1 - x), x1)   # step back toward x once adversarial
         return _State(x1, x_adv, jnp.where(better, norm, s.norm))
 
     init = _State(x, x, jnp.full((x.shape[0],), jnp.inf, x.dtype))
@@ -101,6 +100,7 @@ def fab_targeted(logits_fn: LogitsFn, params, x: Array, y: Array, key: Array, *,
     linearised boundary ``f(x1) + g·(z - x1) = 0`` inside [0, 1] (``project_hyperplane_linf``), giving δ1
     and δ2; ``a = min(||δ1||∞ / (||δ1||∞ + ||δ2||∞), 0.1)``; ``x1 ← clip((1-a)(x1 + 1.05·δ1) + a(x + 1.05·δ2))``;
     where x1 is adversarial, ``x1 ← x + 0.9·(x1 - x)``. No random start (AutoAttack's first restart).
+    "Adversarial" is the EoT-mean margin over ``eot`` fresh draws > 0 (``core.fooled``, docs/FORMULAS.md §4).
 
     Args:
       logits_fn, params, x, y, key, eps, eot: as in ``fgsm``.
@@ -115,7 +115,7 @@ def fab_targeted(logits_fn: LogitsFn, params, x: Array, y: Array, key: Array, *,
     params, x, y = prepare(params, x, y)
     check_num_targets(num_targets, num_classes(logits_fn, params, x))
     k_rank, k_runs = jax.random.split(key)
-    _, clean_logits = loss_logits(margin_loss, logits_fn, params, x, y, k_rank, eot)
+    clean_logits = loss_logits(margin_loss, logits_fn, params, x, y, k_rank, eot).logits
     targets = top_wrong_classes(clean_logits, y, num_targets)
 
     def one_target(j, best):

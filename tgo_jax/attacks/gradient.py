@@ -80,8 +80,9 @@ def pgd(logits_fn: LogitsFn, params, x: Array, y: Array, key: Array, *, eps=EPS,
 
     From a uniform random start in the ε-ball, ``steps`` times ``x ← Π_ε(x + α·sign(∇_x L(f(x), y)))``.
     With ``restarts > 1`` the runs start from independent points and each example keeps its worst
-    result: a misclassified one if any, else the one with the highest loss (restart r is the single run
-    with key ``split(fold_in(key, r))[0]``, scored with fresh noise from ``split(fold_in(key, r))[1]``).
+    result: a fooled one if any, else the one with the highest loss (restart r is the single run with key
+    ``split(fold_in(key, r))[0]``, scored with ``eot`` fresh draws from ``split(fold_in(key, r))[1]``: fooled
+    means an EoT-mean margin > 0, the loss is the EoT mean; docs/FORMULAS.md §4).
 
     Args:
       logits_fn, params, x, y, key, eps, eot: as in ``fgsm``.
@@ -132,10 +133,11 @@ def worst_over_targets(run_fn, logits_fn, params, x: Array, y: Array, key: Array
     """One targeted run per top wrong class (ranked on the clean logits), each example's worst point kept.
 
     ``run_fn(target [B], key) -> x_adv`` is the targeted attack (PGD for MTPGD, APGD for APGD-T); a point
-    is scored by the untargeted margin, and a misclassified one always wins (``core.keep_worst``).
+    is scored by the untargeted margin, and a fooled one always wins (``core.keep_worst``); both on the
+    mean over ``eot`` fresh noise draws (docs/FORMULAS.md §4).
     """
     k_rank, k_runs = jax.random.split(key)
-    _, clean_logits = loss_logits(margin_loss, logits_fn, params, x, y, k_rank, eot)
+    clean_logits = loss_logits(margin_loss, logits_fn, params, x, y, k_rank, eot).logits
     targets = top_wrong_classes(clean_logits, y, num_targets)
 
     def run_and_score(j):
@@ -151,8 +153,9 @@ def mtpgd(logits_fn: LogitsFn, params, x: Array, y: Array, key: Array, *, eps=EP
 
     For each of the ``num_targets`` highest-scoring wrong classes t (ranked on the clean logits), a PGD
     run with random start maximises the targeted margin ``z_t - z_y``. Each example returns the worst
-    point over the targets: a misclassified one if any run fooled the model (so the example counts as
-    robust only if every run failed), else the one with the highest margin ``max_{j≠y} z_j - z_y``.
+    point over the targets: a fooled one if any run fooled the model (so the example counts as robust
+    only if every run failed), else the one with the highest margin ``max_{j≠y} z_j - z_y`` (both on the
+    margin's mean over ``eot`` fresh noise draws, docs/FORMULAS.md §4).
 
     Args:
       logits_fn, params, x, y, key, eps, alpha, steps, eot: as in ``pgd``.

@@ -13,8 +13,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from tgo_jax import validation
-from tgo_jax.attacks.core import (EPS, Array, LogitsFn, check_batch, check_options, loss_logits, margin_loss,
-                                  prepare, project, where)
+from tgo_jax.attacks.core import (EPS, Array, LogitsFn, check_batch, check_options, fooled, loss_logits,
+                                  margin_loss, prepare, project, where)
 
 P_INIT = 0.8  # AutoAttack's setting for L∞
 # p_selection: p = p_init / 2^j after iteration thresholds (the reference schedule, in iterations).
@@ -34,8 +34,8 @@ class _State(NamedTuple):
 
 
 def _objective(logits_fn, params, x, y, key, eot):
-    """Margin ``z_y - max_{j≠y} z_j`` (the reference's 'margin' loss), minimised, EoT-mean logits."""
-    return -loss_logits(margin_loss, logits_fn, params, x, y, key, eot)[0]
+    """Margin ``z_y - max_{j≠y} z_j`` (the reference's 'margin' loss), minimised, mean over ``eot`` draws."""
+    return -loss_logits(margin_loss, logits_fn, params, x, y, key, eot).margin
 
 
 def square_attack(logits_fn: LogitsFn, params, x: Array, y: Array, key: Array, *, eps=EPS, queries: int = 5000,
@@ -46,7 +46,8 @@ def square_attack(logits_fn: LogitsFn, params, x: Array, y: Array, key: Array, *
     draws a square of side ``s_i = round(√(p_i·H·W))`` (clipped to [1, H-1]) at a random place and a
     random sign per channel, sets the perturbation there to ±ε (projected to the ball and [0, 1]), and
     keeps the new point where it lowers the margin ``z_y - max_{j≠y} z_j``. Examples already fooled
-    (margin < 0) are frozen. One model query per iteration (``eot`` forward passes for a noisy model).
+    (margin < 0) are frozen. One model query per iteration (``eot`` forward passes for a noisy model;
+    the margin is then the mean over these draws, docs/FORMULAS.md §4).
 
     Args:
       logits_fn, params, x, y, key, eps, eot: as in ``fgsm``; x must be images [B, H, W, C].
@@ -82,7 +83,7 @@ def square_attack(logits_fn: LogitsFn, params, x: Array, y: Array, key: Array, *
         signs = jax.random.rademacher(k_sign, (batch, 1, 1, c), x.dtype)
         x_new = project(jnp.where(inside, x + eps * signs, s.x_best), x, eps)
         margin = _objective(logits_fn, params, x_new, y, k_model, eot)
-        take = (margin < s.margin) & (s.margin >= 0)
+        take = (margin < s.margin) & ~fooled(-s.margin)  # fooled examples are frozen
         return _State(where(take, x_new, s.x_best), jnp.where(take, margin, s.margin))
 
     return lax.fori_loop(0, queries, step, state).x_best
