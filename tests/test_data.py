@@ -95,11 +95,11 @@ def test_load_fashion_mnist_tiny(tmp_path):
         images, labels = out[split]
         n = raw[f"{split} images"].shape[0]
         assert images.shape == (n, 28, 28, 1) and images.dtype == np.float32
+        assert images.stored.dtype == np.uint8  # held as bytes, read as float32
         assert labels.shape == (n,) and labels.dtype == np.int32
-        assert images.min() >= 0.0 and images.max() <= 1.0
         np.testing.assert_array_equal(images[..., 0], (raw[f"{split} images"] / 255.0).astype(np.float32))
         np.testing.assert_array_equal(labels, raw[f"{split} labels"])
-        assert not images.flags.writeable and not labels.flags.writeable  # shared cache is protected
+        assert not images.stored.flags.writeable and not labels.flags.writeable  # shared cache is protected
     assert data.load_fashion_mnist(tmp_path) is out  # decoded once per process
 
 
@@ -193,10 +193,10 @@ def test_real_fashion_mnist(monkeypatch):
         images, labels = out[split]
         assert images.shape == (n, *info.shape) and images.dtype == np.float32
         assert labels.shape == (n,) and labels.dtype == np.int32
-        assert images.min() == 0.0 and images.max() == 1.0
+        assert np.asarray(images).min() == 0.0 and np.asarray(images).max() == 1.0
         np.testing.assert_array_equal(np.unique(labels), np.arange(10))
     # The model's normalisation constant is the train-set pixel mean.
-    assert abs(float(out["train"][0].mean(dtype=np.float64)) - info.mean[0]) < 1e-3
+    assert abs(float(np.asarray(out["train"][0]).mean(dtype=np.float64)) - info.mean[0]) < 1e-3
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -229,9 +229,8 @@ def test_cifar_mock_data(tmp_path, monkeypatch, name):
         images, labels = out[split]
         assert images.shape == (5, 32, 32, 3) and images.dtype == np.float32
         assert labels.shape == (5,) and labels.dtype == np.int32
-        assert images.min() >= 0.0 and images.max() <= 1.0
         assert labels.min() >= 0 and labels.max() < info.num_classes
-        np.testing.assert_array_equal(images * 255.0, np.round(images * 255.0))  # whole uint8 levels
+        assert images.stored.dtype == np.uint8 and images.scale == 255.0  # whole uint8 levels
 
 
 def _prepare_fake_cifar10(data_dir, n_train=6, n_test=3):
@@ -413,3 +412,20 @@ def test_eval_batches_in_order_with_last_partial(pad):
         assert np.all(last["image"][2:] == 0.0)
     else:
         assert last["image"].shape == (2, 2, 2, 1) and last["mask"].all()
+
+
+def test_pixels_convert_per_batch_as_the_whole_array_would():
+    stored = np.random.default_rng(0).integers(0, 256, (7, 3, 3, 1), dtype=np.uint8)
+    images = data.Pixels(stored)
+    whole = stored.astype(np.float32) / np.float32(255.0)  # the loaders' conversion before Pixels
+    assert images.shape == whole.shape and images.dtype == whole.dtype and len(images) == 7 and images.ndim == 4
+    for index in (np.array([4, 0, 6]), slice(2, 5), 3, (1, 2)):
+        got = images[index]
+        assert got.dtype == np.float32 and got.tobytes() == whole[index].tobytes()
+    assert np.asarray(images).tobytes() == whole.tobytes()
+    batch = next(data.eval_batches(images, np.arange(7, dtype=np.int32), 4))
+    assert batch["image"].tobytes() == whole[:4].tobytes()
+    frames = data.Pixels(np.array([0, 1, 2, 3], np.uint8), scale=3)  # event counts capped at 3
+    np.testing.assert_array_equal(frames[:], np.array([0, 1, 2, 3], np.float32) / np.float32(3))
+    with pytest.raises(TypeError, match="integers"):
+        data.Pixels(whole)

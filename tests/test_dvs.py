@@ -191,7 +191,8 @@ def test_loader_split_cache_and_modes(tmp_path, monkeypatch):
     assert images.shape == (4, T, SIZE, SIZE, 2) and images.dtype == np.float32
     assert labels.tolist() == [0, 1, 0, 1]  # 2 of 3 per class (floor of 0.9·3), classes interleaved
     assert out["test"][1].tolist() == [0, 1] and out["test"][0].shape == (2, T, SIZE, SIZE, 2)
-    assert 0.0 <= images.min() and images.max() <= 1.0
+    assert images.stored.dtype == np.uint8  # counts held as bytes, read as float32 frames
+    assert 0.0 <= np.asarray(images).min() and np.asarray(images).max() <= 1.0
     # The frames hold the class: class 0 left half, class 1 right half (x is the W axis).
     assert images[0][..., SIZE // 2:, :].sum() == 0 and images[1][..., :SIZE // 2, :].sum() == 0
     (cache_file,) = os.listdir(tmp_path / "cache")
@@ -200,7 +201,7 @@ def test_loader_split_cache_and_modes(tmp_path, monkeypatch):
     data.clear_cache()
     monkeypatch.setattr(aedat, "read_aedat", lambda path: pytest.fail(f"re-read {path}"))
     binary = load_tiny(folder, tmp_path / "cache", mode="binary")
-    np.testing.assert_array_equal(binary["train"][0], (images > 0).astype(np.float32))
+    np.testing.assert_array_equal(binary["train"][0], (np.asarray(images) > 0).astype(np.float32))
     monkeypatch.undo()
     # A rewritten recording invalidates the cache.
     path = os.path.join(folder, "airplane", "cifar10_airplane_0.aedat")

@@ -5,6 +5,9 @@ examples ``perm[k·B:(k+1)·B]`` with ``perm = data.epoch_permutation(N, seed, e
 batches are in dataset order, the last one padded and masked (``data.eval_batches(pad=True)``). A
 process of a multi-process run gathers only its ``sharding.process_rows`` of each, so the run sees the
 same global batches, in the same order, whatever the number of processes and devices.
+
+The loaders hold images as uint8 (``tgo_jax.data.Pixels``); indexing the rows of a batch converts just those
+rows to float32, so the host never holds a float copy of a split.
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from jax.sharding import Mesh
 from tgo_jax import data, sharding
 
 
-def train_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, mesh: Mesh, *, seed: int,
+def train_batches(images: np.ndarray | data.Pixels, labels: np.ndarray, batch_size: int, mesh: Mesh, *, seed: int,
                   epoch: int, start_step: int = 0) -> Iterator[dict[str, jax.Array]]:
     """The epoch's global batches ``{'image', 'label'}`` from step ``start_step`` on, sharded on ``mesh``.
 
@@ -33,7 +36,7 @@ def train_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, mesh:
         yield sharding.shard_batch({"image": images[idx], "label": labels[idx]}, mesh)
 
 
-def eval_batches(images: np.ndarray, labels: np.ndarray, batch_size: int,
+def eval_batches(images: np.ndarray | data.Pixels, labels: np.ndarray, batch_size: int,
                  mesh: Mesh) -> Iterator[dict[str, jax.Array]]:
     """Every example once, in dataset order: ``{'image', 'label', 'mask'}`` batches of ``batch_size``
     sharded on ``mesh``; the last batch is padded, ``mask`` [B] is False on its padding.

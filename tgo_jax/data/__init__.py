@@ -1,7 +1,10 @@
 """Datasets and batching: Fashion-MNIST (IDX files), CIFAR-10/100 (tfds), DVS-CIFAR10 (AEDAT), numpy batches.
 
-Every loader returns ``{'train': (images, labels), 'test': (images, labels)}`` with images float32
-``[N, H, W, C]`` pixels in [0, 1] and labels int32 ``[N]``. Normalisation is not applied here: it is
+Every loader returns ``{'train': (images, labels), 'test': (images, labels)}`` with images ``[N, H, W, C]``
+pixels in [0, 1] and labels int32 ``[N]``. Images are held as uint8 (a quarter of float32) in a
+``Pixels`` array whose indexing returns float32: ``images[idx]`` is ``stored[idx] / 255`` (event frames:
+``/ count_cap``), bit-identical to converting the whole split, so each batch is converted when it is drawn;
+``np.asarray(images)`` converts all of it. Normalisation is not applied here: it is
 inside the models (docs/FORMULAS.md §2, direct encoding), so attacks work on [0, 1] pixels; the constants
 are in ``DATASETS[name].mean/std`` (from ``tgo_jax.normalization``) for building a model. Augmentation runs
 on the device, in ``tgo_jax.augment``.
@@ -13,7 +16,7 @@ Modules:
   without local files, tfds ``fashion_mnist`` if it is prepared or can be downloaded.
 * ``tfds``: CIFAR-10/100 via ``tfds.data_source`` (ArrayRecord, no TensorFlow needed) from ``data_dir`` /
   ``$TGO_TFDS_DIR`` / the tfds default; fails within seconds offline with a ``DataUnavailableError``.
-* ``dvs`` (with the ``aedat`` reader): DVS-CIFAR10 recordings integrated into event frames, float32
+* ``dvs`` (with the ``aedat`` reader): DVS-CIFAR10 recordings integrated into event frames
   ``[N, T, H, W, 2]`` in [0, 1], cached as npz; a missing folder fails at once, naming it.
 * ``batching``: shuffled epochs fixed by (seed, epoch), resumable mid-epoch; ordered evaluation batches.
 * ``registry``: ``DatasetInfo`` / ``DATASETS`` and the helpers the loaders share.
@@ -29,7 +32,7 @@ from tgo_jax.data.batching import epoch_batches, epoch_permutation, eval_batches
 from tgo_jax.data.fashion_mnist import (FASHION_MNIST_DEBIAN_DIR, FASHION_MNIST_ENV, IDX_IMAGES_MAGIC,
                                         IDX_LABELS_MAGIC, load_fashion_mnist, read_idx)
 from tgo_jax.data.dvs import load_dvs_cifar10
-from tgo_jax.data.registry import DATASETS, DataUnavailableError, DatasetInfo, Split
+from tgo_jax.data.registry import DATASETS, DataUnavailableError, DatasetInfo, Pixels, Split
 from tgo_jax.data.tfds import TFDS_DIR_ENV, load_cifar
 
 
@@ -70,7 +73,7 @@ def clear_cache() -> None:
 
 __all__ = [
     "DATASETS", "DataUnavailableError", "DatasetInfo", "FASHION_MNIST_DEBIAN_DIR", "FASHION_MNIST_ENV",
-    "IDX_IMAGES_MAGIC", "IDX_LABELS_MAGIC", "Split", "TFDS_DIR_ENV", "aedat", "batching", "clear_cache",
+    "IDX_IMAGES_MAGIC", "IDX_LABELS_MAGIC", "Pixels", "Split", "TFDS_DIR_ENV", "aedat", "batching", "clear_cache",
     "dataset_info", "dvs", "epoch_batches", "epoch_permutation", "eval_batches", "fashion_mnist", "load", "load_cifar",
     "load_dvs_cifar10", "load_fashion_mnist", "num_batches", "read_idx", "registry", "tfds",
 ]

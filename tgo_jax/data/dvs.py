@@ -12,7 +12,8 @@ the integrated counts are cached as one ``.npz`` per (T, size, file set) in ``ca
 ``$TGO_DVS_CACHE_DIR``, else ``~/.cache/tgo_jax``), so later runs and epochs never re-read the events.
 The train/test split is per class, 9:1 in recording order (the usual practice; the release has none).
 
-Examples come out example-major, float32 ``[N, T, H, W, 2]`` in [0, 1] (channel 0 = OFF, 1 = ON), labels
+Examples come out example-major, ``[N, T, H, W, 2]`` in [0, 1] (channel 0 = OFF, 1 = ON; held as uint8 and read
+as float32, ``registry.Pixels``), labels
 int32 ``[N]``; the models take such a batch and feed it step by step (``tgo_jax.models.layers``).
 """
 from __future__ import annotations
@@ -74,8 +75,8 @@ def events_to_counts(events: aedat.Events, *, frames: int, size: int,
     return counts
 
 
-def counts_to_frames(counts: np.ndarray, mode: str = "counts", count_cap: int = 8) -> np.ndarray:
-    """Event counts -> float32 frames in [0, 1] (docs/FORMULAS.md §10).
+def counts_to_frames(counts: np.ndarray, mode: str = "counts", count_cap: int = 8) -> registry.Pixels:
+    """Event counts -> frames in [0, 1] (docs/FORMULAS.md §10), held as uint8 and read as float32.
 
     ``mode="counts"``: ``min(c, cap) / cap``, so one event is 1/cap of the range; ``"binary"``: 1 where at
     least one event fell, else 0.
@@ -83,8 +84,8 @@ def counts_to_frames(counts: np.ndarray, mode: str = "counts", count_cap: int = 
     validation.choice("mode", mode, MODES)
     validation.count("count_cap", count_cap, 1)
     if mode == "binary":
-        return (counts > 0).astype(np.float32)
-    return np.minimum(counts, count_cap).astype(np.float32) / np.float32(count_cap)
+        return registry.Pixels((counts > 0).astype(np.uint8), scale=1.0)
+    return registry.Pixels(np.minimum(counts, count_cap).astype(np.uint8), scale=count_cap)
 
 
 def event_unit(mode: str = "counts", count_cap: int = 8) -> float:

@@ -1,7 +1,8 @@
 """Fashion-MNIST from four gzipped IDX files (Debian's ``dataset-fashion-mnist``); tfds as the fallback.
 
-Images come out float32 ``[N, 28, 28, 1]`` in [0, 1] (pixel / 255), labels int32 ``[N]``; decoded arrays are
-cached per process (keyed by each file's path, mtime and size) and returned read-only.
+Images come out ``[N, 28, 28, 1]`` read as float32 in [0, 1] (pixel / 255; held as uint8, ``registry.Pixels``),
+labels int32 ``[N]``; decoded arrays are cached per process (keyed by each file's path, mtime and size) and
+returned read-only.
 """
 from __future__ import annotations
 
@@ -78,7 +79,8 @@ def _read_bytes(path: str) -> bytes:
 
 def load_fashion_mnist(data_dir: str | os.PathLike | None = None, *,
                        tfds_data_dir: str | os.PathLike | None = None) -> dict[str, registry.Split]:
-    """Loads Fashion-MNIST: images float32 [N, 28, 28, 1] in [0, 1] (pixel / 255), labels int32 [N] in 0..9.
+    """Loads Fashion-MNIST: images [N, 28, 28, 1] in [0, 1] (pixel / 255, ``registry.Pixels``), labels int32 [N]
+    in 0..9.
 
     The IDX folder is ``data_dir``, else ``$TGO_FASHION_MNIST_DIR``, else Debian's
     ``/usr/share/datasets/fashion-mnist`` when it exists. With none of these, the data comes from tfds
@@ -129,7 +131,7 @@ def _read_fashion_mnist_files(keyed_paths: tuple[tuple[str, int, int], ...]) -> 
             raise ValueError(f"Fashion-MNIST {split} split: {images_path} holds {images.shape[0]} images but "
                              f"{labels_path} holds {labels.shape[0]} labels; the counts must match")
         registry.check_labels(labels, 10, f"Fashion-MNIST {split} labels: IDX file {labels_path}")
-        out[split] = registry.freeze(registry.to_unit_float(images[..., None]), labels.astype(np.int32))
+        out[split] = registry.freeze(images[..., None], labels.astype(np.int32))
     return out
 
 

@@ -1,4 +1,5 @@
-"""What the loaders share: the dataset facts (``DatasetInfo``), the unavailable-data error, array helpers."""
+"""What the loaders share: the dataset facts (``DatasetInfo``), the unavailable-data error, the compact image
+array (``Pixels``) and array helpers."""
 from __future__ import annotations
 
 import os
@@ -8,7 +9,7 @@ import numpy as np
 
 from tgo_jax import normalization, validation
 
-Split = tuple[np.ndarray, np.ndarray]  # (images [N, H, W, C] float32, labels [N] int32)
+Split = tuple["Pixels", np.ndarray]  # (images [N, H, W, C], read as float32 in [0, 1]; labels [N] int32)
 
 
 class DatasetInfo(NamedTuple):
@@ -55,14 +56,56 @@ def check_labels(labels: np.ndarray, num_classes: int, where: str) -> None:
         raise ValueError(f"{where}: {e}") from None
 
 
-def to_unit_float(images_u8: np.ndarray) -> np.ndarray:
-    """uint8 pixels -> float32 in [0, 1] as pixel / 255."""
-    return images_u8.astype(np.float32) / np.float32(255.0)
+def to_unit_float(stored: np.ndarray, scale: float = 255.0) -> np.ndarray:
+    """Stored integers -> float32 in [0, 1] as ``stored / scale`` (uint8 pixels: pixel / 255)."""
+    return stored.astype(np.float32) / np.float32(scale)
 
 
-def freeze(images: np.ndarray, labels: np.ndarray) -> Split:
-    """Marks cached arrays read-only so one caller cannot change another's data."""
-    images.flags.writeable = False
+class Pixels:
+    """Images held as their stored integers (uint8: a quarter of float32) and read as float32 in [0, 1].
+
+    Indexing converts only what it picks: ``images[idx]`` / ``images[a:b]`` is the float32 array
+    ``to_unit_float(stored[idx], scale)``, bit-identical to converting the whole array first (the
+    conversion is elementwise), so a batch is converted when it is drawn. ``np.asarray(images)`` converts
+    everything. ``shape``, ``dtype`` (float32), ``ndim`` and ``len`` are those of the float array; ``stored``
+    is the integer array itself (read-only).
+    """
+
+    dtype = np.dtype(np.float32)
+
+    def __init__(self, stored: np.ndarray, scale: float = 255.0):
+        if not np.issubdtype(stored.dtype, np.integer):
+            raise TypeError(f"Pixels holds integers, got {stored.dtype}")
+        self.stored, self.scale = stored, float(scale)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.stored.shape
+
+    @property
+    def ndim(self) -> int:
+        return self.stored.ndim
+
+    def __len__(self) -> int:
+        return len(self.stored)
+
+    def __getitem__(self, index) -> np.ndarray:
+        return to_unit_float(np.asarray(self.stored[index]), self.scale)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        images = self[...]
+        return images if dtype is None else images.astype(dtype)
+
+    def __repr__(self) -> str:
+        return f"Pixels(shape={self.shape}, stored={self.stored.dtype}, scale={self.scale:g})"
+
+
+def freeze(images: np.ndarray | Pixels, labels: np.ndarray) -> Split:
+    """Marks cached arrays read-only so one caller cannot change another's data; integer images become
+    ``Pixels`` read as ``pixel / 255``."""
+    if not isinstance(images, Pixels):
+        images = Pixels(images)
+    images.stored.flags.writeable = False
     labels.flags.writeable = False
     return images, labels
 

@@ -29,7 +29,7 @@ _DOWNLOAD_HOSTS = {
 
 
 def load_cifar(name: str = "cifar10", data_dir: str | os.PathLike | None = None) -> dict[str, registry.Split]:
-    """Loads CIFAR-10 or CIFAR-100 via ``tfds.data_source``: images float32 [N, 32, 32, 3] in [0, 1],
+    """Loads CIFAR-10 or CIFAR-100 via ``tfds.data_source``: images [N, 32, 32, 3] read as float32 in [0, 1],
     labels int32 [N] (CIFAR-100: the 100 fine labels).
 
     The tfds data dir is ``data_dir``, else ``$TGO_TFDS_DIR``, else the tfds default (``$TFDS_DATA_DIR`` or
@@ -133,7 +133,7 @@ def _host_reachable(host: str, port: int, timeout: float) -> bool:
 
 
 def _decode_records(source, info: registry.DatasetInfo, where: str) -> registry.Split:
-    """Reads every record of a data source into (float32 [N, H, W, C] in [0, 1], int32 [N])."""
+    """Reads every record of a data source into (images [N, H, W, C] as ``registry.Pixels``, int32 [N])."""
     n = len(source)
     images = np.empty((n, *info.shape), np.uint8)
     labels = np.empty((n,), np.int32)
@@ -144,7 +144,7 @@ def _decode_records(source, info: registry.DatasetInfo, where: str) -> registry.
             raise ValueError(f"{where}: record {i} has image shape {image.shape}, expected {info.shape}")
         images[i], labels[i] = image, record["label"]
     registry.check_labels(labels, info.num_classes, where)
-    return registry.freeze(registry.to_unit_float(images), labels)
+    return registry.freeze(images, labels)
 
 
 
