@@ -220,9 +220,9 @@ def test_eot_reduces_gradient_variance(trained_small):
     assert float(jnp.abs(gn.mean(0) - g1.mean(0)).mean()) < float(jnp.abs(g1.mean(0)).mean())
 
 
-def test_eot_draws_batched_are_the_draws_of_a_loop_over_the_same_keys():
-    """loss_and_grad / loss_logits with eot = 3 run the draws batched; each draw is that of its own key
-    (split(key, 3)), so the means equal those of one call per key (up to float32 rounding of the sum)."""
+def test_eot_means_are_over_the_draws_of_the_split_keys():
+    """loss_and_grad / loss_logits with eot = 3: loss, logits, gradient and margin are the means over the
+    draws of the keys split(key, 3), one call per key (up to float32 rounding of the sum)."""
     model, variables, x, y = _tiny("noisy")
     logits_fn = attacks.model_logits_fn(model)
     key = jax.random.key(7)
