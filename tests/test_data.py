@@ -5,6 +5,7 @@ import gzip
 import json
 import math
 import os
+import sys
 import time
 
 import numpy as np
@@ -429,3 +430,9 @@ def test_pixels_convert_per_batch_as_the_whole_array_would():
     np.testing.assert_array_equal(frames[:], np.array([0, 1, 2, 3], np.float32) / np.float32(3))
     with pytest.raises(TypeError, match="integers"):
         data.Pixels(whole)
+
+
+def test_cifar_without_tensorflow_datasets_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # importing it raises ImportError
+    with pytest.raises(data.DataUnavailableError, match=r"pip install 'tgo_jax\[cifar\]'"):
+        data.load_cifar("cifar10")

@@ -170,3 +170,16 @@ def test_optional_config_fields_are_settable():
 def test_dvs_frames_and_steps_are_one_value(override):
     config = _parse_config("dvs:vgg11,at,vanilla", override)
     assert config.dvs.frames == config.model.num_steps == 6
+
+
+def test_import_tgo_jax_exposes_its_subpackages():
+    """In a fresh interpreter: ``tgo_jax.attacks`` works without importing it first, and only when used."""
+    check = ("import sys, tgo_jax; assert 'tgo_jax.attacks' not in sys.modules; "
+             "assert callable(tgo_jax.attacks.pgd) and callable(tgo_jax.data.load); "
+             "assert set(tgo_jax.SUBMODULES) <= set(dir(tgo_jax)); "
+             "import pkgutil; assert set(tgo_jax.SUBMODULES) == {m.name for m in pkgutil.iter_modules(tgo_jax.__path__)}")
+    out = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    import tgo_jax
+    with pytest.raises(AttributeError, match="nosuch"):
+        tgo_jax.nosuch
