@@ -140,8 +140,8 @@ def _decode_v4(raw: bytes, path: str) -> Events:
     header = raw[start + 4:start + 4 + header_len]
     if len(header) < header_len:
         raise ValueError(f"AEDAT 4.0 file {path}: header of {header_len} bytes truncated")
-    decompress = _v4_decompressor(_v4_compression(header), path)
-    end = _v4_data_table_offset(header)
+    compression, end = _v4_io_header(header, path)
+    decompress = _v4_decompressor(compression, path)
     end = len(raw) if end < 0 else end
     parts, pos = [], start + 4 + header_len
     while pos < end:
@@ -161,8 +161,7 @@ def _decode_v4(raw: bytes, path: str) -> Events:
 
 def _v4_events(packet: bytes, path: str) -> np.ndarray:
     """The event structs of a size-prefixed ``EventPacket`` FlatBuffer (field 0: the vector of events)."""
-    table = _fb_table(packet, 4, path)
-    field = _fb_field(packet, table, 0, path)
+    field = _fb_field(packet, _fb_table(packet, 4, path), 0)
     if field is None:
         return np.zeros((0,), V4_EVENT)
     vector = field + _u32(packet, field, path)
@@ -172,14 +171,16 @@ def _v4_events(packet: bytes, path: str) -> np.ndarray:
     return np.frombuffer(packet, V4_EVENT, count=count, offset=vector + 4)
 
 
-def _v4_compression(header: bytes) -> int:
-    field = _fb_field(header, _fb_table(header, 0, "IOHeader"), 0, "IOHeader")
-    return 0 if field is None else int(np.frombuffer(header, "<i4", count=1, offset=field)[0])
+def _v4_io_header(header: bytes, path: str) -> tuple[int, int]:
+    """(compression, file offset of the data table or -1) of an ``IOHeader`` FlatBuffer (absent: defaults)."""
+    table = _fb_table(header, 0, path)
+    compression, data_table = _fb_field(header, table, 0), _fb_field(header, table, 1)
+    return (0 if compression is None else _signed(header, compression, 4),
+            -1 if data_table is None else _signed(header, data_table, 8))
 
 
-def _v4_data_table_offset(header: bytes) -> int:
-    field = _fb_field(header, _fb_table(header, 0, "IOHeader"), 1, "IOHeader")
-    return -1 if field is None else int(np.frombuffer(header, "<i8", count=1, offset=field)[0])
+def _signed(buf: bytes, pos: int, size: int) -> int:
+    return int.from_bytes(buf[pos:pos + size], "little", signed=True)
 
 
 def _v4_decompressor(compression: int, path: str) -> Callable[[bytes], bytes]:
@@ -212,13 +213,13 @@ def _fb_table(buf: bytes, root: int, path: str) -> int:
     return root + _u32(buf, root, path)
 
 
-def _fb_field(buf: bytes, table: int, index: int, path: str) -> int | None:
+def _fb_field(buf: bytes, table: int, index: int) -> int | None:
     """The position of field ``index`` of a FlatBuffer table, None when absent (its default applies).
 
     The table starts with an int32 back-offset to its vtable: uint16 vtable size, uint16 table size, then
     one uint16 offset per field (0: absent).
     """
-    vtable = table - int.from_bytes(buf[table:table + 4], "little", signed=True)
+    vtable = table - _signed(buf, table, 4)
     vtable_size = int.from_bytes(buf[vtable:vtable + 2], "little")
     entry = vtable + 4 + 2 * index
     if entry + 2 > vtable + vtable_size:
