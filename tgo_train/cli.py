@@ -47,12 +47,13 @@ def run(main: Callable, argv: Optional[Sequence[str]] = None, *, help_epilog: st
     ``--help`` prints the program's docstring (``main``'s module), then ``help_epilog``, then its flags.
     """
     argv = list(sys.argv if argv is None else argv)
+    argv = argv[:1] + ["--help" if arg == "-h" else arg for arg in argv[1:]]  # absl knows -? but not -h
     if any(arg in HELP_FLAGS for arg in argv[1:]):
         _prepare_help(main, argv[0], help_epilog)
     app.run(_guarded(main, argv), argv=argv, flags_parser=_parse_flags)
 
 
-HELP_FLAGS = ("-h", "-?", "--help", "-help", "--helpshort", "-helpshort")
+HELP_FLAGS = ("-?", "--help", "-help", "--helpshort", "-helpshort")
 SHARED_FLAG_MODULES = (__name__, "tgo_train.distributed")  # --verbose; --distributed and its companions
 
 
