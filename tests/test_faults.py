@@ -19,7 +19,7 @@ import time
 import pytest
 
 from tests.test_cli_errors import REPO, TINY_CONFIG, run_main
-from tgo_train import cli, evaluate, feed, records, resume, train
+from tgo_train import cli, distributed, evaluate, feed, records, resume, train
 from tgo_train import workdir as workdirs
 
 SHORT_RUN = ["--config.max_steps=2", "--config.checkpoint_every_steps=1"]  # a checkpoint in flight at step 2
@@ -279,3 +279,13 @@ def test_coordinator_timeout_is_one_line_and_status_1(tmp_path, process_id):
     assert lines[0].startswith(f"process {process_id} of 2: joining the run") and len(lines) == 2, proc.stderr[-3000:]
     assert lines[1].startswith(f"error: process {process_id} of 2: the run did not come together within 2 s")
     assert not (tmp_path / "run").exists()
+
+
+def test_coordinator_port_served_by_another_program_is_named_at_once():
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        address = f"127.0.0.1:{server.getsockname()[1]}"
+        with pytest.raises(ValueError, match=f"the coordinator port .* of {address} cannot be served on this host"):
+            distributed.check_port_free(address, "process 0 of 2")
+    distributed.check_port_free(address)  # free again once closed

@@ -76,6 +76,8 @@ def initialize(coordinator_address: Optional[str] = None, num_processes: Optiona
           f"(waiting up to {timeout_s} s)", file=sys.stderr, flush=True)
     if address and process_id:
         wait_for_coordinator(address, timeout_s, who)
+    elif address and process_id == 0:
+        check_port_free(address, who)  # JAX would fail to serve it after a long wait
     with _exit_at(time.monotonic() + timeout_s, f"{who}: the run did not come together within {timeout_s} s at "
                             f"{address or 'the cluster coordinator'}: start every process (the same "
                             "--coordinator_address and --num_processes, each its own --process_id), or check that "
@@ -105,16 +107,33 @@ def _exit_at(deadline: float, message: str):
         done.set()
 
 
-def wait_for_coordinator(address: str, timeout_s: float, who: str = "this process") -> None:
-    """Returns once ``host:port`` accepts a TCP connection; ``CoordinatorUnreachableError`` after ``timeout_s``."""
+def host_and_port(address: str) -> tuple[str, int]:
+    """``("host", port)`` of ``host:port`` (``[::1]:1234`` too); ValueError for anything else."""
     host, sep, port = address.rpartition(":")
     if not sep or not host or not port.isdigit():
         raise ValueError(f"coordinator_address must be host:port, got {address!r}")
-    host = host.strip("[]")  # IPv6 literals are written [::1]:1234
+    return host.strip("[]"), int(port)  # IPv6 literals are written [::1]:1234
+
+
+def check_port_free(address: str, who: str = "this process") -> None:
+    """Process 0 serves ``address``'s port: ValueError naming it when another program already listens there."""
+    _, port = host_and_port(address)
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a recently closed port is free
+        try:
+            s.bind(("", port))
+        except OSError as e:
+            raise ValueError(f"{who}: the coordinator port {port} of {address} cannot be served on this host "
+                             f"({e.strerror}): another program uses it; choose a free port") from None
+
+
+def wait_for_coordinator(address: str, timeout_s: float, who: str = "this process") -> None:
+    """Returns once ``host:port`` accepts a TCP connection; ``CoordinatorUnreachableError`` after ``timeout_s``."""
+    host, port = host_and_port(address)
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            with socket.create_connection((host, int(port)), timeout=min(5.0, timeout_s)):
+            with socket.create_connection((host, port), timeout=min(5.0, timeout_s)):
                 return
         except OSError as e:
             if time.monotonic() >= deadline:

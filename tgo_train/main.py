@@ -8,6 +8,10 @@ with the same workdir resumes from the latest intact checkpoint; it refuses a co
 run's meaning (``--fresh`` moves the old workdir aside and starts again). Errors are one line on stderr
 (``--verbose`` or ``TGO_DEBUG=1`` for the traceback). ``--distributed`` joins a multi-process run (one
 process per host or GPU; see ``tgo_train.distributed`` and the README).
+
+The run holds the workdir's lock (``tgo_train.workdir``): a second training of it is refused at once. SIGTERM
+or Ctrl-C saves a checkpoint at the next step boundary and exits with status 75; rerun to resume (exit
+statuses: ``tgo_train.cli``).
 """
 import sys
 

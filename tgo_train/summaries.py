@@ -18,6 +18,7 @@ block the program when its queue fills up).
 """
 from __future__ import annotations
 
+import itertools
 import numbers
 import os
 import time
@@ -27,6 +28,9 @@ import jax
 import numpy as np
 
 from tgo_train.workdir import naming
+
+
+_OPENED = itertools.count()  # event files opened by this process
 
 
 class Summaries:
@@ -48,7 +52,8 @@ class Summaries:
             with naming(os.path.join(logdir, "events.out.tfevents.*")):
                 if "://" not in str(logdir):  # a bucket has no folders to make
                     os.makedirs(logdir, exist_ok=True)
-                self._writer = EventsWriter(os.path.join(logdir, "events"))
+                # The pid and a count in the name: an evaluation beside a training run gets a file of its own.
+                self._writer = EventsWriter(os.path.join(logdir, "events"), f".{os.getpid()}.{next(_OPENED)}")
             self._path = self._writer._file_name
             if purge_step is not None:
                 self._write([Event(step=purge_step, file_version="brain.Event:2"),
