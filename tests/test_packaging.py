@@ -9,13 +9,9 @@ import site
 import subprocess
 import sys
 import sysconfig
+import tomllib
 
 import pytest
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    tomllib = None
 
 from tgo_jax import data
 from tgo_train import configs
@@ -47,7 +43,6 @@ def test_resolve_config_flag_forms():
     assert configs.resolve_config_flag(["prog", "--config=test_tiny"]) == ["prog", f"--config={path}"]
 
 
-@pytest.mark.skipif(tomllib is None, reason="tomllib needs Python 3.11")
 def test_console_scripts_point_at_each_program():
     with open(ROOT / "pyproject.toml", "rb") as f:
         scripts = tomllib.load(f)["project"]["scripts"]
