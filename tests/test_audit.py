@@ -161,6 +161,8 @@ def test_a_zero_in_a_list_of_steps_names_the_entry():
 
 def test_sizes_state_what_they_cut_from_the_reference():
     assert audit.describe(audit.SIZES["full"]) == "the reference sizes"
+    assert [audit.size_name(s) for s in audit.SIZES.values()] == list(audit.SIZES)
+    assert audit.size_name(TINY) == "custom"
     small = audit.describe(audit.SIZES["small"])
     assert small.startswith("cut from the reference (full): ")
     for cut in ("steps 100 → 20", "queries 5000 → 300", "eot 10 → 4", "restarts 1,5 → 1,3", "num_targets 9 → 3"):

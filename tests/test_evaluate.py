@@ -7,6 +7,7 @@ of the rows and the command-line test the paper's full default table.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -215,12 +216,15 @@ def test_comparison_has_one_table_per_eps_and_a_row_per_workdir():
 
 @pytest.mark.slow
 def test_audit_writes_flags_and_numbers(workdir):
-    """The gradient-masking audit at CI size: every check present with a flag, files written whole; without a
-    transfer source and on a LIF model the checks that cannot run say why."""
+    """The gradient-masking audit at CI size (one AutoAttack row and one surrogate of the sweep: 10 attacks,
+    one compilation each): every check present with a flag, files written whole; without a transfer source
+    and on a LIF model the checks that cannot run say why."""
     from tgo_train import audit
 
-    result = audit.audit_workdir(workdir, eps=8 / 255, sizes="ci", num_examples=16, batch_size=16,
+    sizes = dataclasses.replace(audit.SIZES["ci"], white_rows=("APGD-T",), sweep_rules=(("bptr", None),))
+    result = audit.audit_workdir(workdir, eps=8 / 255, sizes=sizes, num_examples=16, batch_size=16,
                                  log=lambda *_: None)
+    assert {"APGD-T", "Sweep", "Square", "Transfer (sigmoid surrogate)"} <= set(result["accuracy"])
     assert set(result["checks"]) == {"a_unbounded", "b_more_steps", "b_more_restarts", "b_more_eot", "b_single_step",
                                      "c_square", "c_transfer_twin", "c_transfer", "d_worst_case", "e_noise_on_off",
                                      "f_plateau"}
@@ -235,14 +239,14 @@ def test_audit_writes_flags_and_numbers(workdir):
             " (no noise draws to average)" if name == "b_more_eot" else " (no Noisy-LIF noise)")
     assert result["flags"]["c_transfer"] == "NOT RUN"
     assert result["checks"]["c_transfer"]["why"].startswith("not run: no independently trained transfer source")
-    assert result["size"] == "ci" and result["pgd_step"] == "paper"
+    assert result["size"] == "custom" and result["pgd_step"] == "paper"
     with open(os.path.join(workdir, "audit.json")) as f:
         saved = json.load(f)
     assert saved["worst_case_accuracy"] == result["worst_case_accuracy"] and saved["flags"] == result["flags"]
     with open(os.path.join(workdir, "audit.md")) as f:
         text = f.read()
     assert "worst-case accuracy" in text and "| a_unbounded |" in text
-    assert f"Size `ci`: {audit.describe(audit.SIZES['ci'])}." in text and "steps 100 → 3" in text
+    assert f"Size `custom`: {audit.describe(sizes)}." in text and "steps 100 → 3" in text
     assert "PGD step: paper, α = 0.01 for every k" in text
 
 

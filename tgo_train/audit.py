@@ -112,6 +112,11 @@ def describe(sizes: AuditSizes) -> str:
     return "the reference sizes" if not cuts else "cut from the reference (full): " + "; ".join(cuts)
 
 
+def size_name(sizes: AuditSizes) -> str:
+    """The name of ``sizes`` in ``SIZES``, else "custom"."""
+    return next((name for name, preset in SIZES.items() if preset == sizes), "custom")
+
+
 def paired(a: np.ndarray, b: np.ndarray) -> dict:
     """Does B leave a higher accuracy than A on the same images? (docs/FORMULAS.md §11, module docstring)
 
@@ -212,7 +217,8 @@ def run_audit(run, variables, *, eps: float = 8 / 255, alpha: float = attacks.AL
                          f"PGD{k0}", eps=eps, alpha=alpha, pgd_step=pgd_step)))}
     checks = decide(correct, groups, sizes=sizes, stochastic=stochastic, noise_off=noise_off)
     return {"eps": eps, "alpha": alpha, "pgd_step": pgd_step, "pgd_step_text": attacks.pgd_step_text(pgd_step, eps, alpha),
-            "num_examples": n, "draws": draws, "stochastic": stochastic, "sizes": dataclasses.asdict(sizes),
+            "num_examples": n, "draws": draws, "stochastic": stochastic, "size": size_name(sizes),
+            "sizes": dataclasses.asdict(sizes),
             "size_cuts": describe(sizes), "accuracy": {nm: float(c.mean()) for nm, c in correct.items()},
             "seconds": seconds, "worst_case_accuracy": checks["d_worst_case"]["worst_case_accuracy"],
             "checks": checks, "flags": {name: check["flag"] for name, check in checks.items()},
@@ -352,7 +358,7 @@ def render(result: dict, title: str) -> str:
     every attack's accuracy and time."""
     pct = lambda v: f"{100 * v:.2f} %"
     lines = [f"# Gradient-masking audit: {title}", "",
-             f"Size `{result.get('size', 'custom')}`: {result['size_cuts']}.", "",
+             f"Size `{result['size']}`: {result['size_cuts']}.", "",
              f"ε = {result['eps']:.4g}, {result['num_examples']} test images, noise draws {result['draws']}; "
              f"{result['pgd_step_text']}; **worst-case accuracy {pct(result['worst_case_accuracy'])}**", "",
              "Paired comparisons: attack B counts as higher than A when the mean per-example difference exceeds "
@@ -375,14 +381,13 @@ def audit_workdir(workdir: str, *, eps: float, alpha: float = attacks.ALPHA, pgd
     audit.json and audit.md there (whole files, at the end). ``sizes``: a name of ``SIZES`` or sizes."""
     from tgo_train import evaluate, records  # the run loader lives with the evaluation program
 
-    size_name = sizes if isinstance(sizes, str) else "custom"
     sizes = SIZES[sizes] if isinstance(sizes, str) else sizes
     run, variables, ckpt_step = evaluate.load_run(workdir, step, num_examples)
     dirs = [transfer_from] if isinstance(transfer_from, str) else list(transfer_from or ())
     sources = evaluate.load_transfer_sources(dirs, run, variables, num_examples)
     result = run_audit(run, variables, eps=eps, alpha=alpha, pgd_step=pgd_step, sizes=sizes,
                        batch_size=batch_size, sources=sources, log=log)
-    result.update(workdir=workdir, step=ckpt_step, size=size_name, transfer_from=dict(zip(
+    result.update(workdir=workdir, step=ckpt_step, transfer_from=dict(zip(
         (s.name for s in sources), dirs)))
     title = f"{os.path.basename(os.path.normpath(workdir))} (step {ckpt_step})"
     records.write_json(os.path.join(workdir, "audit.json"), result)
