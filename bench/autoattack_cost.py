@@ -1,6 +1,6 @@
 """Cost of AutoAttack "standard", staged (each component on the still-robust examples) against whole-batch.
 
-    python bench/autoattack_cost.py [--images 200] [--reps 2] [--eps 8/255]
+    python bench/autoattack_cost.py [--images 200] [--reps 1] [--eps 8/255]
 
 A small net (channels 8, 16, hidden 32, T = 2, LIF) trained for 300 Adam steps (batch 64, lr 3e-3) on the
 first 4096 Fashion-MNIST training images, attacked on the first ``--images`` test images at ε = ``--eps``
@@ -17,6 +17,7 @@ import argparse
 import json
 import platform
 import statistics
+import sys
 import time
 from fractions import Fraction
 
@@ -57,7 +58,7 @@ def train_small(x: np.ndarray, y: np.ndarray, steps: int = 300, batch: int = 64,
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=200)
-    parser.add_argument("--reps", type=int, default=2)
+    parser.add_argument("--reps", type=int, default=1)
     parser.add_argument("--eps", default="8/255")
     args = parser.parse_args()
     eps = float(Fraction(args.eps))
@@ -77,6 +78,7 @@ def main():
         t0 = time.perf_counter()
         x_adv = jax.block_until_ready(run(variables, x, y, key))
         compile_s[name] = round(time.perf_counter() - t0, 1)
+        print(f"{name}: first call (compile and run) {compile_s[name]} s", file=sys.stderr, flush=True)
         assert float(jnp.max(jnp.abs(x_adv - x))) <= eps + 1e-6
         robust[name] = np.asarray(correct(variables, x_adv))
         compiled[name] = run
@@ -86,6 +88,7 @@ def main():
             t0 = time.perf_counter()
             jax.block_until_ready(run(variables, x, y, key))
             samples[name].append(time.perf_counter() - t0)
+            print(f"{name}: {samples[name][-1]:.1f} s", file=sys.stderr, flush=True)
     seconds = {name: statistics.median(v) for name, v in samples.items()}
     record = {"bench": "autoattack_standard", "images": args.images, "eps": args.eps, "reps": args.reps,
               "chunks": variants["staged"],

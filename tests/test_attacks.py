@@ -267,6 +267,10 @@ def test_selection_goes_by_the_eot_mean_margin_not_one_draw():
     # Shifted by +2 the mean margin is +1: fooled on the mean though 1 draw in 6 is classified right.
     shifted = core.score(core.margin_loss, _flipping_logits, 2.0, x, y, key, 16)
     assert np.asarray(shifted.fooled).all()
+    # A zero mean margin is broken as argmax breaks ties (the first class), so one draw is exactly argmax.
+    tied = jnp.zeros((2, 3))
+    np.testing.assert_array_equal(core.fooled(core.margin_loss(tied, jnp.array([1, 0])), tied, jnp.array([1, 0])),
+                                  [True, False])
 
 
 # ------------------------------------------------------------------------------------------------

@@ -53,7 +53,8 @@ def autoattack_components(version: str = "standard", *, eps=EPS, steps: int = 10
 
 def fooled_on_average(logits_fn, params, x_adv: Array, y: Array, key: Array, eot: int) -> Array:
     """[B] bool: the EoT-mean margin over ``eot`` draws from ``key`` is positive (``core.fooled``, §4, §7)."""
-    return fooled(loss_logits(margin_loss, logits_fn, params, x_adv, y, key, eot).margin)
+    f = loss_logits(margin_loss, logits_fn, params, x_adv, y, key, eot)
+    return fooled(f.margin, f.logits, y)
 
 
 def _component_keys(key: Array, j: int) -> tuple[Array, Array]:

@@ -104,14 +104,14 @@ def apgd_run(objective, logits_fn, params, x, y, key, *, eps, steps, eot, rho) -
     batch = x.shape[0]
     state = _ApgdState(
         x_adv=x0, x_prev=x0, grad=g0.grad, eta=jnp.full((batch,), 2.0 * eps, x.dtype),
-        x_best=x0, grad_best=g0.grad, loss_best=g0.loss, x_fooled=x0, fooled=fooled(g0.margin),
+        x_best=x0, grad_best=g0.grad, loss_best=g0.loss, x_fooled=x0, fooled=fooled(g0.margin, g0.logits, y),
         losses=jnp.zeros((steps + 1, batch), g0.loss.dtype).at[0].set(g0.loss), loss_best_check=g0.loss,
         reduced_check=jnp.ones((batch,), bool))
 
     def step(i, s: _ApgdState) -> _ApgdState:
         x_new = _momentum_step(s, x, eps, i)
         lg = grad_at(x_new, i + 1)
-        wrong = fooled(lg.margin)
+        wrong = fooled(lg.margin, lg.logits, y)
         better = lg.loss > s.loss_best
         s = s._replace(
             x_adv=x_new, x_prev=s.x_adv, grad=lg.grad,

@@ -294,16 +294,17 @@ def misclassified(logits: Array, y: Array) -> Array:
     return jnp.argmax(logits, axis=-1) != y
 
 
-def fooled(mean_margin: Array) -> Array:
+def fooled(mean_margin: Array, mean_logits: Array, y: Array) -> Array:
     """[B] bool: the attack counts an example as fooled when its margin ``max_{j≠y} z_j - z_y``, averaged
-    over the attack's EoT noise draws, is positive (docs/FORMULAS.md §4, "selection"). One draw (or the
-    argmax of one draw's logits) would let a lucky noise draw pass for a success."""
-    return mean_margin > 0
+    over the attack's EoT noise draws, is positive, a zero mean margin broken as ``argmax`` breaks ties, on
+    the EoT-mean logits (docs/FORMULAS.md §4, "selection under noise"). One draw would let a lucky noise
+    draw pass for a success. With one draw this is exactly ``misclassified(logits, y)``."""
+    return (mean_margin > 0) | ((mean_margin == 0) & misclassified(mean_logits, y))
 
 
 class Worst(NamedTuple):
     x: Array       # [B, ...] the worst point found so far
-    fooled: Array  # [B] bool, fooled there (mean margin > 0, ``fooled``)
+    fooled: Array  # [B] bool, fooled there (EoT-mean margin > 0, ``fooled``)
     score: Array   # [B] loss there (higher is worse for the model), mean over the draws
 
 
@@ -317,7 +318,7 @@ def keep_worst(best: Worst, new: Worst) -> Worst:
 def score(objective, logits_fn, params, x_adv, y, key, eot) -> Worst:
     """``Worst`` record of ``x_adv``: fooled (EoT-mean margin > 0) and its EoT-mean loss."""
     f = loss_logits(objective, logits_fn, params, x_adv, y, key, eot)
-    return Worst(x_adv, fooled(f.margin), f.loss)
+    return Worst(x_adv, fooled(f.margin, f.logits, y), f.loss)
 
 
 def uniform_start(key: Array, x: Array, eps) -> Array:

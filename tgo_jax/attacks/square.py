@@ -13,8 +13,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from tgo_jax import validation
-from tgo_jax.attacks.core import (EPS, Array, LogitsFn, check_batch, check_options, fooled, loss_logits,
-                                  margin_loss, prepare, project, where)
+from tgo_jax.attacks.core import (EPS, Array, LogitsFn, check_batch, check_options, loss_logits, margin_loss,
+                                  prepare, project, where)
 
 P_INIT = 0.8  # AutoAttack's setting for L∞
 # p_selection: p = p_init / 2^j after iteration thresholds (the reference schedule, in iterations).
@@ -83,7 +83,7 @@ def square_attack(logits_fn: LogitsFn, params, x: Array, y: Array, key: Array, *
         signs = jax.random.rademacher(k_sign, (batch, 1, 1, c), x.dtype)
         x_new = project(jnp.where(inside, x + eps * signs, s.x_best), x, eps)
         margin = _objective(logits_fn, params, x_new, y, k_model, eot)
-        take = (margin < s.margin) & ~fooled(-s.margin)  # fooled examples are frozen
+        take = (margin < s.margin) & (s.margin >= 0)  # fooled examples (mean margin > 0) are frozen
         return _State(where(take, x_new, s.x_best), jnp.where(take, margin, s.margin))
 
     return lax.fori_loop(0, queries, step, state).x_best
