@@ -19,7 +19,7 @@ import time
 import pytest
 
 from tests.test_cli_errors import REPO, TINY_CONFIG, run_main
-from tgo_train import cli, distributed, evaluate, feed, records, resume, train
+from tgo_train import checkpoint, cli, distributed, evaluate, feed, records, resume, train
 from tgo_train import workdir as workdirs
 
 SHORT_RUN = ["--config.max_steps=2", "--config.checkpoint_every_steps=1"]  # a checkpoint in flight at step 2
@@ -147,29 +147,44 @@ def test_full_disk_in_the_event_file_is_one_line_naming_it(tmp_path, monkeypatch
     assert not os.path.exists(os.path.join(workdir, workdirs.WRITER))
 
 
-def test_full_disk_while_a_checkpoint_is_in_flight_ends_the_process_with_one_line(tmp_path):
-    """In a real process, so that a background writer left running would hang it (the timeout fails the test)."""
+def test_checkpoint_write_failure_ends_the_process_with_one_line(tmp_path):
+    """A real write failure in orbax's background writers (files limited to 8 KB: EFBIG, as a full disk gives
+    ENOSPC) in a real process, so a writer left running would hang it (the timeout fails the test) and their
+    logged tracebacks would show."""
     child = r"""
-import errno, os, sys
-from tgo_train import cli, main, records
-def full_disk(tmp, path, text):
-    if str(path).endswith(records.METRICS):
-        open(tmp, "w").close()  # begun, then the disk is full
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-    write(tmp, path, text)
-write, records._write_then_rename = records._write_then_rename, full_disk
+import resource, signal, sys
+from tgo_train import cli, main
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead of killing
+resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192))
 cli.run(main.main, sys.argv)
 """
     workdir = str(tmp_path / "run")
     env = dict(os.environ, PYTHONPATH=REPO)
-    env.pop(cli.DEBUG_ENV, None)
+    for name in (cli.DEBUG_ENV, "JAX_COMPILATION_CACHE_DIR"):  # its files would meet the limit too
+        env.pop(name, None)
     proc = subprocess.run([sys.executable, "-c", child, "--config", TINY_CONFIG, "--workdir", workdir, *SHORT_RUN],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 1, proc.stderr[-3000:]
-    assert proc.stderr.strip().splitlines()[-1].startswith("error: OSError: [Errno 28]"), proc.stderr[-3000:]
-    assert "Traceback" not in proc.stderr and f"{workdir}/{records.METRICS}" in proc.stderr
-    leftovers = [n for _, _, names in os.walk(workdir) for n in names if ".tmp-" in n or n == workdirs.WRITER]
-    assert leftovers == []  # no temporary file, and the lock released
+    assert proc.stderr == f"error: OSError: [Errno {errno.EFBIG}] File too large: '{workdir}/checkpoints'\n", \
+        proc.stderr[-3000:]
+    assert not os.path.exists(os.path.join(workdir, workdirs.WRITER))  # released on the way out
+
+
+def test_failed_write_leaves_the_old_file_and_no_temporary_one(tmp_path, monkeypatch):
+    path = str(tmp_path / records.METRICS)
+    records.write_jsonl(path, [{"epoch": 1}])
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(OSError, match=f"No space left on device: '{path}'"):
+        records.append_jsonl(path, {"epoch": 2})
+    assert os.listdir(tmp_path) == [records.METRICS] and records.read_jsonl(path) == [{"epoch": 1}]
+
+
+def test_orbax_error_with_an_os_error_code_becomes_an_os_error_naming_the_folder():
+    error = ValueError('RESOURCE_EXHAUSTED: Error writing "params.Dense_1.bias/0" in OCDBT database: Failed to '
+                       "write 409 bytes to file 16: No space left on device [os_error_code='28']")
+    assert str(checkpoint.os_error(error, "/w/checkpoints")) == \
+        "[Errno 28] No space left on device: '/w/checkpoints'"
+    assert checkpoint.os_error(ValueError("shapes differ"), "/w/checkpoints") is None
 
 
 def test_ctrl_c_outside_training_is_one_line(tmp_path, monkeypatch, capsys):

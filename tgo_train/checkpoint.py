@@ -6,6 +6,7 @@ which step and file, and falls back to the newest intact checkpoint.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -64,18 +65,32 @@ class Checkpoints:
         self._seal(block=False)
         args = ocp.args.Composite(state=ocp.args.PyTreeSave(flax.serialization.to_state_dict(state)),
                                   meta=ocp.args.JsonSave(meta))
-        with naming(self.step_dir(step)):  # a full disk or a read-only folder names the step
+        with self._writing():
             saved = self.manager.save(step, args=args, force=force)
         if saved:
             self._unsealed.append(step)
         return saved
+
+    @contextlib.contextmanager
+    def _writing(self):
+        """A save's failure from the OS (a full disk, a read-only folder) as an ``OSError`` naming the checkpoint
+        folder (it may surface at the next save: orbax writes in the background and reports it then, as another
+        error with the OS error code in its text)."""
+        try:
+            with naming(self.directory):
+                yield
+        except Exception as e:  # noqa: BLE001 - re-raised, as an OSError where it is one
+            error = os_error(e, self.directory)
+            if error is None:
+                raise
+            raise error from e
 
     def _seal(self, block: bool) -> None:
         """Writes the manifests of finished saves (all of them, waiting, when ``block``)."""
         if not self._unsealed:
             return
         if block:
-            with naming(self.step_dir(self._unsealed[-1])):
+            with self._writing():
                 self.manager.wait_until_finished()
         elif self.manager.is_saving_in_progress():
             return
@@ -198,6 +213,18 @@ class Checkpoints:
             self.close()
         except Exception:  # noqa: BLE001 - a second failure while stopping would hide the first
             pass
+
+
+def os_error(error: BaseException, path: str) -> Optional[OSError]:
+    """``error`` as an ``OSError`` naming ``path`` when it is one, or when its text carries the OS error code
+    (tensorstore's ``[os_error_code='28']``); else None."""
+    if isinstance(error, OSError):
+        return error
+    code = re.search(r"os_error_code='(\d+)'", str(error))
+    if code is None:
+        return None
+    number = int(code.group(1))
+    return OSError(number, os.strerror(number), path)
 
 
 def _unreadable(error: BaseException) -> str:

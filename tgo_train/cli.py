@@ -11,12 +11,14 @@ outside training, nothing more saved; absl's own for a bad flag.
 """
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
 from typing import Callable, Optional, Sequence
 
 from absl import app, flags
+from absl import logging as absl_logging
 
 from tgo_train import config_check, preemption
 
@@ -87,7 +89,8 @@ def _parse_flags(argv: Sequence[str]):
 
 def _guarded(main: Callable, full_argv: Sequence[str]) -> Callable:
     def guarded(argv):
-        threading.excepthook = _quiet_thread_error
+        if not debugging(argv):
+            _quiet_background_errors()
         try:
             return main(argv)
         except (app.UsageError, SystemExit):
@@ -108,10 +111,24 @@ def _guarded(main: Callable, full_argv: Sequence[str]) -> Callable:
     return guarded
 
 
+def _quiet_background_errors() -> None:
+    """Background failures without tracebacks: a thread's as one warning line, orbax's and asyncio's error logs
+    and the exceptions Python ignores (a closed event loop's) not at all. When they matter, the main thread meets
+    the same error and prints it as the program's one ``error:`` line; ``--verbose`` shows them all."""
+    threading.excepthook = _quiet_thread_error
+    sys.unraisablehook = lambda unraisable: None
+    absl_logging.get_absl_handler().addFilter(_not_a_background_error)
+
+
+def _not_a_background_error(record: logging.LogRecord) -> bool:
+    """False for an error logged by orbax's writer threads or by asyncio (a task's exception in them)."""
+    from_background = record.name == "asyncio" or f"{os.sep}orbax{os.sep}" in (record.pathname or "")
+    return not (record.levelno >= logging.ERROR and from_background)
+
+
 def _quiet_thread_error(args) -> None:
-    """A background thread's failure (a writer meeting a full disk) as one warning line, not a traceback;
-    the program's own error line follows when it matters."""
-    if debugging() or args.exc_type is SystemExit:
+    """A background thread's failure (a writer meeting a full disk) as one warning line, not a traceback."""
+    if args.exc_type is SystemExit:
         return threading.__excepthook__(args)
     name = args.thread.name if args.thread is not None else "a background thread"
     print(f"warning: {name} failed: {config_check.one_line(args.exc_value)}", file=sys.stderr, flush=True)
