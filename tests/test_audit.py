@@ -126,6 +126,8 @@ def test_plateau_warns_and_asks_for_the_decisive_attacks():
     assert check["share_of_clean"] == pytest.approx(0.77 / 0.82)
     spec["PGD40"] = ("steps", 0.73)  # 89 % of clean: more than 10 % taken
     assert _decide(spec)["f_plateau"]["flag"] == "PASS"
+    spec = {nm: (g, 0.0) for nm, (g, _) in spec.items()}  # nothing classified right: nothing to say
+    assert _decide(spec)["f_plateau"]["why"] == "not run: no attack row, or no example classified right"
 
 
 def test_noisy_model_checks_eot_and_the_noise_off_twin():
@@ -170,6 +172,7 @@ def test_sizes_state_what_they_cut_from_the_reference():
     assert "pgd_steps" not in small  # kept at the reference
     assert "sweep_rules 14 surrogates → 2 surrogates" in audit.describe(audit.SIZES["ci"])
     assert "queries 5000 → none" in audit.describe(dataclasses.replace(audit.SIZES["full"], queries=None))
+    assert "white_rows APGD-CE,APGD-DLR,APGD-T,FAB-T,ASSG → none" in audit.describe(TINY)
 
 
 # --------------------------------------------------------------------------------------------------

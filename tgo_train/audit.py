@@ -106,7 +106,7 @@ REFERENCE = SIZES["full"]
 def describe(sizes: AuditSizes) -> str:
     """What ``sizes`` cuts relative to the reference (``full``), one line, e.g. "steps 100 → 20, ..."."""
     show = lambda field, v: f"{len(v)} surrogates" if field == "sweep_rules" else (
-        "none" if v is None else (",".join(map(str, v)) if isinstance(v, tuple) else str(v)))
+        "none" if v is None or v == () else (",".join(map(str, v)) if isinstance(v, tuple) else str(v)))
     cuts = [f"{f.name} {show(f.name, getattr(REFERENCE, f.name))} → {show(f.name, getattr(sizes, f.name))}"
             for f in dataclasses.fields(AuditSizes) if getattr(sizes, f.name) != getattr(REFERENCE, f.name)]
     return "the reference sizes" if not cuts else "cut from the reference (full): " + "; ".join(cuts)
@@ -269,7 +269,8 @@ def decide(correct: dict, groups: dict, *, sizes: AuditSizes, stochastic: bool,
         checks["b_single_step"] = {
             "flag": "FAIL" if weaker else "PASS",
             "why": (f"one FGSM step ({pct(acc['FGSM'])}) is stronger than " + ", ".join(
-                f"{nm} ({pct(acc[nm])})" for nm in weaker)) if weaker else "no PGD-k is weaker than FGSM",
+                f"{nm} ({pct(acc[nm])})" for nm in weaker)) if weaker else
+            "no PGD-k is weaker than FGSM beyond the paired tolerance",
             "fgsm": acc["FGSM"], "pgd": {nm: acc[nm] for nm in steps_rows}, "comparisons": comps}
     else:
         checks["b_single_step"] = _not_run("no FGSM or PGD row")
@@ -283,7 +284,7 @@ def decide(correct: dict, groups: dict, *, sizes: AuditSizes, stochastic: bool,
         stronger = [c["attack"] for c in comps if c["higher"]]
         why = (f"{', '.join(f'{nm} ({pct(acc[nm])})' for nm in stronger)} stronger than the best white-box "
                f"{best} ({pct(acc[best])}): the white-box gradient is masked") if stronger else \
-            f"the best white-box {best} ({pct(acc[best])}) is at least as strong as {what}"
+            f"{what}: not stronger than the best white-box {best} ({pct(acc[best])}) beyond the paired tolerance"
         return {"flag": "FAIL" if stronger else "PASS", "why": why, "best_white_box": best,
                 "white_box_accuracy": acc[best], "accuracy": {nm: acc[nm] for nm in others}, "comparisons": comps}
 
@@ -327,15 +328,15 @@ def decide(correct: dict, groups: dict, *, sizes: AuditSizes, stochastic: bool,
         checks["e_noise_on_off"] = {
             "flag": "FAIL" if comp["higher"] else "PASS",
             "why": (f"{eot_row} with EoT {sizes.eot} ({pct(acc[eot_row])}) is "
-                    f"{'weaker' if comp['higher'] else 'at least as strong as'} the transfer from the noise-off "
-                    f"twin ({pct(acc[twin_row])})"),
+                    f"{'weaker than' if comp['higher'] else 'not weaker than'} the transfer from the noise-off "
+                    f"twin ({pct(acc[twin_row])}) beyond the paired tolerance"),
             "noise_on": {"Clean": acc.get("Clean"), f"{eot_row} EoT{sizes.eot}": acc[eot_row],
                          twin_row: acc[twin_row]}, "noise_off": noise_off, "comparison": comp}
     else:
         checks["e_noise_on_off"] = _not_run("deterministic model (no Noisy-LIF noise)" if not stochastic
                                             else "no twin transfer or PGD row")
 
-    if strongest and "Clean" in acc:
+    if strongest and acc.get("Clean", 0.0) > 0:
         clean = acc["Clean"]
         plateau = acc[strongest] >= PLATEAU_SHARE * clean
         ran = ([nm for nm in correct if nm.startswith("ASSG-search")] + names("square") + names("transfer"))
@@ -349,7 +350,8 @@ def decide(correct: dict, groups: dict, *, sizes: AuditSizes, stochastic: bool,
             "clean": clean, "strongest_single": strongest, "strongest_single_accuracy": acc[strongest],
             "share_of_clean": acc[strongest] / clean if clean else None, "plateau_share": PLATEAU_SHARE}
     else:
-        checks["f_plateau"] = _not_run("no clean or attack row")
+        checks["f_plateau"] = _not_run("no attack row, or no example classified right" if "Clean" in acc
+                                       else "no clean row")
     return checks
 
 
