@@ -79,7 +79,8 @@ def test_second_training_is_refused_at_once_naming_the_holder(tmp_path, monkeypa
         assert time.monotonic() - t0 < 5  # before data, model or compilation
     assert code == 1 and out == ""
     line = one_error_line(err)
-    assert f"{workdir} is in use by pid {holder.pid} on {socket.gethostname()}" in line and "started 20" in line, line
+    assert line.startswith(f"error: {workdir} is in use by pid {holder.pid} on {socket.gethostname()} ("), line
+    assert ", started 20" in line and f"(lock file {workdir}/{workdirs.WRITER})" in line, line
     assert os.listdir(workdir) == [workdirs.WRITER]  # nothing written but the holder's lock file
 
 

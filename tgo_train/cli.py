@@ -7,7 +7,8 @@ thread's failure is one ``warning:`` line, not a traceback.
 
 Exit statuses: 0 done; 1 an error (one line); 75 training stopped by SIGTERM or SIGINT after saving a
 checkpoint (``tgo_train.preemption``: rerun the same command to resume); 130 interrupted by Ctrl-C
-outside training, nothing more saved; absl's own for a bad flag.
+outside training, nothing more saved; absl's own for a bad flag. SIGTERM outside training ends the
+program at once (nothing to save; the next program on its workdir takes its lock over, saying so).
 """
 from __future__ import annotations
 

@@ -33,8 +33,9 @@ EVALUATOR = ".tgo-evaluate-lock"  # tgo-evaluate (and its audit)
 _NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS)
 
 
-class WorkdirBusyError(RuntimeError):
-    """Another running program holds the workdir's lock."""
+class WorkdirBusyError(ValueError):
+    """Another running program holds the workdir's lock (a ValueError: its message, naming the holder, is
+    the whole story, which ``tgo_train.cli`` prints alone)."""
 
 
 def as_path(path: PathLike) -> epath.Path:
