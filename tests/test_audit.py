@@ -172,7 +172,8 @@ def test_sizes_state_what_they_cut_from_the_reference():
     assert "pgd_steps" not in small  # kept at the reference
     assert "sweep_rules 14 surrogates → 2 surrogates" in audit.describe(audit.SIZES["ci"])
     assert "queries 5000 → none" in audit.describe(dataclasses.replace(audit.SIZES["full"], queries=None))
-    assert "white_rows APGD-CE,APGD-DLR,APGD-T,FAB-T,ASSG → none" in audit.describe(TINY)
+    assert "white_rows APGD-CE,APGD-DLR,APGD-T,FAB-T,ASSG,ASSG-search → none" in audit.describe(TINY)
+    assert "white_rows APGD-CE,APGD-DLR,APGD-T,FAB-T,ASSG,ASSG-search → APGD-CE,APGD-DLR,APGD-T,FAB-T,ASSG" in small
 
 
 # --------------------------------------------------------------------------------------------------
