@@ -221,25 +221,25 @@ def test_eot_reduces_gradient_variance(trained_small):
 
 
 def test_eot_means_are_over_the_draws_of_the_split_keys():
-    """loss_and_grad / loss_logits with eot = 3: loss, logits, gradient and margin are the means over the
-    draws of the keys split(key, 3), one call per key (up to float32 rounding of the sum)."""
+    """loss_and_grad / loss_logits with eot = 2: loss, logits, gradient and margin are the means over the
+    draws of the keys split(key, 2), one call per key (up to float32 rounding of the sum)."""
     model, variables, x, y = _tiny("noisy")
     logits_fn = attacks.model_logits_fn(model)
     key = jax.random.key(7)
-
-    @jax.jit
-    def both(x):
-        once = [core.loss_and_grad(core.ce_loss, logits_fn, variables, x, y, k) for k in jax.random.split(key, 3)]
-        return core.loss_and_grad(core.ce_loss, logits_fn, variables, x, y, key, eot=3), once, \
-            core.loss_logits(core.ce_loss, logits_fn, variables, x, y, key, 3)
-
-    batched, once, forward = both(x)
+    single = jax.jit(lambda k: core.loss_and_grad(core.ce_loss, logits_fn, variables, x, y, k))
+    once = [single(k) for k in jax.random.split(key, 2)]
+    batched, forward = jax.jit(lambda k: (core.loss_and_grad(core.ce_loss, logits_fn, variables, x, y, k, eot=2),
+                                          core.loss_logits(core.ce_loss, logits_fn, variables, x, y, k, 2)))(key)
     assert not np.allclose(once[0].grad, once[1].grad)  # the draws differ
     for field in ("loss", "logits", "grad", "margin"):
-        looped = sum(getattr(o, field) for o in once) / 3
-        np.testing.assert_allclose(getattr(batched, field), looped, rtol=1e-6, atol=1e-9)
-    np.testing.assert_allclose(forward.logits, batched.logits, rtol=1e-6, atol=1e-9)
-    np.testing.assert_allclose(forward.margin, sum(core.margin_loss(o.logits, y) for o in once) / 3, rtol=1e-6)
+        looped = (getattr(once[0], field) + getattr(once[1], field)) / 2
+        # float32 rounding, relative to the field's scale (a gradient entry can be a near-cancelling sum)
+        np.testing.assert_allclose(getattr(batched, field), looped, rtol=1e-6,
+                                   atol=1e-6 * float(jnp.abs(looped).max()))
+        if field != "grad":
+            np.testing.assert_allclose(getattr(forward, field), looped, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(batched.margin, (core.margin_loss(once[0].logits, y)
+                                                + core.margin_loss(once[1].logits, y)) / 2, rtol=1e-6)
 
 
 def _flipping_logits(params, x, key):
