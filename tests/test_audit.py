@@ -1,7 +1,8 @@
 """Tests for the gradient-masking audit (tgo_train/audit.py): the paired comparison, every flag on constructed
 per-example correctness, the sizes' validation and description, and the whole audit on a tiny trained net
 (``conftest.trained_small``, 64 test images) and on the same net behind ``jax.lax.stop_gradient`` (its
-forward unchanged, its input gradient zero), which the audit must flag.
+forward unchanged, its input gradient zero), which the audit must flag; on the tiny net, PGD2 with the paper's
+fixed α = 0.01 at ε = 0.1 is weaker than FGSM, which the single-step check must flag.
 """
 from __future__ import annotations
 
@@ -217,6 +218,15 @@ def test_audit_passes_a_normal_net_and_flags_a_stopped_gradient(trained_small):
                                "c_square": "PASS", "c_transfer": "PASS", "f_plateau": "PASS"}
     assert normal["flags"]["b_more_eot"] == normal["flags"]["e_noise_on_off"] == "NOT RUN"
     assert normal["flags"]["b_more_steps"] == "NOT RUN"  # one PGD row in this size
+    # The paper's fixed α = 0.01 at ε = 0.1: PGD2 moves 0.02 from its random start, one FGSM step of ε is stronger.
+    run = _run(model, test)
+    paper_pgd2 = audit._per_example(run, variables, "PGD2", attacks.make("PGD2", eps=0.1), batch_size=NUM_IMAGES,
+                                    draws=1, seed=0)
+    correct = {"Clean": np.asarray(normal["per_example"]["Clean"]), "FGSM": np.asarray(normal["per_example"]["FGSM"]),
+               "PGD2": paper_pgd2}
+    single = audit.decide(correct, {"Clean": "clean", "FGSM": "single", "PGD2": "steps"}, sizes=TINY,
+                          stochastic=False)["b_single_step"]
+    assert single["flag"] == "FAIL" and single["why"].startswith("one FGSM step"), single
 
     masked = audit.run_audit(_run(Masked(model), test), variables, **kw)
     acc = masked["accuracy"]
