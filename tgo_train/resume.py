@@ -23,7 +23,7 @@ import ml_collections
 from tgo_train import records
 from tgo_train.config_check import OPEN_SECTIONS, flatten
 from tgo_train.configs.base import get_base_config
-from tgo_train.workdir import acquire, as_path
+from tgo_train.workdir import EVALUATOR, WRITER, acquire, as_path
 
 CONFIG_FILE = "config.json"
 HISTORY_FILE = "config_history.jsonl"
@@ -141,6 +141,11 @@ def record_start(workdir: str, config, allowed: list[Change], step: int) -> None
 WORKDIR_MARKS = (CONFIG_FILE, "checkpoints", records.METRICS)  # what makes a folder a training workdir
 
 
+def _contents(folder: str) -> list[str]:
+    """The folder's entries but lock files (a crashed program's, which the next one takes over)."""
+    return [name for name in os.listdir(folder) if name not in (WRITER, EVALUATOR)]
+
+
 def move_aside(workdir: str) -> Optional[str]:
     """``--fresh``: renames an existing workdir to ``<workdir>.old-<UTC time>``; returns the new name (None
     when there is nothing to move: no such path, or an empty folder).
@@ -148,7 +153,7 @@ def move_aside(workdir: str) -> Optional[str]:
     Only a training workdir is moved (a folder holding one of ``WORKDIR_MARKS``), and only while no other
     program holds it (``tgo_train.workdir`` lock); anything else is refused with ``ValueError``.
     """
-    if not os.path.lexists(workdir) or (os.path.isdir(workdir) and not os.listdir(workdir)):
+    if not os.path.lexists(workdir) or (os.path.isdir(workdir) and not _contents(workdir)):
         return None
     if not os.path.isdir(workdir) or os.path.islink(workdir):
         raise ValueError(f"--fresh: {workdir} is not a folder, so not a workdir; it is left as it is (give "
