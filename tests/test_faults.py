@@ -305,3 +305,16 @@ def test_coordinator_port_served_by_another_program_is_named_at_once():
         with pytest.raises(ValueError, match=f"the coordinator port .* of {address} cannot be served on this host"):
             distributed.check_port_free(address, "process 0 of 2")
     distributed.check_port_free(address)  # free again once closed
+
+
+@pytest.mark.parametrize("program", ["tgo_train.experiment", "tgo_train.reproduce"])
+def test_drivers_refuse_a_workdir_in_use(tmp_path, program):
+    workdir = str(tmp_path / "runs")
+    env = dict(os.environ, PYTHONPATH=REPO)
+    env.pop(cli.DEBUG_ENV, None)
+    with lock_held_by_another_process(workdir) as holder:
+        proc = subprocess.run([sys.executable, "-m", program, "--workdir", workdir], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert proc.stderr.startswith(f"error: {workdir} is in use by pid {holder.pid} on "), proc.stderr[-3000:]
+    assert proc.stderr.count("\n") == 1 and os.listdir(workdir) == [workdirs.WRITER]
