@@ -364,6 +364,7 @@ def render(summary: dict, records: Sequence[dict]) -> str:
             for columns in groups:
                 out += ["", f"ε = {eps}:", "", accuracy_table(records, models, names, eps, columns, n, paper=paper,
                                                                paper_label=label)]
+    out += ["", "![accuracy](results/accuracy.png)"]  # every model of the tables above, the paper's columns
     noisy = [m for m in models if any(r["model"] == m and "off" in r.get("accuracy", {}) for r in records)]
     if noisy:
         out += ["", "## Noisy-LIF models with the noise on and off",
@@ -394,9 +395,6 @@ def render(summary: dict, records: Sequence[dict]) -> str:
     out += _convergence_lines(summary.get("convergence"))
     out += _timing_lines(records, list(models), n)
     out += _agreement_lines(records)
-    out += ["", "## Figures", "", "![accuracy](results/accuracy.png)"]
-    if summary.get("convergence"):
-        out.append("![convergence](results/convergence.png)")
     out += ["", "Per-seed values, each run's config, seed and git commit: `results/results.json`."]
     return "\n".join(out) + "\n"
 
@@ -413,7 +411,7 @@ def _convergence_lines(curve: Optional[list]) -> list:
     out = ["", "## Convergence of vanilla", "",
            f"Vanilla, seed 0, all 60k training images, a {curve[0]['epochs_total']}-epoch cosine schedule, "
            "test accuracy on all 10k test images after each epoch (this sets the `full` size):", "",
-           _table(["epoch", "test accuracy %", "elapsed s"], rows)]
+           _table(["epoch", "test accuracy %", "elapsed s"], rows), "", "![convergence](results/convergence.png)"]
     done = [r for r in curve if r["test_accuracy"] is not None]
     if len(done) >= 4:  # how much the second half of the finished epochs still added
         mid, last = done[len(done) // 2 - 1], done[-1]
