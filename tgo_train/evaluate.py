@@ -3,8 +3,11 @@ r"""Robustness evaluation of trained checkpoints in the paper's table layout.
     tgo-evaluate --workdir runs/fmnist/tgo [--workdir runs/fmnist/vanilla ...] \
         [--eps 8/255] [--extra apgd,mtpgd] [--eps_sweep 2/255,4/255,6/255,8/255] [--num_examples 1000]
 
-Writes ``eval.json`` and ``eval.md`` in each workdir (and ``eps_sweep.png`` for a sweep); with several
-workdirs it also prints one comparison table with a row each (``--out`` writes it to a file).
+Writes ``eval.json`` and ``eval.md`` in each workdir; with several workdirs it also prints one comparison
+table with a row each (``--out`` writes it to a file). With ``--eps_sweep`` it draws the sweep attack's accuracy
+against ε from ε = 0 (clean) on (``tgo_train.figures``): for one workdir in ``<workdir>/eps_sweep.png``; for
+several, ONE figure with every model (no per-workdir ones), beside ``--out`` (``<out without .md>_eps_sweep.png``)
+or else in the first workdir's parent folder (``eps_sweep.png``); its path is printed.
 Noisy (stochastic) models are attacked with EoT (``--eot``, default 10 draws) and their accuracy is
 the mean over fresh noise draws (``--draws``). ``--attacks`` takes any attack of the registry by name
 (``tgo_jax.attacks.names()``: APGD-T, FAB-T, Square, AutoAttack, ASSG, Sweep, ...). Every attack runs with
@@ -31,7 +34,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from tgo_jax import attacks, data, sharding
-from tgo_train import audit, cli, distributed, feed, records, train, workdir as workdirs
+from tgo_train import audit, cli, distributed, feed, figures, records, train, workdir as workdirs
 from tgo_train.checkpoint import Checkpoints, read_meta
 from tgo_train.configs.base import get_base_config
 from tgo_train.progress import Progress
@@ -205,9 +208,10 @@ def evaluate_workdir(workdir: str, *, eps_list: Sequence[float], alpha: float, e
                      num_examples: int, batch_size: int, step: Optional[int] = None,
                      attacks_subset: Optional[Sequence[str]] = None, progress: bool = True,
                      event_steps: int = 50, num_devices: int = 0, pgd_step: str = "paper",
-                     transfer_from: Sequence[str] = ()) -> dict:
+                     transfer_from: Sequence[str] = (), sweep_figure: bool = True) -> dict:
     """Evaluates one workdir over ``num_devices`` devices (0: all of every process); process 0 writes
-    eval.json / eval.md (and eps_sweep.png); returns the results (on every process).
+    eval.json / eval.md (and eps_sweep.png unless ``sweep_figure`` is False); returns the results (on every
+    process).
 
     ``pgd_step``: "paper" (α = ``alpha`` for every PGD-k) or "madry" (α = 2.5·ε/k), ``attacks.pgd_alpha``.
     ``transfer_from``: trained workdirs, each a ``Transfer-<basename>`` column (added after the others
@@ -248,26 +252,29 @@ def evaluate_workdir(workdir: str, *, eps_list: Sequence[float], alpha: float, e
             sweep[eps_label(eps)] = evaluate_suite(run, variables, suite, batch_size=batch_size, draws=draws,
                                                    progress=progress, mesh=mesh,
                                                    label=f"{name} ε={eps_label(eps)}")[sweep_attack]
-        results["eps_sweep"] = {"attack": sweep_attack, "accuracy": sweep, "pgd_step": pgd_step}
+        clean = next((t["Clean"] for t in results["tables"].values() if "Clean" in t), None)
+        if clean is None:  # the figure starts at ε = 0
+            clean = evaluate_suite(run, variables, [("Clean", None)], batch_size=batch_size, draws=draws,
+                                   progress=progress, mesh=mesh, label=f"{name} clean")["Clean"]
+        results["eps_sweep"] = {"attack": sweep_attack, "accuracy": sweep, "pgd_step": pgd_step, "clean": clean}
     if run.config.dataset == "dvs_cifar10" and event_steps:
         results["event_attack"] = evaluate_event_attack(run, variables, batch_size=batch_size, draws=draws,
                                                         eot=eot, steps=event_steps, progress=progress, mesh=mesh)
     results["seconds"] = round(time.time() - t0, 1)
     if distributed.is_primary():
-        write_results(workdir, results)
+        write_results(workdir, results, sweep_figure)
     return results
 
 
-def write_results(workdir: str, results: dict) -> None:
+def write_results(workdir: str, results: dict, sweep_figure: bool = True) -> None:
     """eval.json, eval.md, the TensorBoard scalars and eps_sweep.png, the most wanted first. When a write
     fails (a full disk) the table is printed before the error is raised, so the attacks' work is not lost."""
     try:
         records.write_json(os.path.join(workdir, "eval.json"), results)  # whole or not at all
         records.write_atomic(os.path.join(workdir, "eval.md"), render(results) + "\n")
         write_summaries(workdir, results)
-        if "eps_sweep" in results:
-            plot_sweep({os.path.basename(os.path.normpath(workdir)): results["eps_sweep"]["accuracy"]},
-                       results["eps_sweep"]["attack"], os.path.join(workdir, "eps_sweep.png"))
+        if "eps_sweep" in results and sweep_figure:
+            plot_sweep([results], os.path.join(workdir, "eps_sweep.png"))
     except OSError:
         print(render(results), flush=True)
         raise
@@ -331,23 +338,19 @@ def comparison(all_results: Sequence[dict]) -> str:
     return "\n\n".join(parts)
 
 
-def plot_sweep(curves: dict, attack: str, path: str) -> None:
-    """Accuracy against ε, one line per model."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def plot_sweep(all_results: Sequence[dict], path: str) -> str:
+    """The ε-sweep figure of one or more evaluated workdirs (``tgo_train.figures``): the sweep attack's
+    accuracy against ε, from ε = 0 (clean) on, a line per workdir; returns ``path``."""
+    by_model = {os.path.basename(os.path.normpath(r["workdir"])): r for r in all_results if "eps_sweep" in r}
+    sweep_attacks = list(dict.fromkeys(r["eps_sweep"]["attack"] for r in by_model.values()))
+    return figures.plot_eps_curves(figures.eps_curves(by_model, sweep_attacks), path)
 
-    fig, ax = plt.subplots(figsize=(4.5, 3.2))
-    for name, sweep in curves.items():
-        ax.plot([parse_eps(e) * 255 for e in sweep], list(sweep.values()), marker="o", label=name)
-    ax.set_xlabel("ε (×1/255)")
-    ax.set_ylabel(f"{attack} accuracy (%)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    with workdirs.as_path(path).open("wb") as f:  # epath: also a bucket path
-        fig.savefig(f, format="png", dpi=120)
-    plt.close(fig)
+
+def combined_sweep_path(workdirs_: Sequence[str], out: Optional[str]) -> str:
+    """Where the ε-sweep figure of several workdirs goes: beside ``--out``, else in the first workdir's parent."""
+    if out:
+        return os.path.splitext(out)[0] + "_eps_sweep.png"
+    return os.path.join(os.path.dirname(os.path.normpath(workdirs_[0])), "eps_sweep.png")
 
 
 def define_flags():
@@ -364,7 +367,9 @@ def define_flags():
                       "Clean,PGD10,APGD-T,Square,ASSG (default: the paper's table)")
     flags.DEFINE_integer("eot", 10, "EoT noise draws per gradient for stochastic models", lower_bound=1)
     flags.DEFINE_integer("draws", 3, "noise draws per accuracy evaluation of stochastic models", lower_bound=1)
-    flags.DEFINE_list("eps_sweep", [], "ε values for the sweep table/figure, e.g. 2/255,4/255,6/255,8/255")
+    flags.DEFINE_list("eps_sweep", [], "ε values for the sweep table and figure, e.g. 2/255,4/255,6/255,8/255 "
+                      "(figure from ε = 0: <workdir>/eps_sweep.png; with several workdirs one figure of all, "
+                      "<out without .md>_eps_sweep.png or <first workdir's parent>/eps_sweep.png)")
     flags.DEFINE_string("sweep_attack", "PGD10", "attack used in the ε sweep")
     flags.DEFINE_integer("num_examples", 0, "evaluate on the first N test images (0 = all)", lower_bound=0)
     flags.DEFINE_integer("batch_size", 512, "global evaluation batch size (rounded up to a multiple of the device count)",
@@ -425,7 +430,8 @@ def _evaluate_all(F) -> None:
             eot=F.eot, draws=F.draws, eps_sweep=[parse_eps(e) for e in F.eps_sweep],
             sweep_attack=F.sweep_attack, num_examples=F.num_examples, batch_size=F.batch_size,
             step=F.step, attacks_subset=F.attacks or None, event_steps=F.event_steps,
-            num_devices=F.num_devices, pgd_step=F.pgd_step, transfer_from=F.transfer_from)
+            num_devices=F.num_devices, pgd_step=F.pgd_step, transfer_from=F.transfer_from,
+            sweep_figure=len(F.workdir) == 1)
         if primary:
             print(render(results), flush=True)
         all_results.append(results)
@@ -434,6 +440,8 @@ def _evaluate_all(F) -> None:
         print("\n" + table, flush=True)
         if F.out:
             records.write_atomic(F.out, table + "\n")
+        if F.eps_sweep:
+            print(f"ε-sweep figure: {plot_sweep(all_results, combined_sweep_path(F.workdir, F.out))}", flush=True)
 
 
 def entry():

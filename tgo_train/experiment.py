@@ -4,8 +4,10 @@
 
 Trains ``tgo_train/configs/fmnist_vanilla.py`` and ``fmnist_tgo.py`` (resuming if interrupted), evaluates
 both under Clean / FGSM / RFGSM / PGD at ε = 8/255 and ε = 0.1 (EoT for the noisy TGO model) and
-prints a side-by-side table, also written to ``<workdir>/results.md``. Sized for 2 CPU cores; uses
-every device, and several processes with ``--distributed`` (see ``tgo_train.distributed``).
+prints a side-by-side table, also written to ``<workdir>/results.md``, and draws both models' accuracy
+against ε (from ε = 0, clean) in ``<workdir>/robustness_eps.png`` (``tgo_train.figures``; its path is
+printed). Sized for 2 CPU cores; uses every device, and several processes with ``--distributed`` (see
+``tgo_train.distributed``).
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import time
 
 from absl import app, flags, logging
 
-from tgo_train import cli, config_check, distributed, evaluate, records, train, workdir as workdirs
+from tgo_train import cli, config_check, distributed, evaluate, figures, records, train, workdir as workdirs
 from tgo_train.configs import fmnist_tgo, fmnist_vanilla
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/fmnist", "directory for both runs and the results table")
@@ -70,6 +72,8 @@ def _experiment() -> None:
     text = f"{table}\n\nwall time {(time.time() - t0) / 60:.1f} min ({phases})"
     if distributed.is_primary():
         records.write_atomic(root / "results.md", text + "\n")
+        curves = figures.eps_curves(dict(zip(("vanilla", "tgo"), results)))
+        text += f"\nfigure: {figures.plot_eps_curves(curves, root / 'robustness_eps.png')}"
     say("\n" + text, flush=True)
 
 
