@@ -8,7 +8,10 @@ Staging under jit (static shapes): before each component the still-robust exampl
 batch order, into chunks of a fixed size (``ceil(B / chunks)``), and a ``lax.while_loop`` runs the
 component on as many chunks as hold a still-robust example; its results are scattered back. So the
 examples fooled earlier (and the clean misclassified ones) cost nothing, as in the reference, which runs
-each component on the robust subset only.
+each component on the robust subset only. Chunk c of a component uses the key ``fold_in(k, c)``, so the
+random starts and noise differ from a whole-batch run (same in distribution, not per example). On 2 CPU
+cores (shared machine), 200 Fashion-MNIST test images at ε = 8/255 on a small trained net (clean 85 %,
+robust 15 %): 82 s staged against 422 s for the whole batch (``bench/autoattack_cost.py``).
 """
 from __future__ import annotations
 
