@@ -1,8 +1,9 @@
 """Tests for the reproduction program (tgo_train/reproduce.py, tgo_train/reproduce_report.py).
 
 The end-to-end test runs the ``ci`` size (tiny nets, 128 training images) for two models and two
-seeds, stops mid-grid, reruns, and checks that finished runs are skipped and the report says what is
-missing. The verdict rule and the claims are checked on made-up numbers.
+seeds, stops mid-grid, reruns, and checks that finished runs are skipped, that each run's audit is in its
+record and in the report, and that the report says what is missing. The verdict rule, the claims and their
+exclusion of runs that failed an audit are checked on made-up numbers.
 """
 from __future__ import annotations
 
@@ -65,6 +66,30 @@ def test_grid_end_to_end_with_resume(tmp_path, capsys):
     assert record["accuracy"]["on"]["8/255"]["Clean"] == kept and "FGSM" in record["accuracy"]["on"]["8/255"]
     assert int(record["metrics"][-1]["step"]) == record["step"]  # ... without training again
 
+    # Every run was audited in its strong phase, with the transfers from the vanilla model of its seed and
+    # from its next seed (vanilla/1 from vanilla/0 alone: itself is no source).
+    for m in MODELS:
+        for s in (0, 1):
+            audit = json.load(open(_record_path(workdir, m, s)))["audit"]["8/255"]
+            assert audit["spec"] == reproduce.audit_spec("ci") and set(audit["flags"]) == set(audit["checks"])
+            assert set(audit["flags"].values()) <= {"PASS", "FAIL", "WARN", "NOT RUN"}
+            assert audit["flags"]["a_unbounded"] != "NOT RUN" and audit["flags"]["c_transfer"] != "NOT RUN"
+            expected = {f"{m}-seed{1 - s}"} | ({f"vanilla-seed{s}"} if m != "vanilla" else set())
+            assert set(audit["sources"]) == expected
+            assert {f"Transfer-{n}" for n in expected} <= set(audit["accuracy"])
+            assert (audit["flags"]["e_noise_on_off"] == "NOT RUN") == (m == "vanilla")
+
+    # An audit cut short (never written) runs again, nothing else; a finished one is kept.
+    path = _record_path(workdir, "nlif", 1)
+    record = json.load(open(path))
+    del record["audit"]
+    json.dump(record, open(path, "w"))
+    kept = json.load(open(_record_path(workdir, "nlif", 0)))["audit"]
+    out = _cli(workdir)
+    assert out.count("done, skipped") == 7 and "nlif seed 1 (3 columns) ->" in out and "audit: Clean" in out
+    assert json.load(open(path))["audit"]["8/255"]["flags"] and \
+        json.load(open(_record_path(workdir, "nlif", 0)))["audit"] == kept
+
     mtimes = {(m, s): os.path.getmtime(_record_path(workdir, m, s)) for m in MODELS for s in (0, 1)}
     # Everything finished: 4 runs x (paper, all columns) are skipped. In this process: nothing is compiled.
     reproduce.run_grid(workdir, [0, 1], "ci", MODELS, ATTACKS, EPS)
@@ -73,6 +98,10 @@ def test_grid_end_to_end_with_resume(tmp_path, capsys):
 
     text = open(os.path.join(workdir, "RESULTS.md")).read()
     assert "Grid: complete" in text and "(noise off)" in text and "(a) TGO raises" in text
+    assert "| audit |" in text and "Gradient-masking audit" in text and "has not been run" not in text
+    records = [json.load(open(_record_path(workdir, m, s))) for m in MODELS for s in (0, 1)]
+    vanilla_row = next(line for line in text.splitlines() if line.startswith("| vanilla (TET)"))
+    assert vanilla_row.rstrip(" |").endswith(reproduce_report.audit_text(records[:2]))
     results = json.load(open(os.path.join(workdir, "results", "results.json")))
     assert results["complete"] and results["size"] == "ci"
     assert {(r["model"], r["seed"]) for r in results["runs"]} == {(m, s) for m in MODELS for s in (0, 1)}
@@ -209,7 +238,12 @@ def test_grid_runs_the_ablation_over_every_seed_before_the_other_models(monkeypa
     monkeypatch.setattr(reproduce, "write_report", lambda *a, **k: None)
     monkeypatch.setattr(reproduce, "run_one", lambda run_dir, model, seed, size, names, eps:
                         order.append((len(names), model, seed)))
+    monkeypatch.setattr(reproduce, "run_audits", lambda run_dir, seed, *a: order.append(("audit", run_dir)))
     reproduce.run_grid(str(tmp_path), [0, 1], "ci", ["at", "vanilla", "tgo"], ["Clean", "FGSM", "Square"], EPS)
+    audits = [o[1] for o in order if o[0] == "audit"]
+    order = [o for o in order if o[0] != "audit"]
+    assert audits == [reproduce_report.run_dir(str(tmp_path), "ci", m, s) for m, s in (
+        ("vanilla", 0), ("tgo", 0), ("vanilla", 1), ("tgo", 1), ("at", 0), ("at", 1))]  # after the strong suite
     paper, all_ = 2, 3
     assert order == [(paper, "vanilla", 0), (paper, "tgo", 0), (paper, "vanilla", 1), (paper, "tgo", 1),
                      (paper, "at", 0), (paper, "at", 1),
@@ -272,7 +306,8 @@ def test_the_committed_report_resumes_the_grid_on_a_fresh_machine(monkeypatch, t
         return record
 
     monkeypatch.setattr(reproduce, "run_one", fake_run_one)
-    reproduce.run_grid(workdir, [0, 1], "ci", list(models), names, reproduce.EPS, report_dir=repo, only=["sr/0"])
+    reproduce.run_grid(workdir, [0, 1], "ci", list(models), names, reproduce.EPS, report_dir=repo, only=["sr/0"],
+                       audited=False)  # records without an audit count as done
     # vanilla/0 is complete in the report; sr/0 needs the strong column; sr/1 and vanilla/1 are not asked for.
     assert worked == [(3, "sr", 0)]
     results = json.load(open(os.path.join(repo, "results", "results.json")))
@@ -302,3 +337,32 @@ def test_convergence_lines_say_what_the_later_epochs_add():
     text = "\n".join(reproduce_report._convergence_lines(curve))
     assert "Epochs 3–4 add +0.50 points (85.00 → 85.50 %); the best epoch is 3." in text
     assert "Not measured yet" in "\n".join(reproduce_report._convergence_lines(None))
+
+
+def _audited(record, **flags):
+    """``record`` with an audit at 8/255 whose checks are PASS except ``flags`` ({check: flag})."""
+    checks = dict.fromkeys(("a_unbounded", "b_single_step", "c_square", "d_worst_case"), "PASS")
+    checks = record.get("audit", {}).get("8/255", {}).get("flags", checks)
+    return dict(record, audit={"8/255": {"flags": dict(checks, **flags)}})
+
+
+def test_a_run_that_fails_its_audit_is_excluded_from_the_claims():
+    vanilla = [_audited(_fake("vanilla", s, 40 + s, 0.3)) for s in range(3)]
+    tgo = [_audited(_fake("tgo", s, 60 + s, 0.18), f_plateau="WARN") for s in range(3)]
+    assert reproduce_report.claims(vanilla + tgo, ["8/255"])["a"]["verdict"] == "holds"  # a WARN is no FAIL
+    tgo[1] = _audited(tgo[1], c_square="FAIL")
+    out = reproduce_report.claims(vanilla + tgo, ["8/255"])
+    assert out["a"]["excluded"] == ["tgo/seed1"] and "tgo/seed1: audit FAIL" in out["a"]["verdict"]
+    assert out["a"]["verdict"].startswith("holds")  # decided on the two other seeds
+    assert out["a"]["rows"][0]["diff"] == pytest.approx(20.0)  # (60 + 62) / 2 - 41: seed 1 left out
+    tgo = [_audited(r, c_square="FAIL") for r in tgo]
+    out = reproduce_report.claims(vanilla + tgo, ["8/255"])
+    assert not out["a"]["verdict"].startswith("holds") and "excluded" not in out["e"]  # (e) has no tgo run
+    note = reproduce_report.audit_note(vanilla + tgo + [_fake("mc", 0, 40, 0.3)])
+    assert list(note["excluded"]) == ["tgo/seed0", "tgo/seed1", "tgo/seed2"] and note["not_audited"] == ["mc/seed0"]
+    assert note["excluded"]["tgo/seed0"] == ["c_square @ 8/255"]
+    assert reproduce_report.audit_text(tgo) == "FAIL c_square (seed 0,1,2); WARN f_plateau (seed 0,1,2)"
+    assert reproduce_report.audit_text(vanilla) == "pass"
+    assert reproduce_report.audit_text(vanilla[:1] + [_fake("vanilla", 1, 40, 0.3)]) == "not run (seed 1)"
+    text = reproduce_report._audit_lines(note)[0]
+    assert "Excluded: tgo/seed0 (c_square @ 8/255)" in text and "has not been run for 1 run(s) (mc/seed0)" in text

@@ -46,7 +46,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from tgo_jax import analysis, attacks, data
-from tgo_train import cli, evaluate, notebook_runs, reproduce_report, resume, tables, train, workdir as workdirs
+from tgo_train import audit, cli, evaluate, notebook_runs, reproduce_report, resume, tables, train, workdir as workdirs
 from tgo_train.configs import fmnist_tgo, fmnist_vanilla
 
 # ----------------------------------------------------------------------------- the grid
@@ -77,8 +77,8 @@ MODELS = {
 PAPER_ATTACKS = ("Clean", "FGSM", "RFGSM", "PGD10", "PGD40", "APGD", "MTPGD")
 STRONG_ATTACKS = tuple(n for n in attacks.STRONG_ROWS if n not in PAPER_ATTACKS)
 ATTACKS = PAPER_ATTACKS + STRONG_ATTACKS
+SIZE_EXTRA_ROWS = ("ASSG-search",)  # strong columns a size may add (``Size.strong_extra``), at its strong budget
 EPS = (8 / 255, 0.1)
-ALPHA = 0.01  # PGD step (docs/FORMULAS.md §4)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +102,7 @@ class Size:
     model_kwargs: tuple = ()  # overrides of the small net (tiny nets for the tests)
     num_steps: int = 4
     batch_size: int = 64
+    strong_extra: tuple = ()  # strong columns of this size beyond ``ATTACKS`` (added to --attacks)
 
 
 SIZES = {
@@ -122,6 +123,25 @@ SIZES = {
     "full": Size(epochs=10, train_subset=0, num_examples=1000, eot=10, draws=3, apgd_steps=100,
                  mtpgd_steps=10, mtpgd_targets=9, strong_steps=100, strong_queries=5000, strong_targets=9,
                  analysis_examples=1000, jacobian_iters=20, eval_batch=500),
+}
+# Issue 31's faithful evaluation of the small grid: the `small` size's training and paper columns (the same
+# models), its strong suite at the reference iterations (100) and targets (9), Square at 1000 queries and
+# ASSG with the `a` search as one more strong column. A size of its own, so that the committed `small`
+# records keep their cells (a changed budget would make their strong cells stale).
+SIZES["small_strong"] = dataclasses.replace(SIZES["small"], strong_steps=100, strong_queries=1000,
+                                            strong_targets=9, strong_extra=("ASSG-search",))
+
+# The gradient-masking audit (tgo_train/audit.py) of each run, in its strong phase, by reproduction size.
+# `ci`: the fewest rows that still decide checks (a), (b) single step, (c) transfers, (d), (e), (f): the
+# end-to-end test compiles each row. `small`: issue 31's strong budgets (ASSG 100 iterations, Square 1000
+# queries); `small_strong` adds ASSG-search; `full`: the audit's reference sizes (Square 5000, ASSG-search).
+AUDITS = {
+    "ci": dataclasses.replace(audit.SIZES["ci"], pgd_steps=(2,), restarts=(1,), eot_draws=(2,), white_rows=(),
+                              sweep_rules=(), queries=None),
+    "small": dataclasses.replace(audit.SIZES["quick"], steps=100),
+    "small_strong": dataclasses.replace(audit.SIZES["quick"], steps=100,
+                                        white_rows=audit.WHITE_ROWS + ("ASSG-search",)),
+    "full": audit.SIZES["full"],
 }
 
 
@@ -153,7 +173,7 @@ def attack_options(name: str, size: dict) -> dict:
         return {"steps": size["apgd_steps"]}
     if name == "MTPGD":  # runs before its targets were a size field used 9
         return {"steps": size["mtpgd_steps"], "num_targets": size.get("mtpgd_targets", 9)}
-    if name in STRONG_ATTACKS and not name.startswith("PGD"):
+    if name in STRONG_ATTACKS + SIZE_EXTRA_ROWS and not name.startswith("PGD"):
         return {"steps": size["strong_steps"], "queries": size["strong_queries"],
                 "num_targets": size["strong_targets"]}
     return {}
@@ -169,7 +189,7 @@ def attack_suite(names: Sequence[str], *, eps: float, eot: int, size: Size) -> l
     """(name, attack) pairs for the column names, resolved through the attack registry at the size's
     effort; an unknown name is an error listing the known ones."""
     spec = dataclasses.asdict(size)
-    return [(attacks.canonical(n), attacks.make(n, eps=eps, alpha=ALPHA, eot=eot, **attack_options(n, spec)))
+    return [(attacks.canonical(n), attacks.make(n, eps=eps, alpha=attacks.ALPHA, eot=eot, **attack_options(n, spec)))
             for n in names]
 
 
@@ -362,10 +382,11 @@ def measure(run, variables, size: Size, seed: int) -> dict:
 def run_grid(workdir: str, seeds: Sequence[int], size_name: str, models: Sequence[str],
              attack_names: Sequence[str] = ATTACKS, eps_list: Sequence[float] = EPS,
              report_dir: Optional[str] = None, stop_after: Optional[int] = None,
-             only: Optional[Sequence[str]] = None) -> None:
+             only: Optional[Sequence[str]] = None, audited: bool = True) -> None:
     """Runs every (seed, model): first with the paper's columns only, then with the rest (the strong
-    suite); within each, the Table 4 ablation over every seed before the other models, seed-major. A
-    partial grid thus has the paper's table of the ablation with error bars first.
+    suite) and (``audited``) the gradient-masking audit (``run_audits``); within each, the Table 4 ablation
+    over every seed before the other models, seed-major. A partial grid thus has the paper's table of the
+    ablation with error bars first.
 
     A run that the report in ``report_dir`` (the committed one) already has with the columns asked for is
     skipped, even when its workdir is gone (a fresh machine); one that needs more columns is retrained (deterministic
@@ -379,11 +400,12 @@ def run_grid(workdir: str, seeds: Sequence[int], size_name: str, models: Sequenc
     groups = [g for g in (ablation, [m for m in models if m not in ablation]) if g]
     worked = 0
     for names, group in ((n, g) for n in phases for g in groups):
+        audit_now = audited and names is phases[-1]  # the audit belongs to the last (strong) phase
         for seed in seeds:
             for model in group:
                 run_dir = reproduce_report.run_dir(workdir, size_name, model, seed)
                 old = committed.get((model, seed))
-                if _complete(_best_record(run_dir, old), names, eps_list, SIZES[size_name]):
+                if _complete(_best_record(run_dir, old), names, eps_list, size_name, audit_now):
                     print(f"== {model} seed {seed} ({len(names)} columns): done, skipped", flush=True)
                     continue
                 if only and model not in only and f"{model}/{seed}" not in only:
@@ -400,6 +422,9 @@ def run_grid(workdir: str, seeds: Sequence[int], size_name: str, models: Sequenc
                     print(f"   against the committed record: test curve "
                           f"{'equal' if check['same_test_curve'] else 'DIFFERENT'}, {check['cells_equal']} cells "
                           f"equal, {len(check['cells_differ'])} differ {check['cells_differ'][:4]}", flush=True)
+                if audit_now:
+                    run_audits(run_dir, seed, size_name, eps_list,
+                               transfer_sources(workdir, size_name, model, seed, seeds))
                 print(f"== {model} seed {seed}: {time.time() - t0:.0f} s", flush=True)
                 worked += 1
                 write_report(workdir, size_name, seeds, models, attack_names, eps_list, report_dir)
@@ -420,12 +445,77 @@ def _same_training(a: dict, b: dict) -> bool:
     return key(a) == key(b)
 
 
-def _complete(record: Optional[dict], attack_names, eps_list, size: Size) -> bool:
+def _complete(record: Optional[dict], attack_names, eps_list, size_name: str, audited: bool = False) -> bool:
+    """Every cell is there with the size's settings, and (``audited``) the audit at every ε."""
     if record is None or not reproduce_report.is_complete(record, attack_names, eps_list):
         return False
+    if audited and audit_todo(record, eps_list, size_name):
+        return False
     noisy = record["config"]["neuron"]["kind"] == "noisy"
-    return not any(stale_cells(record, noise, tables.eps_label(e), size, noisy and noise == "on")
+    return not any(stale_cells(record, noise, tables.eps_label(e), SIZES[size_name], noisy and noise == "on")
                    for noise in record["accuracy"] for e in eps_list)
+
+
+# ----------------------------------------------------------------------------- the audit
+
+# What a run's record keeps of each audit (tgo_train/audit.py's result without the per-example correctness).
+AUDIT_KEPT = ("eps", "size", "size_cuts", "pgd_step_text", "num_examples", "draws", "flags", "checks",
+              "worst_case_accuracy", "accuracy", "seconds")
+
+
+def audit_spec(size_name: str) -> dict:
+    """Everything a run's audit depends on besides the model (as JSON stores it): a changed spec runs it again.
+    The transfer sources are not part of it: an audit that found none keeps its NOT RUN."""
+    size = SIZES[size_name]
+    spec = {"sizes": dataclasses.asdict(AUDITS[size_name]), "num_examples": size.num_examples,
+            "eval_batch": size.eval_batch}
+    return json.loads(json.dumps(spec))
+
+
+def audit_todo(record: dict, eps_list: Sequence[float], size_name: str) -> list:
+    """The ε of ``eps_list`` without a finished audit of the size's spec in ``record``."""
+    spec = audit_spec(size_name)
+    return [e for e in eps_list if record.get("audit", {}).get(tables.eps_label(e), {}).get("spec") != spec]
+
+
+def transfer_sources(workdir: str, size_name: str, model: str, seed: int, seeds: Sequence[int]) -> dict:
+    """{name: run dir} of the audit's independently trained transfer sources: the vanilla model of the same
+    seed and this model's next seed (seed + 1 mod the number of seeds), those whose training has finished."""
+    seeds = list(seeds)
+    candidates = [("vanilla", seed)] if model != "vanilla" else []
+    if len(seeds) > 1:
+        candidates.append((model, seeds[(seeds.index(seed) + 1) % len(seeds)]))
+    out = {}
+    for m, s in candidates:
+        run_dir = reproduce_report.run_dir(workdir, size_name, m, s)
+        if _training_finished(run_dir, run_config(m, s, SIZES[size_name])):
+            out[f"{m}-seed{s}"] = run_dir
+    return out
+
+
+def run_audits(run_dir: str, seed: int, size_name: str, eps_list: Sequence[float], sources: dict) -> dict:
+    """The gradient-masking audit (``AUDITS[size_name]``) of one trained run at each ε, kept in its record
+    under ``audit`` (flags and deciding numbers): a finished audit is not run again, an interrupted one (never
+    written) is. ``sources``: {name: run dir} of ``transfer_sources``. Returns the record."""
+    path = os.path.join(run_dir, "reproduce.json")
+    record = _read_json(path)
+    todo = audit_todo(record, eps_list, size_name)
+    if not todo:
+        return record
+    size = SIZES[size_name]
+    run, variables, _ = evaluate.load_run(run_dir, num_examples=size.num_examples)
+    loaded = [source._replace(name=name) for name, d in sources.items()
+              for source in evaluate.load_transfer_sources([d], run, variables, size.num_examples)]
+    for eps in todo:
+        t0, cpu0 = time.time(), _cpu_seconds()
+        result = audit.run_audit(run, variables, eps=eps, sizes=AUDITS[size_name], batch_size=size.eval_batch,
+                                 seed=seed, sources=loaded, log=lambda line: print("   " + line, flush=True))
+        record.setdefault("audit", {})[tables.eps_label(eps)] = dict(
+            {k: result[k] for k in AUDIT_KEPT}, sources=sources, spec=audit_spec(size_name),
+            wall_s=round(time.time() - t0, 1), cpu_s=round(_cpu_seconds() - cpu0, 1), commit=git_commit())
+        _write_json(path, record)
+        print(f"   audit at ε = {tables.eps_label(eps)}: {reproduce_report.audit_text([record])}", flush=True)
+    return record
 
 
 def write_report(workdir: str, size_name: str, seeds, models, attack_names=ATTACKS, eps_list=EPS,
@@ -488,6 +578,8 @@ def define_flags():
                          "first train vanilla this many epochs on all images (the curve)")
     flags.DEFINE_integer("stop_after", None, "stop after working on this many runs")
     flags.DEFINE_list("only", [], "work on these runs alone ('model' or 'model/seed'); the report covers the grid")
+    flags.DEFINE_bool("audit", True, "run the gradient-masking audit of each run after its strong suite "
+                      "(--noaudit: records without one count as done)")
 
 
 def main(argv):
@@ -508,7 +600,8 @@ def main(argv):
         raise app.UsageError(f"--only {bad}: each must be 'model' or 'model/seed' with a model of --models")
     size = SIZES[F.size]
     eps_list = [evaluate.parse_eps(e) for e in F.eps]
-    attack_suite(F.attacks, eps=eps_list[0], eot=1, size=size)  # unknown names fail before training
+    attack_names = list(F.attacks) + [n for n in size.strong_extra if n not in F.attacks]
+    attack_suite(attack_names, eps=eps_list[0], eot=1, size=size)  # unknown names fail before training
     # Same model structure and attack across seeds -> the compiled code is reused from disk.
     jax.config.update("jax_compilation_cache_dir", os.path.join(os.path.abspath(F.workdir), ".jax_cache"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
@@ -517,9 +610,9 @@ def main(argv):
         if F.convergence_epochs and not F.report_only:
             run_convergence(F.workdir, F.convergence_epochs)
         if not F.report_only:
-            run_grid(F.workdir, seeds, F.size, F.models, F.attacks, eps_list,
-                     F.report_dir, F.stop_after, F.only)
-        path = write_report(F.workdir, F.size, seeds, F.models, F.attacks, eps_list,
+            run_grid(F.workdir, seeds, F.size, F.models, attack_names, eps_list,
+                     F.report_dir, F.stop_after, F.only, F.audit)
+        path = write_report(F.workdir, F.size, seeds, F.models, attack_names, eps_list,
                             F.report_dir)
     print(f"report: {path}", flush=True)
 

@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from tgo_jax import attacks
 from tgo_train.tables import eps_label
 
 # The paper's numbers (docs/FORMULAS.md §6): Table 1, CIFAR-10, WRN-16-4, T = 4, ε = 8/255 ...
@@ -162,6 +163,49 @@ def measure_values(records, model, name, noise="on") -> list:
     return per_seed(records, model, "analysis", noise, name)
 
 
+# ----------------------------------------------------------------------------- the audit
+
+FAILED_MARK = "†"  # marks a model whose run failed a check of the gradient-masking audit, in every table
+
+
+def _run_name(record: dict) -> str:
+    return f"{record['model']}/seed{record['seed']}"
+
+
+def audit_flags(record: dict, flag: str) -> list:
+    """The checks of the run's audit (``tgo_train.reproduce.run_audits``) flagged ``flag``, as "check @ ε"."""
+    return [f"{check} @ {eps}" for eps, result in sorted(record.get("audit", {}).items())
+            for check, f in result["flags"].items() if f == flag]
+
+
+def audit_text(records: Sequence[dict]) -> str:
+    """The audit flags of some runs (one model's seeds), compact: the FAIL and WARN checks with the seeds they
+    came from, "pass" when every run was audited without either, "not run" (and for which seeds)."""
+    parts = []
+    for flag in ("FAIL", "WARN"):
+        seeds_of = {}
+        for r in sorted(records, key=lambda r: r["seed"]):
+            for check in audit_flags(r, flag):
+                seeds_of.setdefault(check.split(" @ ")[0], []).append(str(r["seed"]))
+        parts += [f"{flag} {check} (seed {','.join(dict.fromkeys(seeds))})" for check, seeds in seeds_of.items()]
+    missing = [str(r["seed"]) for r in sorted(records, key=lambda r: r["seed"]) if not r.get("audit")]
+    if missing:
+        parts.append("not run" if len(missing) == len(records) else f"not run (seed {','.join(missing)})")
+    return "; ".join(parts) or "pass"
+
+
+def audit_note(records: Sequence[dict]) -> dict:
+    """Which runs the claims leave out (``excluded``: {run: its FAIL checks}, docs/FORMULAS.md §11) and which
+    have no audit (``not_audited``: they count in the claims, unchecked for gradient masking)."""
+    ordered = sorted(records, key=lambda r: (r["model"], r["seed"]))
+    return {"excluded": {_run_name(r): audit_flags(r, "FAIL") for r in ordered if audit_flags(r, "FAIL")},
+            "not_audited": [_run_name(r) for r in ordered if not r.get("audit")]}
+
+
+def _failed_models(records: Sequence[dict]) -> set:
+    return {r["model"] for r in records if audit_flags(r, "FAIL")}
+
+
 # ----------------------------------------------------------------------------- claims
 
 def _pairwise(records, pairs, eps_labels, columns: Sequence[str] = CLAIM_ATTACKS) -> list:
@@ -196,7 +240,22 @@ def _summarise(rows: list) -> str:
 
 
 def claims(records: Sequence[dict], eps_labels: Sequence[str]) -> dict:
-    """Claims (a)-(e) of the paper (and TGO vs the SR baseline), each with its rule's verdict and numbers."""
+    """Claims (a)-(e) of the paper (and TGO vs the SR baseline), each with its rule's verdict and numbers.
+
+    A run whose audit failed a check is left out (``audit_note``): a claim never holds on its numbers; a
+    claim that would have used it says so in its verdict."""
+    excluded = audit_note(records)["excluded"]
+    out = _claims([r for r in records if _run_name(r) not in excluded], eps_labels)
+    for c in out.values():
+        compared = {m for row in c["rows"] for m in (row["a"], row["b"])}
+        runs = [run for run in excluded if run.split("/")[0] in compared]
+        if runs:
+            c["excluded"] = runs
+            c["verdict"] += f" (without {', '.join(runs)}: audit FAIL)"
+    return out
+
+
+def _claims(records: Sequence[dict], eps_labels: Sequence[str]) -> dict:
     out = {}
     rows = _pairwise(records, [("tgo", "vanilla")], eps_labels)
     out["a"] = {"claim": "TGO raises FGSM and PGD accuracy over vanilla", "rows": rows,
@@ -282,13 +341,36 @@ def accuracy_table(records, models: dict, names: Sequence[str], eps: str, attack
     for m in names:
         if m not in models:
             continue
-        label = models[m] + (" (noise off)" if noise == "off" else "")
+        label = _label(records, models, m) + (" (noise off)" if noise == "off" else "")
         rows.append([label] + [fmt(mean_std(accuracy_values(records, m, eps, a, noise)), n_seeds)
-                               for a in attack_names])
+                               for a in attack_names] + [audit_text([r for r in records if r["model"] == m])])
         if paper and m in paper and eps == "8/255" and any(a in paper[m] for a in attack_names):
             rows.append([f"*paper, {paper_label}*"] + [f"*{paper[m][a]:.2f}*" if a in paper[m] else ""
-                                                      for a in attack_names])
-    return _table(["model"] + list(attack_names), rows)
+                                                      for a in attack_names] + [""])
+    return _table(["model"] + list(attack_names) + ["audit"], rows)
+
+
+def _label(records, models: dict, m: str) -> str:
+    """The model's label, marked when a run of it failed an audit check (``FAILED_MARK``)."""
+    return models[m] + (f" {FAILED_MARK}" if m in _failed_models(records) else "")
+
+
+def _audit_lines(note: Optional[dict]) -> list:
+    """The sentences on the gradient-masking audit above the claims: the runs left out, the runs without one."""
+    if note is None:
+        return []
+    lines = [f"Gradient-masking audit (`tgo_train/audit.py`, column \"audit\" of every table, {FAILED_MARK} = a run "
+             "of the model failed a check): a run that fails a check is excluded from every claim, since its "
+             "accuracy may come from masked gradients (docs/FORMULAS.md §11). "]
+    if note["excluded"]:
+        lines[0] += "Excluded: " + "; ".join(f"{run} ({', '.join(fails)})"
+                                             for run, fails in note["excluded"].items()) + ". "
+    else:
+        lines[0] += "No run failed its audit. "
+    if note["not_audited"]:
+        lines[0] += (f"The audit has not been run for {len(note['not_audited'])} run(s) "
+                     f"({', '.join(note['not_audited'])}): they count in the claims, unchecked for gradient masking.")
+    return lines + [""]
 
 
 def _claim_lines(result: dict) -> list:
@@ -330,8 +412,8 @@ def render(summary: dict, records: Sequence[dict]) -> str:
         f"attacked on the first {spec['num_examples']} test images; Noisy-LIF models with EoT {spec['eot']} "
         f"and accuracy averaged over {spec['draws']} noise draws; APGD {spec['apgd_steps']} steps, MTPGD "
         f"{spec['mtpgd_steps']} steps per target ({spec.get('mtpgd_targets', 9)} targets); measures on "
-        f"{spec['analysis_examples']} test images. PGD: uniform random start, α = 0.01. Cells: mean ± sample "
-        "std over the seeds that finished "
+        f"{spec['analysis_examples']} test images. PGD: uniform random start, α = {attacks.ALPHA:g}. Cells: mean ± "
+        "sample std over the seeds that finished "
         f"(n shown when fewer than {n}); \"missing\" = not run yet. Seeds were fixed before the runs; "
         "no run was dropped or re-tuned.",
         "",
@@ -352,6 +434,7 @@ def render(summary: dict, records: Sequence[dict]) -> str:
         "their noise on (attacked with EoT). Each line: difference ± 2·SE → verdict.",
         "",
     ]
+    out += _audit_lines(summary.get("audit"))
     out += _claim_lines(summary["claims"])
     groups_of_models = [("Ablation (paper Table 4) under TET", ["vanilla", "mc", "nlif", "tgo"], PAPER_TABLE4,
                "CIFAR-100, VGG-11"),
@@ -374,7 +457,7 @@ def render(summary: dict, records: Sequence[dict]) -> str:
                 rows = []
                 for m in noisy:
                     for noise in ("on", "off"):
-                        rows.append([f"{models[m]} (noise {noise})"] +
+                        rows.append([f"{_label(records, models, m)} (noise {noise})"] +
                                     [fmt(mean_std(accuracy_values(records, m, eps, a, noise)), n) for a in columns])
                 out += ["", f"ε = {eps}:", "", _table(["model"] + list(columns), rows)]
     out += ["", "## Per-model measures", "",
@@ -383,7 +466,8 @@ def render(summary: dict, records: Sequence[dict]) -> str:
             "input-Jacobian spectral norm (power iteration, eq. 10), means over the test images; noise on.",
             ""]
     rows = []
-    for m, label in models.items():
+    for m in models:
+        label = _label(records, models, m)
         cells = [fmt(mean_std([100 * v for v in measure_values(records, m, "neighbour_share")]), n),
                  fmt(mean_std(measure_values(records, m, "grad_l1")), n, 3),
                  fmt(mean_std([100 * v for v in measure_values(records, m, "grad_zero_share")]), n),
@@ -662,7 +746,7 @@ def write(out_dir: str, records: Sequence[dict], *, size_name: str, size_spec: d
         "expected": len(expected), "finished": len(done), "complete": len(done) == len(expected),
         "finished_paper_columns": paper_done,
         "missing": [f"{m}/seed{s}" for m, s in expected if (m, s) not in done],
-        "claims": claims(records, eps_labels), "convergence": convergence,
+        "claims": claims(records, eps_labels), "audit": audit_note(records), "convergence": convergence,
     }
     summary["aggregate"] = {
         m: {"accuracy": {noise: {eps: {a: mean_std(accuracy_values(records, m, eps, a, noise))
