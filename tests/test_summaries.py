@@ -8,6 +8,7 @@ import os
 import numpy as np
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
+from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 from tgo_jax import data
 from tgo_train import evaluate, train
@@ -54,6 +55,29 @@ def test_training_event_file_reads_back(tiny_run):
     assert 0 <= lam[0] < lam[1] <= config.margin.lambda_max
     assert scalars["epoch/test_accuracy"] == [(8, pytest.approx(record["test_accuracy"]))]
     assert [s for s, _ in scalars["epoch/train_loss"]] == [8]
+
+
+def read_hparams(logdir: str) -> tuple:
+    """(hyperparameters {name: value}, metric tags) of ``logdir``'s event files, as TensorBoard's HPARAMS tab
+    reads them."""
+    acc = event_accumulator.EventAccumulator(logdir)
+    acc.Reload()
+    content = acc.PluginTagToContent(hparams_metadata.PLUGIN_NAME)
+    start = hparams_metadata.parse_session_start_info_plugin_data(content[hparams_metadata.SESSION_START_INFO_TAG])
+    experiment = hparams_metadata.parse_experiment_plugin_data(content[hparams_metadata.EXPERIMENT_TAG])
+    values = {name: getattr(v, v.WhichOneof("kind")) for name, v in start.hparams.items()}
+    return values, [m.name.tag for m in experiment.metric_infos]
+
+
+def test_training_logs_its_config_as_hyperparameters(tiny_run):
+    config, workdir, _, _ = tiny_run
+    values, metrics = read_hparams(workdir)
+    assert values["margin.lambda_max"] == pytest.approx(config.margin.lambda_max)
+    assert values["margin.enabled"] is True and values["neuron.kind"] == config.neuron.kind
+    assert values["optim.lr"] == pytest.approx(config.optim.lr) and values["epochs"] == 1
+    assert "progress" not in values and "log_every_steps" not in values  # bookkeeping, not hyperparameters
+    assert metrics == ["epoch/test_accuracy", "epoch/train_loss"]  # tags the training run writes
+    assert all(tag in read_scalars(workdir) for tag in metrics)
 
 
 def test_evaluation_results_read_back(tiny_run):

@@ -10,6 +10,9 @@
 * ``eval/<attack>_<ε>`` (e.g. ``eval/PGD10_8/255``) and ``eval_sweep/<attack>_<ε>``: accuracy (%) from
   ``tgo_train.evaluate``, at the evaluated checkpoint's step. (TensorBoard tags allow letters, digits and
   ``_./-`` only.)
+* hyperparameters (TensorBoard's HPARAMS tab): the config's fields (``hparams_of``) once at the start of each
+  training session (a resumed run writes the same values again), with ``epoch/test_accuracy`` and
+  ``epoch/train_loss`` as the metrics to compare runs by.
 
 Only process 0 writes (the others get a writer that drops everything). Events are written in the calling
 thread and flushed with each call: a full disk or a read-only workdir is an ``OSError`` naming the event
@@ -31,6 +34,26 @@ from tgo_train.workdir import naming
 
 
 _OPENED = itertools.count()  # event files opened by this process
+# Config fields that do not change what is trained (bookkeeping, paths, output), left out of the hyperparameters.
+_NOT_HPARAMS = ("progress", "data_dir", "dvs.cache_dir", "log_every_steps", "checkpoint_every_steps",
+                "keep_checkpoints", "eval_every_epochs", "eval_batch_size", "num_devices")
+HPARAM_METRICS = ("epoch/test_accuracy", "epoch/train_loss")
+
+
+def hparams_of(config: Mapping) -> dict:
+    """The config's fields as hyperparameters: ``{"margin.lambda_max": 0.6, "neuron.kind": "noisy", ...}``,
+    nested fields by dotted name; numbers, text and booleans (None and sequences left out, and the
+    bookkeeping fields of ``_NOT_HPARAMS``)."""
+    return {name: value for name, value in _fields(config) if name not in _NOT_HPARAMS}
+
+
+def _fields(config: Mapping, prefix: str = ""):
+    """(dotted name, value) of every number, text or boolean of ``config`` and its sub-configs."""
+    for name, value in config.items():
+        if hasattr(value, "items"):
+            yield from _fields(value, f"{prefix}{name}.")
+        elif isinstance(value, (str, bool, numbers.Number)):
+            yield prefix + name, value
 
 
 class Summaries:
@@ -82,6 +105,18 @@ class Summaries:
                                     summary=scalar(prefix + name, float(value))))
         self._write(events)
 
+    def hparams(self, values: Mapping[str, object], metrics=HPARAM_METRICS) -> None:
+        """Writes ``values`` (name -> number, text or boolean) as the run's hyperparameters, with the scalar
+        tags ``metrics`` as the values TensorBoard's HPARAMS tab compares runs by."""
+        if self._writer is None:
+            return
+        from tensorboardX.proto.event_pb2 import Event
+        from tensorboardX.summary import hparams
+
+        experiment, session_start, _ = hparams({k: _plain(v) for k, v in values.items()}, dict.fromkeys(metrics))
+        self._write([Event(wall_time=time.time(), step=0, summary=experiment),
+                     Event(wall_time=time.time(), step=0, summary=session_start)])
+
     def _write(self, events: list) -> None:
         with naming(self._path):
             for event in events:
@@ -111,3 +146,8 @@ class Summaries:
             self.close()
         except OSError:
             pass
+
+
+def _plain(value):
+    """A numpy scalar as the Python number tensorboardX's hparams reads; other values unchanged."""
+    return value.item() if isinstance(value, np.generic) else value

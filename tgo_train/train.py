@@ -23,7 +23,7 @@ from tgo_jax import attacks, augment, data, losses, metrics, models, neurons, pr
 from tgo_train import config_check, distributed, feed, preemption, records, resume, workdir as workdirs
 from tgo_train.checkpoint import Checkpoints
 from tgo_train.progress import Progress
-from tgo_train.summaries import Summaries
+from tgo_train.summaries import Summaries, hparams_of
 
 
 @flax.struct.dataclass
@@ -294,6 +294,7 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 contextlib.closing(Progress(last_step, initial=step, enabled=config.progress and primary,
                                             desc=os.path.basename(workdir))) as progress, \
                 preemption.StopSignals() as stop:
+            summaries.hparams(hparams_of(config))  # TensorBoard's HPARAMS tab, once per training session
             stopping = False  # a signal asked to stop (agreed by every process)
             while step < last_step and not stopping:
                 epoch, start = divmod(step, run.steps_per_epoch)
