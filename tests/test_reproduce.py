@@ -60,12 +60,21 @@ def test_grid_end_to_end_with_resume(tmp_path, capsys):
     kept = record["accuracy"]["on"]["8/255"]["Clean"]
     del record["accuracy"]["on"]["8/255"]["FGSM"]
     json.dump(record, open(path, "w"))
-    out = _cli(workdir)
+    out = _cli(workdir, "--stop_after=5")  # the paper's columns of the 4 runs, then vanilla/0's strong phase
     assert "vanilla seed 0 (2 columns) ->" in out  # resumed for its missing cell ...
     record = json.load(open(path))
     assert record["accuracy"]["on"]["8/255"]["Clean"] == kept and "FGSM" in record["accuracy"]["on"]["8/255"]
     assert int(record["metrics"][-1]["step"]) == record["step"]  # ... without training again
+    # The audit follows the strong suite: vanilla/0 has one, the runs stopped before their strong phase none.
+    first_audit = record["audit"]
+    assert "audit" not in json.load(open(_record_path(workdir, "nlif", 0)))
+    text = open(os.path.join(workdir, "RESULTS.md")).read()
+    assert "The audit has not been run for 3 run(s) (nlif/seed0, nlif/seed1, vanilla/seed1)" in text
+    assert "not run (seed 1) |" in text and "| NLIF only | " in text and text.count("not run |") >= 1
 
+    out = _cli(workdir)  # the rest; vanilla/0's finished audit is not run again
+    assert out.count("done, skipped") == 5 and out.count("audit at ε") == 3
+    assert json.load(open(path))["audit"] == first_audit
     # Every run was audited in its strong phase, with the transfers from the vanilla model of its seed and
     # from its next seed (vanilla/1 from vanilla/0 alone: itself is no source).
     for m in MODELS:
@@ -78,17 +87,6 @@ def test_grid_end_to_end_with_resume(tmp_path, capsys):
             assert set(audit["sources"]) == expected
             assert {f"Transfer-{n}" for n in expected} <= set(audit["accuracy"])
             assert (audit["flags"]["e_noise_on_off"] == "NOT RUN") == (m == "vanilla")
-
-    # An audit cut short (never written) runs again, nothing else; a finished one is kept.
-    path = _record_path(workdir, "nlif", 1)
-    record = json.load(open(path))
-    del record["audit"]
-    json.dump(record, open(path, "w"))
-    kept = json.load(open(_record_path(workdir, "nlif", 0)))["audit"]
-    out = _cli(workdir)
-    assert out.count("done, skipped") == 7 and "nlif seed 1 (3 columns) ->" in out and "audit: Clean" in out
-    assert json.load(open(path))["audit"]["8/255"]["flags"] and \
-        json.load(open(_record_path(workdir, "nlif", 0)))["audit"] == kept
 
     mtimes = {(m, s): os.path.getmtime(_record_path(workdir, m, s)) for m in MODELS for s in (0, 1)}
     # Everything finished: 4 runs x (paper, all columns) are skipped. In this process: nothing is compiled.
