@@ -20,7 +20,8 @@ def eps_curves(results_by_model: Mapping[str, dict], attacks: Optional[Sequence[
     per-ε ``tables`` and ``eps_sweep``), each curve starting at ε = 0 with the model's Clean accuracy.
 
     ``attacks``: the attacks to draw (default: every attack of the tables and the sweep, Clean aside).
-    A model without a Clean accuracy (an evaluation of other rows only) starts at its smallest ε.
+    Where a table and the sweep both measured an attack at one ε, the sweep's accuracy is drawn. A model without
+    a Clean accuracy (an evaluation of other rows only) starts at its smallest ε.
     """
     curves = {}
     for model, results in results_by_model.items():
