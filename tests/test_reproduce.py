@@ -158,6 +158,24 @@ def test_cells_of_other_settings_are_stale():
     assert reproduce.stale_cells(record, "on", "0.1", small, stochastic=True) == ["PGD10", "MTPGD"]  # EoT
 
 
+def test_the_strong_budget_size_leaves_the_small_records_as_they_are():
+    """small_strong is a size of its own: a committed `small` record (made before ``strong_extra`` existed)
+    keeps every cell under `small`; under small_strong only its strong cells would be evaluated again."""
+    small, strong = reproduce.SIZES["small"], reproduce.SIZES["small_strong"]
+    old = dataclasses.asdict(small)
+    old.pop("strong_extra")
+    record = {"size_spec": old, "accuracy": {"on": {"0.1": {"Clean": 88.0, "PGD40": 9.0, "APGD-T": 5.0,
+                                                            "Square": 30.0, "PGD100": 4.0}}}}
+    assert reproduce.stale_cells(record, "on", "0.1", small, stochastic=True) == []
+    assert reproduce.stale_cells(record, "on", "0.1", strong, stochastic=True) == ["APGD-T", "Square"]
+    assert reproduce.run_config("tgo", 1, small).to_dict() == reproduce.run_config("tgo", 1, strong).to_dict()
+    assert reproduce.attack_options("ASSG-search", dataclasses.asdict(strong))["steps"] == 100
+    audit_small, audit_strong = reproduce.AUDITS["small"], reproduce.AUDITS["small_strong"]
+    assert audit_small.steps == audit_strong.steps == 100 and audit_small.queries >= 1000
+    assert "ASSG-search" in audit_strong.white_rows and "ASSG-search" not in audit_small.white_rows
+    assert set(reproduce.AUDITS) == set(reproduce.SIZES)
+
+
 def test_compare_rule():
     assert reproduce_report.compare([50, 52, 51], [40, 41, 39])["verdict"] == "higher"
     assert reproduce_report.compare([40, 41, 39], [50, 52, 51])["verdict"] == "lower"

@@ -13,6 +13,9 @@ Each (model, seed) trains in ``<workdir>/<size>/<model>/seed<k>`` with ``tgo_tra
 from its checkpoints), is attacked with the attack columns of ``ATTACKS`` at each ε of ``EPS`` through
 ``tgo_train.evaluate`` (Noisy-LIF models with EoT, and again with their noise off), and is measured
 (threshold-neighbour share, input-gradient L1 norm, input-Jacobian spectral norm, ``tgo_jax.analysis``).
+After its strong suite each run gets the gradient-masking audit (``tgo_train/audit.py`` at the size's
+``AUDITS`` entry, with transfers from the vanilla model of its seed and from its next seed), its flags and
+deciding numbers kept in the record (``--noaudit`` leaves it out: then a record without one counts as done).
 Each finished cell is kept in ``reproduce.json`` next to the run, so a rerun skips what is done and
 an interrupted run continues where it stopped; adding an attack name to ``ATTACKS`` evaluates only the
 new column. The report (``RESULTS.md``, ``results/results.json``, ``results/*.png``) is written after
@@ -124,8 +127,8 @@ SIZES = {
                  mtpgd_steps=10, mtpgd_targets=9, strong_steps=100, strong_queries=5000, strong_targets=9,
                  analysis_examples=1000, jacobian_iters=20, eval_batch=500),
 }
-# Issue 31's faithful evaluation of the small grid: the `small` size's training and paper columns (the same
-# models), its strong suite at the reference iterations (100) and targets (9), Square at 1000 queries and
+# Issue 31's faithful evaluation of the small grid: the `small` size's training configs and paper columns,
+# its strong suite at the reference iterations (100) and targets (9), Square at 1000 queries and
 # ASSG with the `a` search as one more strong column. A size of its own, so that the committed `small`
 # records keep their cells (a changed budget would make their strong cells stale).
 SIZES["small_strong"] = dataclasses.replace(SIZES["small"], strong_steps=100, strong_queries=1000,
