@@ -361,7 +361,8 @@ def _audit_lines(note: Optional[dict]) -> list:
         return []
     lines = [f"Gradient-masking audit (`tgo_train/audit.py`, column \"audit\" of every table, {FAILED_MARK} = a run "
              "of the model failed a check): a run that fails a check is excluded from every claim, since its "
-             "accuracy may come from masked gradients (docs/FORMULAS.md §11). "]
+             "accuracy may come from masked gradients (docs/FORMULAS.md §11); a WARN or NOT RUN check does not "
+             "exclude. "]
     if note["excluded"]:
         lines[0] += "Excluded: " + "; ".join(f"{run} ({', '.join(fails)})"
                                              for run, fails in note["excluded"].items()) + ". "
@@ -370,7 +371,7 @@ def _audit_lines(note: Optional[dict]) -> list:
     if note["not_audited"]:
         lines[0] += (f"The audit has not been run for {len(note['not_audited'])} run(s) "
                      f"({', '.join(note['not_audited'])}): they count in the claims, unchecked for gradient masking.")
-    return lines + [""]
+    return [lines[0].rstrip(), ""]
 
 
 def _claim_lines(result: dict) -> list:
