@@ -41,7 +41,7 @@ def _fused_and_plain(config, dtype):
 
 CASES = [dict(kind=k, reset=r, detach_reset=d)
          for k, r, d in itertools.product(("lif", "noisy"), ("hard", "soft"), (False, True))]
-CASES += [dict(kind="lif", surrogate=name) for name in surrogate.FACTORIES]
+CASES += [dict(kind="lif", surrogate=name) for name in surrogate.NAMES]
 CASES += [dict(kind="lif", surrogate="sigmoid", surrogate_param=2.5),
           dict(kind="noisy", expected=True), dict(kind="noisy", expected=True, reset="soft"),
           dict(kind="noisy", sigma=0.3, sigma_is_variance=True, surrogate="atan"),

@@ -7,7 +7,7 @@ everywhere) true derivative by a surrogate ``dS/du = g(u)`` through ``jax.custom
 ``REGISTRY`` is the one table of surrogates: name → ``Surrogate`` (the gradient ``g(u, param)``, the
 name of its shape parameter and its default). Spike functions and gradients are built from it::
 
-    spike = surrogate.get("triangle", 1.0)      # or surrogate.triangle(gamma=1.0)
+    spike = surrogate.get("triangle", 1.0)
     s = spike(h - threshold)
     g = surrogate.grad_fn("triangle")(h - threshold)
 """
@@ -144,38 +144,6 @@ def grad_fn(name: str, param: float | None = None) -> GradFn:
     return lookup(name).grad_fn(param)
 
 
-# Views of REGISTRY under the names older code uses: name -> factory, name -> gradient g(u, param).
-FACTORIES: Mapping[str, Callable[..., SpikeFn]] = types.MappingProxyType(
-    {name: (lambda param=None, name=name: get(name, param)) for name in NAMES})
-GRADS: Mapping[str, Callable[..., Array]] = types.MappingProxyType(
-    {name: entry.grad for name, entry in REGISTRY.items()})
-
-
 def triangle(gamma: float | None = None) -> SpikeFn:
-    """Spike function with the triangle surrogate (the default, γ = 1)."""
+    """Spike function with the triangle surrogate (the default spike function of ``tgo_jax.neurons``, γ = 1)."""
     return get("triangle", gamma)
-
-
-def rectangle(a: float | None = None) -> SpikeFn:
-    """Spike function with the rectangle surrogate of width a (default 1)."""
-    return get("rectangle", a)
-
-
-def sigmoid(k: float | None = None) -> SpikeFn:
-    """Spike function with the sigmoid-derivative surrogate of slope k (default 4)."""
-    return get("sigmoid", k)
-
-
-def atan(alpha: float | None = None) -> SpikeFn:
-    """Spike function with the arctan surrogate of width α (default 2)."""
-    return get("atan", alpha)
-
-
-def exponential(a: float | None = None) -> SpikeFn:
-    """Spike function with the exponential (Laplace) surrogate of scale a (default 0.5)."""
-    return get("exponential", a)
-
-
-def gaussian(sigma: float | None = None) -> SpikeFn:
-    """Spike function with the Gaussian surrogate of standard deviation σ (default 0.4)."""
-    return get("gaussian", sigma)

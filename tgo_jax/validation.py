@@ -92,7 +92,7 @@ def count(name: str, value: Any, minimum: int = 1) -> int:
 
 
 def boolean(name: str, value: Any) -> bool:
-    """A Python or NumPy bool (not a string such as 'no', nor 0 / 1)."""
+    """A Python or NumPy bool (not a string such as 'no', nor 0 / 1: a flag is True or False)."""
     if not isinstance(value, (bool, np.bool_)):
         raise ValueError(f"{name} must be True or False, got {value!r}")
     return bool(value)
@@ -155,13 +155,6 @@ def paired(x_name: str, x: Any, y_name: str, y: Any) -> int:
         raise ValueError(f"{x_name} and {y_name} must have the same leading size N, got shapes "
                          f"{np.shape(x)} and {np.shape(y)}")
     return int(np.shape(y)[0])
-
-
-def boolean(name: str, value: Any) -> bool:
-    """A Python / NumPy bool (0 and 1 refused: a flag is True or False)."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
 
 
 def text(name: str, value: Any) -> str:
