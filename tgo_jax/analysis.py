@@ -16,7 +16,6 @@ Potentials come time-major: ``hs`` is a sequence of per-layer pre-spike potentia
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, Optional, Sequence, Tuple
 
 import flax
@@ -24,9 +23,8 @@ import jax
 import jax.numpy as jnp
 import optax
 from jax import lax
-from jax.scipy.special import ndtr
 
-from tgo_jax import neurons, validation
+from tgo_jax import lif, neurons, surrogate, validation
 # One implementation of the threshold-neighbour share, shared with the training metrics.
 from tgo_jax.metrics import NeighbourShare, threshold_neighbour_share  # noqa: F401 (re-exported)
 from tgo_jax.models import layers
@@ -36,7 +34,6 @@ PyTree = Any
 LogitsFn = Callable[[PyTree, Array, Optional[Array]], Array]
 PatternFn = Callable[[PyTree, Array, Optional[Array]], Array]
 
-_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 DIRECTION_NORMS = ("filter", "unit")
 
 
@@ -56,8 +53,9 @@ def _check_potentials(hs: Sequence[Array]) -> None:
 # Noisy-LIF closed forms (Theorem 1, eq. 16-17, docs/FORMULAS.md §1)
 # --------------------------------------------------------------------------------------------
 
-def _normal_pdf(z: Array) -> Array:
-    return _INV_SQRT_2PI * jnp.exp(-0.5 * z * z)
+def _centred(h: Array, threshold: float) -> Array:
+    """u = H - θ, the argument of the neurons' spike, firing-probability and surrogate functions."""
+    return jnp.asarray(h) - threshold
 
 
 def flip_probability(h: Array, threshold: float = 1.0, sigma: float = 0.4) -> Array:
@@ -76,13 +74,16 @@ def flip_probability(h: Array, threshold: float = 1.0, sigma: float = 0.4) -> Ar
       P_flip, the shape of ``h``.
     """
     validation.all_positive("sigma", sigma)
-    return ndtr(-jnp.abs(h - threshold) / sigma)
+    return lif.firing_probability(-jnp.abs(_centred(h, threshold)), sigma)
 
 
 def firing_probability(h: Array, threshold: float = 1.0, sigma: float = 0.4) -> Array:
-    """Noisy-LIF firing probability (paper eq. 16, docs/FORMULAS.md §1): ``P(H) = Φ((H - θ) / σ)``."""
+    """Noisy-LIF firing probability (paper eq. 16, docs/FORMULAS.md §1): ``P(H) = Φ((H - θ) / σ)``.
+
+    The neurons' own ``lif.firing_probability`` of ``u = H - θ``, with σ checked (finite, > 0).
+    """
     validation.all_positive("sigma", sigma)
-    return ndtr((h - threshold) / sigma)
+    return lif.firing_probability(_centred(h, threshold), sigma)
 
 
 def firing_sensitivity(h: Array, threshold: float = 1.0, sigma: float = 0.4) -> Array:
@@ -90,10 +91,11 @@ def firing_sensitivity(h: Array, threshold: float = 1.0, sigma: float = 0.4) -> 
 
         dP/dH = φ(z) / σ,   z = (H - θ) / σ
 
-    so a small change ΔH moves the firing probability by ``ΔP ≈ φ(z)·ΔH/σ``.
+    so a small change ΔH moves the firing probability by ``ΔP ≈ φ(z)·ΔH/σ``: the Gaussian surrogate
+    ``surrogate.gaussian_grad`` of ``u = H - θ``, with σ checked (finite, > 0).
     """
     validation.all_positive("sigma", sigma)
-    return _normal_pdf((h - threshold) / sigma) / sigma
+    return surrogate.gaussian_grad(_centred(h, threshold), sigma)
 
 
 def sensitivity_dsigma(h: Array, threshold: float = 1.0, sigma: float = 0.4) -> Array:
@@ -103,9 +105,9 @@ def sensitivity_dsigma(h: Array, threshold: float = 1.0, sigma: float = 0.4) -> 
 
     Negative for |H - θ| < σ: there, more noise means less sensitivity to a small ΔH.
     """
-    validation.all_positive("sigma", sigma)
-    z = (h - threshold) / sigma
-    return _normal_pdf(z) * (z * z - 1.0) / (sigma * sigma)
+    sensitivity = firing_sensitivity(h, threshold, sigma)  # checks σ
+    z = _centred(h, threshold) / sigma
+    return sensitivity * (z * z - 1.0) / sigma
 
 
 def simulate_flip_rate(key: Array, h: Array, sigma: float = 0.4, n: int = 1000, *,
@@ -129,7 +131,7 @@ def simulate_flip_rate(key: Array, h: Array, sigma: float = 0.4, n: int = 1000, 
     validation.count("n", n)
     h = jnp.asarray(h, jnp.float32)
     v0 = jnp.zeros_like(h)
-    clean = (h - threshold >= 0).astype(h.dtype)  # the exact forward of every spike function
+    clean = surrogate.heaviside(_centred(h, threshold))  # the exact forward of every spike function
 
     def noisy_spike(k):
         _, (spike, _) = neurons.noisy_lif_step(v0, h, k, threshold=threshold, sigma=sigma)
