@@ -11,7 +11,8 @@ examples fooled earlier (and the clean misclassified ones) cost nothing, as in t
 each component on the robust subset only. Chunk c of a component uses the key ``fold_in(k, c)``, so the
 random starts and noise differ from a whole-batch run (same in distribution, not per example). On 2 CPU
 cores (shared machine), 200 Fashion-MNIST test images at ε = 8/255 on a small trained net (clean 85 %,
-robust 15 %): 82 s staged against 422 s for the whole batch (``bench/autoattack_cost.py``).
+robust 15 %): 82 s staged against 422 s for the whole batch, and 34 s against 170 s in a less loaded
+run, 0.19-0.20 of the time (``bench/autoattack_cost.py``).
 """
 from __future__ import annotations
 
