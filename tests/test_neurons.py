@@ -4,6 +4,7 @@ import functools
 import math
 
 import chex
+import ml_collections
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,6 +14,8 @@ from jax import lax
 from jax.test_util import check_grads
 
 from tgo_jax import neurons, surrogate
+from tgo_train import config_check
+from tgo_train.configs import test_tiny
 
 T, B, N = 6, 3, 5
 
@@ -348,16 +351,32 @@ def test_dtype_preserved_bfloat16():
         assert grad.dtype == jnp.bfloat16
 
 
-@pytest.mark.parametrize("field, value", [
+BAD_FIELDS = [
     ("kind", "izhikevich"), ("reset", "zero"), ("backward", "bptt"), ("decay", 1.5), ("decay", -0.1),
     ("threshold", 0.0), ("sigma", 0.0), ("sigma", -0.4), ("surrogate", "relu"),
     # Non-finite values and wrong types (once accepted, or a bare TypeError): one line naming the field.
     ("threshold", math.inf), ("threshold", math.nan), ("sigma", math.inf), ("decay", math.nan),
-    ("decay", "0.5"), ("unroll", "no"), ("fused", 1), ("surrogate_param", math.inf),
-])
+    ("decay", "0.5"), ("unroll", "no"), ("fused", 1), ("surrogate_param", math.inf), ("surrogate_param", 0.0),
+    ("remat", True),  # a rule across fields: remat needs fused=False
+]
+
+
+@pytest.mark.parametrize("field, value", BAD_FIELDS)
 def test_bad_config_raises_naming_the_field(field, value):
-    with pytest.raises(ValueError, match=f"{field}.*{value}"):
+    with pytest.raises(ValueError, match=f"^{field}.*{value}"):
         neurons.NeuronConfig(**{field: value})
+
+
+@pytest.mark.parametrize("field, value", BAD_FIELDS)
+def test_run_config_check_refuses_what_the_neuron_refuses_with_its_message(field, value):
+    """One rule per neuron field: the run config's check gives NeuronConfig's message, naming the config field."""
+    with pytest.raises(ValueError) as neuron_error:
+        neurons.NeuronConfig(**{field: value})
+    config = ml_collections.ConfigDict(test_tiny.get_config().to_dict(), type_safe=False)
+    config.neuron[field] = value
+    with pytest.raises(config_check.ConfigError) as config_error:
+        config_check.check(config)
+    assert str(config_error.value) == f"config.neuron.{neuron_error.value}"
 
 
 def test_missing_key_and_bad_rank_raise():

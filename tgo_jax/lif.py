@@ -14,7 +14,10 @@ both build their time loops from ``step`` and, for the backward, ``NeuronConfig.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import functools
+import types
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -57,12 +60,33 @@ class NeuronConfig:
         that stores only H; False differentiates the scan of steps with autodiff (the reference).
       remat: rematerialise the step in the backward pass (``jax.checkpoint``) to save memory
         (plain path only, so it needs ``fused=False``: the fused layer already stores only H).
-      unroll: unroll the time loop (``lax.scan(unroll=True)``): on CPU 2-3× faster steps and attacks at
-        T = 4, at the price of compile time growing with T; set False for long T.
+      unroll: unroll the time loop (``lax.scan(unroll=True)``): faster steps and attacks at small T (measured
+        in BENCHMARKS.md), at the price of compile time growing with T; set False for long T.
+
+    ``FIELD_CHECKS`` holds each field's own rule, ``check(name, value)``; the run config's check
+    (``tgo_train/config_check.py``) reads it too. The rules across fields (the surrogate's parameter, which
+    its surrogate decides; ``remat`` with ``fused``) are checked when a configuration is built.
 
     Raises:
-      ValueError: naming the field, for a value of the wrong type or out of range.
+      ValueError: for a value of the wrong type or out of range, its message starting with the field's name.
     """
+
+    FIELD_CHECKS: ClassVar[Mapping[str, Callable[[str, Any], Any]]] = types.MappingProxyType({
+        "kind": functools.partial(validation.choice, choices=KINDS),
+        "decay": functools.partial(validation.in_range, lo=0.0, hi=1.0),
+        "threshold": validation.positive,
+        "surrogate": functools.partial(validation.choice, choices=surrogate.NAMES),
+        "reset": functools.partial(validation.choice, choices=RESETS),
+        "detach_reset": validation.boolean,
+        # σ > 0: a Noisy-LIF neuron draws ξ ~ N(0, σ²) (paper eq. 15); a noise-free neuron is kind "lif".
+        "sigma": validation.positive,
+        "sigma_is_variance": validation.boolean,
+        "expected": validation.boolean,
+        "backward": functools.partial(validation.choice, choices=BACKWARDS),
+        "fused": validation.boolean,
+        "remat": validation.boolean,
+        "unroll": validation.boolean,
+    })
 
     kind: str = "lif"
     decay: float = 0.5
@@ -80,15 +104,9 @@ class NeuronConfig:
     unroll: bool = True
 
     def __post_init__(self):
-        validation.choice("kind", self.kind, KINDS)
-        validation.choice("reset", self.reset, RESETS)
-        validation.choice("backward", self.backward, BACKWARDS)
+        for name, check in self.FIELD_CHECKS.items():
+            check(name, getattr(self, name))
         surrogate.lookup(self.surrogate).param(self.surrogate_param, field="surrogate_param")
-        for name in ("detach_reset", "sigma_is_variance", "expected", "fused", "remat", "unroll"):
-            validation.boolean(name, getattr(self, name))
-        validation.in_range("decay", self.decay, 0.0, 1.0)
-        validation.positive("threshold", self.threshold)
-        validation.positive("sigma", self.sigma)
         if self.remat and self.fused:
             raise ValueError("remat=True rematerialises the plain path's steps: set fused=False with it "
                              "(the fused layer already stores only H)")
@@ -172,8 +190,8 @@ def draw_noise_tb(config: NeuronConfig, layer_key: Array, currents_tb: Array) ->
     The draws run in a rolled loop over t, whose body is a fusion boundary: each ξ[t] is computed once and
     stored, and the time loop that reads it may be unrolled. (Drawn inside an unrolled time loop, or all
     at once outside it, XLA fuses the Philox bits, cheap elementwise ops it gladly duplicates, into every
-    later step: on 2 CPU cores a [4, 500, 28, 28, 16] layer took 1.5 s forward and 10 s for a gradient.
-    An optimisation barrier does not help: XLA:CPU removes it before fusion.)
+    later step, which BENCHMARKS.md measures. An optimisation barrier does not help: XLA:CPU removes it
+    before fusion.)
     """
     if not config.stochastic:
         return None

@@ -1,6 +1,7 @@
 """The run config checked before anything is written: every field with its type and range, in one place.
 
-``SCHEMA`` maps each dotted field of ``tgo_train/configs/base.py`` to its check (``tgo_jax/validation.py``);
+``SCHEMA`` maps each dotted field of ``tgo_train/configs/base.py`` to its check (``tgo_jax/validation.py``;
+the neuron's fields to ``NeuronConfig.FIELD_CHECKS``, the neuron's own rules);
 ``check(config)`` runs them all, then builds the neuron configuration and the model (without initialising
 it), so a bad value fails in seconds with one line naming the field, its value and what is allowed.
 ``model`` and ``model_kwargs`` may hold further keyword arguments of the model class; the model itself
@@ -9,6 +10,7 @@ into one line listing the nearest known keys.
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import os
@@ -58,6 +60,11 @@ def _optional(check: Callable) -> Callable:
     return lambda name, value: value if value is None else check(name, value)
 
 
+def _checked_when_built(name: str, value: Any) -> Any:
+    """A field whose rule involves other fields: the class it configures checks it in ``_check_built``."""
+    return value
+
+
 SCHEMA: dict[str, Callable[[str, Any], Any]] = {
     "seed": _int(0, SEED_MAX),
     "dataset": _choice(data.DATASETS),
@@ -77,20 +84,8 @@ SCHEMA: dict[str, Callable[[str, Any], Any]] = {
     "model_kwargs.remat_blocks": validation.boolean,
     "model_kwargs.conv_impl": _choice(fastconv.IMPLS),
     "dtype": _choice(DTYPES),
-    "neuron.kind": _choice(neurons.KINDS),
-    "neuron.decay": _range(0.0, 1.0),
-    "neuron.threshold": validation.positive,
-    "neuron.surrogate": validation.text,  # NeuronConfig checks the name against its registry
-    "neuron.surrogate_param": _optional(validation.positive),
-    "neuron.reset": _choice(neurons.RESETS),
-    "neuron.detach_reset": validation.boolean,
-    "neuron.sigma": validation.non_negative,
-    "neuron.sigma_is_variance": validation.boolean,
-    "neuron.expected": validation.boolean,
-    "neuron.backward": _choice(neurons.BACKWARDS),
-    "neuron.fused": validation.boolean,
-    "neuron.remat": validation.boolean,
-    "neuron.unroll": validation.boolean,
+    **{f"neuron.{field.name}": neurons.NeuronConfig.FIELD_CHECKS.get(field.name, _checked_when_built)
+       for field in dataclasses.fields(neurons.NeuronConfig)},  # the neuron's own rules, one place
     "strategy": _choice(losses.STRATEGIES),
     "tet_lambda": validation.non_negative,
     "margin.enabled": validation.boolean,
@@ -165,8 +160,8 @@ def _check_built(config: ml_collections.ConfigDict) -> None:
     """The neuron and model classes check their own arguments: build both (no parameters are made)."""
     try:
         neuron = neurons.NeuronConfig(**config.neuron.to_dict())
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"config.neuron: {e}") from None
+    except ValueError as e:  # its message starts with the field's name
+        raise ConfigError(f"config.neuron.{e}") from None
     if config.dataset == data.dvs.NAME and config.model.num_steps != config.dvs.frames:
         raise ConfigError(f"config.model.num_steps is {config.model.num_steps} but config.dvs.frames is "
                           f"{config.dvs.frames}: event data feed one frame per step, so they must be equal")
