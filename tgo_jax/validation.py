@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import numpy as np
@@ -31,28 +31,28 @@ def _number(name: str, value: Any, expected: str) -> float | None:
         raise ValueError(f"{name} must be {expected}, got {value!r}") from None
 
 
+def _scalar(name: str, value: Any, expected: str, allowed: Callable[[float], bool]) -> Any:
+    """``value`` when it is a concrete scalar that ``allowed`` accepts, or a tracer; else a ValueError
+    "``name`` must be ``expected``, got ``value``"."""
+    number = _number(name, value, expected)
+    if number is not None and not allowed(number):
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    return value
+
+
 def finite(name: str, value: Any) -> Any:
     """A finite real number (NaN and ±inf refused)."""
-    number = _number(name, value, "a finite number")
-    if number is not None and not math.isfinite(number):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return value
+    return _scalar(name, value, "a finite number", math.isfinite)
 
 
 def positive(name: str, value: Any) -> Any:
     """A finite number > 0."""
-    number = _number(name, value, "a finite number > 0")
-    if number is not None and not (math.isfinite(number) and number > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return value
+    return _scalar(name, value, "a finite number > 0", lambda x: math.isfinite(x) and x > 0)
 
 
 def non_negative(name: str, value: Any) -> Any:
     """A finite number >= 0."""
-    number = _number(name, value, "a finite number >= 0")
-    if number is not None and not (math.isfinite(number) and number >= 0):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return value
+    return _scalar(name, value, "a finite number >= 0", lambda x: math.isfinite(x) and x >= 0)
 
 
 def all_positive(name: str, value: Any) -> Any:
@@ -70,18 +70,12 @@ def all_positive(name: str, value: Any) -> Any:
 
 def in_range(name: str, value: Any, lo: float, hi: float) -> Any:
     """A number in the closed interval [lo, hi]."""
-    number = _number(name, value, f"a number in [{lo}, {hi}]")
-    if number is not None and not lo <= number <= hi:
-        raise ValueError(f"{name} must be a number in [{lo}, {hi}], got {value!r}")
-    return value
+    return _scalar(name, value, f"a number in [{lo}, {hi}]", lambda x: lo <= x <= hi)
 
 
 def in_open_range(name: str, value: Any, lo: float, hi: float) -> Any:
     """A number in the open interval (lo, hi)."""
-    number = _number(name, value, f"a number in ({lo}, {hi})")
-    if number is not None and not lo < number < hi:
-        raise ValueError(f"{name} must be a number in ({lo}, {hi}), got {value!r}")
-    return value
+    return _scalar(name, value, f"a number in ({lo}, {hi})", lambda x: lo < x < hi)
 
 
 def count(name: str, value: Any, minimum: int = 1) -> int:
