@@ -56,7 +56,8 @@ def table(workdir: str) -> dict:
     correct = {e: {} for e in F.eps}
     for name in F.rows:
         def attack_at(eps, name=name):
-            a = attacks.make(name, eps=eps, alpha=0.01, eot=eot, steps=F.sweep_steps if name == "Sweep" else F.steps,
+            a = attacks.make(name, eps=eps, alpha=attacks.ALPHA, eot=eot,
+                             steps=F.sweep_steps if name == "Sweep" else F.steps,
                              queries=F.queries, num_targets=F.num_targets)
             return a if name != "Sweep" else (lambda *args, a=a: a(*args, rules=SWEEP))
 

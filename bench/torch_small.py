@@ -28,9 +28,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tgo_train.bench import median_ms  # noqa: E402  (after the sys.path line)
+from tgo_jax import attacks  # noqa: E402  (after the sys.path line)
+from tgo_train.bench import median_ms  # noqa: E402
 
-EPS, ALPHA, PGD_STEPS = 8 / 255, 0.01, 10
+EPS, ALPHA, PGD_STEPS = 8 / 255, attacks.ALPHA, 10  # the PyTorch net's PGD takes tgo_jax's step
 MEAN, STD = 0.2860, 0.3530
 
 

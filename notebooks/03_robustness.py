@@ -84,7 +84,6 @@ PGD = f"PGD{S['pgd_steps']}"
 
 ATTACKS = ("Clean", "FGSM", "RFGSM", PGD)
 EPS_TABLE = (8 / 255, 0.1)
-ALPHA = 0.01  # PGD step (docs/FORMULAS.md §4)
 SEED = 0
 print(f"size={SIZE}: {S}; jax {jax.__version__} on {jax.devices()[0].platform} "
       f"({os.cpu_count()} CPU cores visible)")
@@ -186,7 +185,7 @@ def attack_fn(name, eps, eot):
         return functools.partial(attacks.fgsm, eps=eps, eot=eot)
     if name == "RFGSM":
         return functools.partial(attacks.rfgsm, eps=eps, eot=eot)
-    return functools.partial(attacks.pgd, eps=eps, alpha=ALPHA, steps=S["pgd_steps"], eot=eot)
+    return functools.partial(attacks.pgd, eps=eps, alpha=attacks.ALPHA, steps=S["pgd_steps"], eot=eot)
 
 
 _EVALUATORS = {}
@@ -292,7 +291,7 @@ def ensemble_accuracy(model, variables, eps, seed=SEED):
         eot, draws = (S["eot"], S["draws"]) if model.neuron.stochastic else (1, 1)
 
         def run_ensemble(variables, x, y, key, eps):
-            attack = functools.partial(attacks.pgd, eps=eps, alpha=ALPHA, steps=S["pgd_steps"], eot=eot)
+            attack = functools.partial(attacks.pgd, eps=eps, alpha=attacks.ALPHA, steps=S["pgd_steps"], eot=eot)
             return attacks.ensemble_robust_accuracy(model, variables, x, y, key, attack=attack, rules=RULES,
                                                     draws=draws)
 
@@ -441,7 +440,7 @@ for name in ("vanilla", "tgo"):
     key = jax.random.PRNGKey(SEED + 1)
     eot = S["eot"] if run.model.neuron.stochastic else 1
     make_adv = jax.jit(functools.partial(attacks.pgd, attacks.model_logits_fn(run.model), eps=8 / 255,
-                                         alpha=ALPHA, steps=S["pgd_steps"], eot=eot))
+                                         alpha=attacks.ALPHA, steps=S["pgd_steps"], eot=eot))
     land = jax.jit(functools.partial(surface, run.model))
     for inputs, x in (("clean", XL), ("PGD 8/255", make_adv(variables, XL, YL, key))):
         z = np.asarray(land(variables, x, YL, key))
