@@ -109,7 +109,7 @@ def run_bench(config, image, reps: int, apgd: bool = True, num_devices: int = 1)
     step_fn = step_fn.lower(state, batch).compile()  # compiled once: timed below, and its memory read
     eval_fn = jax.jit(train.make_eval_step(model))
     logits_fn = attacks.model_logits_fn(model)
-    pgd_fn = jax.jit(lambda v, x, y, k: attacks.pgd(logits_fn, v, x, y, k, eps=8 / 255, alpha=0.01, steps=10))
+    pgd_fn = jax.jit(lambda v, x, y, k: attacks.pgd(logits_fn, v, x, y, k, eps=8 / 255, alpha=attacks.ALPHA, steps=10))
     apgd_fn = jax.jit(lambda v, x, y, k: attacks.apgd(logits_fn, v, x, y, k, eps=8 / 255, steps=10))
     key = jax.random.PRNGKey(0)
 
