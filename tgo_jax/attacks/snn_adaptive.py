@@ -19,7 +19,7 @@ from jax import lax
 from tgo_jax import lif, neurons, surrogate, validation
 from tgo_jax.attacks.autopgd import apgd, checkpoint_schedule
 from tgo_jax.attacks.core import (ALPHA, EPS, LOSSES, Array, AttackFn, ModelLogits, check_batch, check_options,
-                                  Worst, keep_worst, loss_and_grad, margin_loss, misclassified, model_logits_fn,
+                                  Worst, fooled, keep_worst, loss_and_grad, margin_loss, model_logits_fn,
                                   model_of, per_example, prepare, project, score, where)
 from tgo_jax.attacks.evaluation import robust_correct
 from tgo_jax.attacks.gradient import pgd
@@ -354,7 +354,7 @@ def sa_pgd(logits_fn, params, x: Array, y: Array, key: Array, *, eps=EPS, steps:
     (``assg_adapt``); else the logit function's own backward. Step (from the random APGD start, η = ε):
     with ĝ = g/mean|g| and per example means, ``m ← 0.5·m + ĝ``, ``v ← 0.8·v + g²/mean(g²)``,
     ``x ← Π_ε(x + clip(η·m/√v, -η, η))``; η is halved at APGD's checkpoints (unconditionally). Each
-    example returns a misclassified point if met, else its highest-loss point.
+    example returns a fooled point (EoT-mean margin > 0, ``core.fooled``) if met, else its highest-loss point.
 
     Args:
       logits_fn: a ``model_logits_fn`` logit function (needed for ``adaptive``).
@@ -380,11 +380,11 @@ def sa_pgd(logits_fn, params, x: Array, y: Array, key: Array, *, eps=EPS, steps:
     is_check, _ = checkpoint_schedule(steps)
 
     def grads(x_adv, stats, k):
-        """EoT-mean (loss, logits, grad); the first draw folds its |u| into the moments, the others use the
-        moments after it without updating (as the reference)."""
+        """EoT-mean (loss, logits, grad, margin); the first draw folds its |u| into the moments, the others
+        use the moments after it without updating (as the reference)."""
         if not adaptive:
             lg = loss_and_grad(objective, logits_fn, params, x_adv, y, k, eot=eot)
-            return lg.loss, lg.logits, lg.grad, stats
+            return lg.loss, lg.logits, lg.grad, lg.margin, stats
 
         def once(kk, moments, update):
             per_layer = tuple(zip(moments.m, moments.d))
@@ -396,23 +396,22 @@ def sa_pgd(logits_fn, params, x: Array, y: Array, key: Array, *, eps=EPS, steps:
                 return l_.sum(), (l_, logits, outs)
             g, (l_, logits, outs) = jax.grad(total, has_aux=True)(x_adv)
             new = AssgStats(tuple(m for m, _ in outs), tuple(d for _, d in outs))
-            return (l_, logits, g), new
+            return (l_, logits, g, margin_loss(logits, y)), new
 
         keys = jax.random.split(k, eot)
-        (l0, z0, g0), stats = once(keys[0], stats, True)
+        sums, stats = once(keys[0], stats, True)
         if eot > 1:
-            l0, z0, g0 = lax.fori_loop(1, eot, lambda i, acc: jax.tree.map(jnp.add, acc,
-                                                                          once(keys[i], stats, False)[0]),
-                                       (l0, z0, g0))
-            l0, z0, g0 = l0 / eot, z0 / eot, g0 / eot
-        return l0, z0, g0, stats
+            sums = lax.fori_loop(1, eot, lambda i, acc: jax.tree.map(jnp.add, acc, once(keys[i], stats, False)[0]),
+                                 sums)
+            sums = jax.tree.map(lambda a_: a_ / eot, sums)
+        return (*sums, stats)
 
     u = jax.random.uniform(k_start, x.shape, x.dtype, -1.0, 1.0)
     x0 = project(x + eps * per_example(jnp.divide, jnp.max(jnp.abs(u).reshape(x.shape[0], -1), axis=-1), u), x, eps)
     stats = assg_init(model, params, x) if adaptive else ()
-    loss0, logits0, g0, stats = grads(x0, stats, jax.random.fold_in(k_steps, 0))
+    loss0, logits0, g0, margin0, stats = grads(x0, stats, jax.random.fold_in(k_steps, 0))
     batch = x.shape[0]
-    fooled0 = misclassified(logits0, y)
+    fooled0 = fooled(margin0, logits0, y)
     zeros = jnp.zeros_like(x)
     state = _SaState(x0, zeros, zeros, g0, jnp.full((batch,), eps, x.dtype), x0, loss0, x0, fooled0, stats)
 
@@ -428,8 +427,8 @@ def sa_pgd(logits_fn, params, x: Array, y: Array, key: Array, *, eps=EPS, steps:
         v = (1 - first) * SA_SECOND * s.v + g2
         eta = per_example(jnp.multiply, s.step, jnp.ones_like(x))
         x_new = project(s.x_adv + jnp.clip(m / (jnp.sqrt(v) + 1e-12) * eta, -eta, eta), x, eps)
-        l_, logits, g_new, stats = grads(x_new, s.stats, jax.random.fold_in(k_steps, i + 1))
-        wrong = misclassified(logits, y)
+        l_, logits, g_new, margin, stats = grads(x_new, s.stats, jax.random.fold_in(k_steps, i + 1))
+        wrong = fooled(margin, logits, y)
         better = l_ > s.loss_best
         return _SaState(x_new, m, v, g_new, jnp.where(is_check[i], s.step / 2, s.step),
                         where(better, x_new, s.x_best), jnp.where(better, l_, s.loss_best),
