@@ -33,7 +33,7 @@ def _forward(config: lif.NeuronConfig, currents_tb: Array, xi_tb: Array | None):
         return lif.step(v, current, xi, spike=config.fire, **config.step_kwargs())
 
     v0 = jnp.zeros(currents_tb.shape[1:], currents_tb.dtype)
-    _, (spikes_tb, h_tb) = lax.scan(step, v0, (currents_tb, xi_tb), unroll=config.scan_unroll)
+    _, (spikes_tb, h_tb) = lax.scan(step, v0, (currents_tb, xi_tb), unroll=config.unroll)
     return spikes_tb, h_tb
 
 
@@ -66,7 +66,7 @@ def _run_bwd(config, residuals, cotangents):
 
     dv0 = jnp.zeros(h_tb.shape[1:], h_tb.dtype)
     xi_tb = lif.draw_noise_tb(config, noise_key, h_tb)  # the forward's ξ, drawn again from the key
-    _, d_currents = lax.scan(step, dv0, (h_tb, xi_tb, ds_tb, dh_tb), reverse=True, unroll=config.scan_unroll)
+    _, d_currents = lax.scan(step, dv0, (h_tb, xi_tb, ds_tb, dh_tb), reverse=True, unroll=config.unroll)
     return d_currents, None
 
 

@@ -116,14 +116,6 @@ class NeuronConfig:
         """Whether a forward pass draws noise (and so needs a PRNG key)."""
         return self.kind == "noisy" and not self.expected
 
-    @property
-    def scan_unroll(self) -> bool:
-        """The ``unroll`` of the layer's time loops: ``unroll``, for noiseless and Noisy-LIF layers alike.
-
-        A Noisy-LIF layer draws its noise before the loop (``draw_noise_tb``), so the unrolled loop has no
-        draw that XLA could copy into every later step.
-        """
-        return self.unroll
 
     @property
     def std(self) -> float:

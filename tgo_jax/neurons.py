@@ -119,7 +119,7 @@ def run(config: NeuronConfig, currents_tb: Array, key: Array | None = None):
     else:
         v0 = jnp.zeros(currents_tb.shape[1:], currents_tb.dtype)
         xi_tb = lif.draw_noise_tb(config, noise_key, currents_tb)
-        _, (spikes_tb, h_tb) = lax.scan(make_step(config), v0, (currents_tb, xi_tb), unroll=config.scan_unroll)
+        _, (spikes_tb, h_tb) = lax.scan(make_step(config), v0, (currents_tb, xi_tb), unroll=config.unroll)
     if config.backward == "bptr":
         spikes_tb = bptr_gate(spikes_tb)
     return spikes_tb, h_tb

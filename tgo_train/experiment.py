@@ -15,6 +15,7 @@ import time
 
 from absl import app, flags, logging
 
+from tgo_jax import attacks
 from tgo_train import cli, config_check, distributed, evaluate, figures, records, train, workdir as workdirs
 from tgo_train.configs import fmnist_tgo, fmnist_vanilla
 
@@ -62,7 +63,7 @@ def _experiment() -> None:
         workdir = root / name
         say(f"== attacking {name}", flush=True)
         t = time.time()
-        r = evaluate.evaluate_workdir(workdir, eps_list=[8 / 255, 0.1], alpha=0.01, extra=(), eot=_EOT.value,
+        r = evaluate.evaluate_workdir(workdir, eps_list=[8 / 255, 0.1], alpha=attacks.ALPHA, extra=(), eot=_EOT.value,
                                       draws=3, eps_sweep=(), sweep_attack="PGD10", num_examples=_NUM.value,
                                       batch_size=512, attacks_subset=_ATTACKS)
         minutes[f"attacking {name}"] = (time.time() - t) / 60

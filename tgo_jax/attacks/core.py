@@ -84,7 +84,7 @@ def model_logits_fn(model, *, surrogate: str | None = None, surrogate_param: flo
 
     Args:
       model: a ``tgo_jax.models`` module with a ``neuron: NeuronConfig`` field.
-      surrogate: surrogate name (``tgo_jax.surrogate.FACTORIES``), None to keep the model's.
+      surrogate: surrogate name (``tgo_jax.surrogate.NAMES``), None to keep the model's.
       surrogate_param: its shape parameter, None for the default (or the model's, if ``surrogate`` is None).
       backward: "surrogate" or "bptr", None to keep the model's.
       **neuron_changes: further ``NeuronConfig`` fields to replace.
