@@ -392,3 +392,5 @@ def test_a_run_that_fails_its_audit_is_excluded_from_the_claims():
     assert reproduce_report.audit_text(vanilla[:1] + [_fake("vanilla", 1, 40, 0.3)]) == "not run (seed 1)"
     text = reproduce_report._audit_lines(note)[0]
     assert "Excluded: tgo/seed0 (c_square @ 8/255)" in text and "has not been run for 1 run(s) (mc/seed0)" in text
+    text = reproduce_report._audit_lines(reproduce_report.audit_note([_fake("mc", 0, 40, 0.3)]))[0]
+    assert "has not been run for any of the 1 runs yet" in text and "failed a check." not in text

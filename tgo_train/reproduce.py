@@ -136,8 +136,9 @@ SIZES["small_strong"] = dataclasses.replace(SIZES["small"], strong_steps=100, st
 
 # The gradient-masking audit (tgo_train/audit.py) of each run, in its strong phase, by reproduction size.
 # `ci`: the fewest rows that still decide checks (a), (b) single step, (c) transfers, (d), (e), (f), at the
-# ci size's EoT and noise draws (the end-to-end test compiles each row; those reuse the suite's programs). `small`: issue 31's strong budgets (ASSG 100 iterations, Square 1000
-# queries); `small_strong` adds ASSG-search; `full`: the audit's reference sizes (Square 5000, ASSG-search).
+# ci size's EoT and noise draws (the end-to-end test compiles each row; those reuse the suite's programs).
+# `small`: issue 31's strong budgets (ASSG 100 iterations, Square 1000 queries); `small_strong` adds
+# ASSG-search; `full`: the audit's reference sizes (Square 5000, ASSG-search).
 AUDITS = {
     "ci": dataclasses.replace(audit.SIZES["ci"], pgd_steps=(2,), restarts=(1,), eot_draws=(2,), white_rows=(),
                               sweep_rules=(), queries=None, draws=SIZES["ci"].draws, eot=SIZES["ci"].eot),

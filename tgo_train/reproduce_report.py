@@ -199,7 +199,8 @@ def audit_note(records: Sequence[dict]) -> dict:
     have no audit (``not_audited``: they count in the claims, unchecked for gradient masking)."""
     ordered = sorted(records, key=lambda r: (r["model"], r["seed"]))
     return {"excluded": {_run_name(r): audit_flags(r, "FAIL") for r in ordered if audit_flags(r, "FAIL")},
-            "not_audited": [_run_name(r) for r in ordered if not r.get("audit")]}
+            "not_audited": [_run_name(r) for r in ordered if not r.get("audit")],
+            "audited": sum(bool(r.get("audit")) for r in ordered)}
 
 
 def _failed_models(records: Sequence[dict]) -> set:
@@ -359,19 +360,23 @@ def _audit_lines(note: Optional[dict]) -> list:
     """The sentences on the gradient-masking audit above the claims: the runs left out, the runs without one."""
     if note is None:
         return []
-    lines = [f"Gradient-masking audit (`tgo_train/audit.py`, column \"audit\" of every table, {FAILED_MARK} = a run "
-             "of the model failed a check): a run that fails a check is excluded from every claim, since its "
-             "accuracy may come from masked gradients (docs/FORMULAS.md §11); a WARN or NOT RUN check does not "
-             "exclude. "]
+    text = (f"Gradient-masking audit (`tgo_train/audit.py`, column \"audit\" of every table, {FAILED_MARK} = a run "
+            "of the model failed a check): a run that fails a check is excluded from every claim, since its "
+            "accuracy may come from masked gradients (docs/FORMULAS.md §11); a WARN or NOT RUN check does not "
+            "exclude. ")
+    missing = note["not_audited"]
     if note["excluded"]:
-        lines[0] += "Excluded: " + "; ".join(f"{run} ({', '.join(fails)})"
-                                             for run, fails in note["excluded"].items()) + ". "
-    else:
-        lines[0] += "No run failed its audit. "
-    if note["not_audited"]:
-        lines[0] += (f"The audit has not been run for {len(note['not_audited'])} run(s) "
-                     f"({', '.join(note['not_audited'])}): they count in the claims, unchecked for gradient masking.")
-    return [lines[0].rstrip(), ""]
+        runs = [f"{run} ({', '.join(fails)})" for run, fails in note["excluded"].items()]
+        text += "Excluded: " + "; ".join(runs) + ". "
+    elif note["audited"]:
+        text += "No audited run failed a check. "
+    if missing and not note["audited"]:
+        text += (f"The audit has not been run for any of the {len(missing)} runs yet: they count in the claims, "
+                 "unchecked for gradient masking.")
+    elif missing:
+        text += (f"The audit has not been run for {len(missing)} run(s) ({', '.join(missing)}): they count in the "
+                 "claims, unchecked for gradient masking.")
+    return [text.rstrip(), ""]
 
 
 def _claim_lines(result: dict) -> list:
