@@ -388,7 +388,7 @@ def test_a_run_that_fails_its_audit_is_excluded_from_the_claims():
     assert list(note["excluded"]) == ["tgo/seed0", "tgo/seed1", "tgo/seed2"] and note["not_audited"] == ["mc/seed0"]
     assert note["excluded"]["tgo/seed0"] == ["c_square @ 8/255"]
     assert reproduce_report.audit_text(tgo) == "FAIL c_square (seed 0,1,2); WARN f_plateau (seed 0,1,2)"
-    assert reproduce_report.audit_text(vanilla) == "pass"
+    assert reproduce_report.audit_text(vanilla) == "pass" and reproduce_report.audit_text([]) == "not run"
     assert reproduce_report.audit_text(vanilla[:1] + [_fake("vanilla", 1, 40, 0.3)]) == "not run (seed 1)"
     text = reproduce_report._audit_lines(note)[0]
     assert "Excluded: tgo/seed0 (c_square @ 8/255)" in text and "has not been run for 1 run(s) (mc/seed0)" in text

@@ -180,7 +180,8 @@ def audit_flags(record: dict, flag: str) -> list:
 
 def audit_text(records: Sequence[dict]) -> str:
     """The audit flags of some runs (one model's seeds), compact: the FAIL and WARN checks with the seeds they
-    came from, "pass" when every run was audited without either, "not run" (and for which seeds)."""
+    came from, "pass" when every run was audited without either, "not run" (and for which seeds; also for no
+    run at all)."""
     parts = []
     for flag in ("FAIL", "WARN"):
         seeds_of = {}
@@ -189,7 +190,7 @@ def audit_text(records: Sequence[dict]) -> str:
                 seeds_of.setdefault(check.split(" @ ")[0], []).append(str(r["seed"]))
         parts += [f"{flag} {check} (seed {','.join(dict.fromkeys(seeds))})" for check, seeds in seeds_of.items()]
     missing = [str(r["seed"]) for r in sorted(records, key=lambda r: r["seed"]) if not r.get("audit")]
-    if missing:
+    if not records or missing:
         parts.append("not run" if len(missing) == len(records) else f"not run (seed {','.join(missing)})")
     return "; ".join(parts) or "pass"
 
