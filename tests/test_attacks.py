@@ -426,6 +426,23 @@ def test_bad_evaluation_options_raise():
         attacks.model_logits_fn(object())
 
 
+def test_old_params_keyword_error():
+    """``params=`` (the old name of the variables argument) is one clear TypeError; ``variables=`` works."""
+    model, variables, x, y = _tiny()
+    logits_fn, key = attacks.model_logits_fn(model), jax.random.key(0)
+    calls = {"pgd": functools.partial(attacks.pgd, steps=2), "fgsm": attacks.fgsm,
+             "robust_accuracy": functools.partial(attacks.robust_accuracy, attacks.fgsm),
+             "apgd": attacks.make("APGD", steps=2), "Transfer-NoiseOff": attacks.make("Transfer-NoiseOff", steps=2),
+             "transfer_attack": attacks.transfer_attack(attacks.fgsm, logits_fn, variables)}
+    for name, fn in calls.items():
+        with pytest.raises(TypeError, match=rf"^{name}\(\) takes the model's variables as `variables` "
+                                            r"\(renamed from `params`\)$"):
+            fn(logits_fn, params=variables, x=x, y=y, key=key)
+    by_keyword = attacks.pgd(logits_fn, variables=variables, x=x, y=y, key=key, eps=0.1, steps=2)
+    positional = jax.jit(functools.partial(attacks.pgd, logits_fn, eps=0.1, steps=2))(variables, x, y, key)
+    np.testing.assert_allclose(by_keyword, positional, atol=1e-6)
+    assert float(attacks.robust_accuracy(attacks.fgsm, logits_fn, variables=variables, x=x, y=y, key=key)) >= 0.0
+
 def test_paper_suite_rows():
     rows = attacks.paper_suite(eps=0.1, alpha=0.02, eot=3)
     assert [name for name, _ in rows] == ["Clean", "FGSM", "RFGSM", "PGD7", "PGD10", "PGD20", "PGD40",

@@ -26,6 +26,7 @@ from tgo_jax import validation
 from tgo_jax.attacks.autopgd import apgd, apgd_targeted
 from tgo_jax.attacks.core import (EPS, Array, LogitsFn, check_batch, check_options, fooled, loss_logits, margin_loss,
                                   prepare, where)
+from tgo_jax.attacks.core import takes_variables
 from tgo_jax.attacks.fab import fab_targeted
 from tgo_jax.attacks.square import square_attack
 
@@ -55,9 +56,9 @@ def autoattack_components(version: str = "standard", *, eps=EPS, steps: int = 10
             ("Square", functools.partial(square_attack, eps=eps, queries=queries, eot=eot))]
 
 
-def fooled_on_average(logits_fn, params, x_adv: Array, y: Array, key: Array, eot: int) -> Array:
+def fooled_on_average(logits_fn, variables, x_adv: Array, y: Array, key: Array, eot: int) -> Array:
     """[B] bool: the EoT-mean margin over ``eot`` draws from ``key`` is positive (``core.fooled``, §4, §7)."""
-    f = loss_logits(margin_loss, logits_fn, params, x_adv, y, key, eot)
+    f = loss_logits(margin_loss, logits_fn, variables, x_adv, y, key, eot)
     return fooled(f.margin, f.logits, y)
 
 
@@ -66,21 +67,21 @@ def _component_keys(key: Array, j: int) -> tuple[Array, Array]:
     return tuple(jax.random.split(jax.random.fold_in(key, j)))
 
 
-def _whole_batch(attack, logits_fn, params, x, y, x_adv, robust, key, j, eot):
+def _whole_batch(attack, logits_fn, variables, x, y, x_adv, robust, key, j, eot):
     """Component j on the whole batch (skipped when no example is robust); the robust examples it fools
     take its result."""
     k_attack, k_check = _component_keys(key, j)
 
     def run(carry):
         x_adv, robust = carry
-        x_new = attack(logits_fn, params, x, y, k_attack)
-        won = robust & fooled_on_average(logits_fn, params, x_new, y, k_check, eot)
+        x_new = attack(logits_fn, variables, x, y, k_attack)
+        won = robust & fooled_on_average(logits_fn, variables, x_new, y, k_check, eot)
         return where(won, x_new, x_adv), robust & ~won
 
     return lax.cond(jnp.any(robust), run, lambda c: c, (x_adv, robust))
 
 
-def _staged(attack, logits_fn, params, x, y, x_adv, robust, key, j, eot, chunk):
+def _staged(attack, logits_fn, variables, x, y, x_adv, robust, key, j, eot, chunk):
     """Component j on the still-robust examples only: gathered in batch order into chunks of ``chunk``
     rows, chunk c attacked with key ``fold_in(k_attack, c)`` and checked with ``fold_in(k_check, c)``."""
     k_attack, k_check = _component_keys(key, j)
@@ -96,8 +97,8 @@ def _staged(attack, logits_fn, params, x, y, x_adv, robust, key, j, eot, chunk):
         rows = lax.dynamic_slice(order, (start,), (chunk,))
         valid = start + jnp.arange(chunk) < left
         xs, ys = x[rows], y[rows]
-        x_new = attack(logits_fn, params, xs, ys, jax.random.fold_in(k_attack, c))
-        won = valid & fooled_on_average(logits_fn, params, x_new, ys, jax.random.fold_in(k_check, c), eot)
+        x_new = attack(logits_fn, variables, xs, ys, jax.random.fold_in(k_attack, c))
+        won = valid & fooled_on_average(logits_fn, variables, x_new, ys, jax.random.fold_in(k_check, c), eot)
         dest = jnp.where(won, rows, batch)                               # out of range: dropped
         return c + 1, x_adv.at[dest].set(x_new, mode="drop"), robust.at[dest].set(False, mode="drop")
 
@@ -106,7 +107,7 @@ def _staged(attack, logits_fn, params, x, y, x_adv, robust, key, j, eot, chunk):
     return x_adv, robust
 
 
-def run_components(components, logits_fn: LogitsFn, params, x: Array, y: Array, key: Array, *, eot: int,
+def run_components(components, logits_fn: LogitsFn, variables, x: Array, y: Array, key: Array, *, eot: int,
                    chunks: int | None = STAGE_CHUNKS) -> tuple[Array, Array]:
     """Runs ``components`` ((name, attack) pairs) in order, AutoAttack's way; returns (x_adv, robust [B]).
 
@@ -116,18 +117,19 @@ def run_components(components, logits_fn: LogitsFn, params, x: Array, y: Array, 
     stage on ``ceil(B / chunks)``-row chunks of the still-robust examples (``_staged``); None: every
     component on the whole batch (the robust examples take its result). Inputs as ``prepare`` leaves them.
     """
-    robust = ~fooled_on_average(logits_fn, params, x, y, jax.random.fold_in(key, 1000), eot)
+    robust = ~fooled_on_average(logits_fn, variables, x, y, jax.random.fold_in(key, 1000), eot)
     x_adv = x
     chunk = None if chunks is None else -(-x.shape[0] // chunks)
     for j, (_, attack) in enumerate(components):
         if chunk is None:
-            x_adv, robust = _whole_batch(attack, logits_fn, params, x, y, x_adv, robust, key, j, eot)
+            x_adv, robust = _whole_batch(attack, logits_fn, variables, x, y, x_adv, robust, key, j, eot)
         else:
-            x_adv, robust = _staged(attack, logits_fn, params, x, y, x_adv, robust, key, j, eot, chunk)
+            x_adv, robust = _staged(attack, logits_fn, variables, x, y, x_adv, robust, key, j, eot, chunk)
     return x_adv, robust
 
 
-def autoattack(logits_fn: LogitsFn, params, x: Array, y: Array, key: Array, *, eps=EPS,
+@takes_variables
+def autoattack(logits_fn: LogitsFn, variables, x: Array, y: Array, key: Array, *, eps=EPS,
                version: str = "standard", steps: int = 100, num_targets: int = 9, queries: int = 5000,
                eot: int | None = None, chunks: int | None = STAGE_CHUNKS) -> Array:
     """AutoAttack, L∞ (Croce & Hein 2020; docs/FORMULAS.md §7).
@@ -139,7 +141,7 @@ def autoattack(logits_fn: LogitsFn, params, x: Array, y: Array, key: Array, *, e
     rows (static shapes under jit), so the work shrinks with them.
 
     Args:
-      logits_fn, params, x, y, key, eps: as in ``fgsm``.
+      logits_fn, variables, x, y, key, eps: as in ``fgsm``.
       version: "standard" or "rand".
       steps: APGD / FAB iterations (100); num_targets: APGD-T / FAB-T targets (9); queries: Square (5000).
       eot: EoT draws per gradient and per robustness check, None for the version's default (1 or 20).
@@ -152,6 +154,6 @@ def autoattack(logits_fn: LogitsFn, params, x: Array, y: Array, key: Array, *, e
                                        queries=queries, eot=eot)
     if chunks is not None:
         validation.count("chunks", chunks)
-    check_batch(x, y, logits_fn, params)
-    params, x, y = prepare(params, x, y)
-    return run_components(components, logits_fn, params, x, y, key, eot=_eot(version, eot), chunks=chunks)[0]
+    check_batch(x, y, logits_fn, variables)
+    variables, x, y = prepare(variables, x, y)
+    return run_components(components, logits_fn, variables, x, y, key, eot=_eot(version, eot), chunks=chunks)[0]

@@ -16,6 +16,7 @@ from tgo_jax import validation
 from tgo_jax.attacks.core import (EPS, Array, LogitsFn, check_batch, check_options, dlr_loss, fooled, keep_worst,
                                   loss_and_grad, num_classes,
                                   per_example, prepare, project, score, targeted_dlr_loss, where, ce_loss)
+from tgo_jax.attacks.core import takes_variables
 from tgo_jax.attacks.gradient import check_num_targets, worst_over_targets
 
 APGD_LOSSES = {"ce": ce_loss, "dlr": dlr_loss}
@@ -88,7 +89,7 @@ def checkpoint_schedule(steps: int) -> tuple[Array, Array]:
     return is_check, period
 
 
-def apgd_run(objective, logits_fn, params, x, y, key, *, eps, steps, eot, rho) -> Array:
+def apgd_run(objective, logits_fn, variables, x, y, key, *, eps, steps, eot, rho) -> Array:
     """One APGD run maximising ``objective``; per example a fooled point (EoT-mean margin > 0) if met, else
     the point of highest EoT-mean loss."""
     k_start, k_steps = jax.random.split(key)
@@ -98,7 +99,7 @@ def apgd_run(objective, logits_fn, params, x, y, key, *, eps, steps, eot, rho) -
     x0 = project(x + eps * per_example(jnp.divide, u_max, u), x, eps)
 
     def grad_at(x_adv, i):
-        return loss_and_grad(objective, logits_fn, params, x_adv, y, jax.random.fold_in(k_steps, i), eot=eot)
+        return loss_and_grad(objective, logits_fn, variables, x_adv, y, jax.random.fold_in(k_steps, i), eot=eot)
 
     g0 = grad_at(x0, 0)
     batch = x.shape[0]
@@ -132,7 +133,8 @@ def _check_rho(rho):
         raise ValueError(f"rho must be in (0, 1), got {rho!r}")
 
 
-def apgd(logits_fn: LogitsFn, params, x: Array, y: Array, key: Array, *, eps=EPS, steps: int = 100,
+@takes_variables
+def apgd(logits_fn: LogitsFn, variables, x: Array, y: Array, key: Array, *, eps=EPS, steps: int = 100,
          eot: int = 1, rho: float = 0.75, loss: str = "ce", restarts: int = 1) -> Array:
     """APGD-CE / APGD-DLR, L∞ (Croce & Hein 2020; docs/FORMULAS.md §4, §7).
 
@@ -145,7 +147,7 @@ def apgd(logits_fn: LogitsFn, params, x: Array, y: Array, key: Array, *, eps=EPS
     the step's ``eot`` draws (margin ``max_{j≠y} z_j - z_y`` > 0, resp. loss; docs/FORMULAS.md §4).
 
     Args:
-      logits_fn, params, x, y, key, eps, eot: as in ``fgsm``.
+      logits_fn, variables, x, y, key, eps, eot: as in ``fgsm``.
       steps: iterations N >= 1 (gradient evaluations: N + 1, each with ``eot`` draws).
       rho: the fraction ρ in (0, 1) of the oscillation test.
       loss: "ce" (APGD-CE) or "dlr" (APGD-DLR, needs K >= 3).
@@ -154,27 +156,28 @@ def apgd(logits_fn: LogitsFn, params, x: Array, y: Array, key: Array, *, eps=EPS
     Returns:
       x_adv [B, ...] with ``||x_adv - x||∞ <= ε`` and pixels in [0, 1].
     """
-    check_batch(x, y, logits_fn, params)
+    check_batch(x, y, logits_fn, variables)
     check_options(eps=eps, steps=steps, eot=eot)
     _check_rho(rho)
     validation.choice("loss", loss, tuple(APGD_LOSSES))
     validation.count("restarts", restarts)
-    params, x, y = prepare(params, x, y)
-    if loss == "dlr" and num_classes(logits_fn, params, x) < 3:
+    variables, x, y = prepare(variables, x, y)
+    if loss == "dlr" and num_classes(logits_fn, variables, x) < 3:
         raise ValueError("loss='dlr' needs K >= 3 classes")
     objective = APGD_LOSSES[loss]
-    run = functools.partial(apgd_run, objective, logits_fn, params, x, y, eps=eps, steps=steps, eot=eot, rho=rho)
+    run = functools.partial(apgd_run, objective, logits_fn, variables, x, y, eps=eps, steps=steps, eot=eot, rho=rho)
     if restarts == 1:
         return run(key)
 
     def run_and_score(r):
         k_run, k_eval = jax.random.split(jax.random.fold_in(key, r))
-        return score(objective, logits_fn, params, run(k_run), y, k_eval, eot)
+        return score(objective, logits_fn, variables, run(k_run), y, k_eval, eot)
 
     return lax.fori_loop(1, restarts, lambda r, b: keep_worst(b, run_and_score(r)), run_and_score(0)).x
 
 
-def apgd_targeted(logits_fn: LogitsFn, params, x: Array, y: Array, key: Array, *, eps=EPS, steps: int = 100,
+@takes_variables
+def apgd_targeted(logits_fn: LogitsFn, variables, x: Array, y: Array, key: Array, *, eps=EPS, steps: int = 100,
                   num_targets: int = 9, eot: int = 1, rho: float = 0.75) -> Array:
     """APGD-T (Croce & Hein 2020; docs/FORMULAS.md §7): one APGD run per target class on the targeted DLR loss.
 
@@ -183,23 +186,23 @@ def apgd_targeted(logits_fn: LogitsFn, params, x: Array, y: Array, key: Array, *
     with the highest untargeted margin (both on the mean over ``eot`` fresh draws, docs/FORMULAS.md §4).
 
     Args:
-      logits_fn, params, x, y, key, eps, steps, eot, rho: as in ``apgd``.
+      logits_fn, variables, x, y, key, eps, steps, eot, rho: as in ``apgd``.
       num_targets: 1 <= k <= K - 1 (and K >= 4 for the targeted DLR loss).
 
     Returns:
       x_adv [B, ...] with ``||x_adv - x||∞ <= ε`` and pixels in [0, 1].
     """
-    check_batch(x, y, logits_fn, params)
+    check_batch(x, y, logits_fn, variables)
     check_options(eps=eps, steps=steps, eot=eot)
     _check_rho(rho)
-    params, x, y = prepare(params, x, y)
-    k = num_classes(logits_fn, params, x)
+    variables, x, y = prepare(variables, x, y)
+    k = num_classes(logits_fn, variables, x)
     check_num_targets(num_targets, k)
     if k < 4:
         raise ValueError(f"APGD-T's targeted DLR loss needs K >= 4 classes, got K = {k}")
 
     def run(target, k):
         objective = functools.partial(targeted_dlr_loss, target=target)
-        return apgd_run(objective, logits_fn, params, x, y, k, eps=eps, steps=steps, eot=eot, rho=rho)
+        return apgd_run(objective, logits_fn, variables, x, y, k, eps=eps, steps=steps, eot=eot, rho=rho)
 
-    return worst_over_targets(run, logits_fn, params, x, y, key, num_targets=num_targets, eot=eot)
+    return worst_over_targets(run, logits_fn, variables, x, y, key, num_targets=num_targets, eot=eot)

@@ -1,13 +1,14 @@
 """Shared pieces of every attack: logit functions, objectives, input checks, projection, EoT gradients.
 
-Every attack is a pure function ``attack(logits_fn, params, x, y, key, *, eps, ...) -> x_adv`` of
+Every attack is a pure function ``attack(logits_fn, variables, x, y, key, *, eps, ...) -> x_adv`` of
 
-* a *logit function* ``logits_fn(params, x, key) -> [B, K]``: the prediction logits (mean over time
+* a *logit function* ``logits_fn(variables, x, key) -> [B, K]``: the prediction logits (mean over time
   of the per-step logits, docs/FORMULAS.md §2) of pixels ``x`` in [0, 1]; ``key`` is the noise key of the
   Noisy-LIF layers (ignored by deterministic models). ``model_logits_fn`` builds one from a flax model
   and picks the backward rule the attack differentiates through (surrogate, BPTR);
-* the variables ``params``, a batch ``x`` [B, ...] in [0, 1] with integer labels ``y`` [B], and a PRNG key
-  (split for random starts, and folded in per step so that every gradient sees fresh noise).
+* the model's variables ``variables`` (the whole Flax dict, ``{'params': ..., 'batch_stats': ...}``), a batch
+  ``x`` [B, ...] in [0, 1] with integer labels ``y`` [B], and a PRNG key (split for random
+  starts, and folded in per step so that every gradient sees fresh noise).
 
 Gradients are BPTT through the surrogate spike functions. Each step moves the pixels and projects onto
 the L∞ ball ``||x_adv - x||∞ <= ε`` intersected with [0, 1]. With ``eot=n`` every input gradient is the
@@ -17,7 +18,7 @@ same number of draws, never by one draw (``fooled``, docs/FORMULAS.md §4).
 
 Options (eps, steps, eot, ...) are static: jit with ``static_argnames`` or close over them
 (``functools.partial``). Loops are ``lax.fori_loop``, so an attack compiles to one loop whatever the
-number of steps. The returned ``x_adv`` is a constant with respect to ``params`` and ``x`` (the inputs
+number of steps. The returned ``x_adv`` is a constant with respect to ``variables`` and ``x`` (the inputs
 pass through ``stop_gradient``); ``tgo_jax.attacks.differentiable`` has the attacks that ``jax.grad``
 differentiates through.
 
@@ -43,7 +44,27 @@ from tgo_jax.models import mean_over_time
 Array = jax.Array
 LogitsFn = Callable[[Any, Array, Array], Array]
 Objective = Callable[[Array, Array], Array]
-AttackFn = Callable[..., Array]
+AttackFn = Callable[..., Array]  # attack(logits_fn, variables, x, y, key, **options) -> x_adv
+
+
+
+def takes_variables(fn: Callable | None = None, *, name: str | None = None):
+    """Decorator of the public attacks: the keyword ``params=`` (the argument's old name) is one clear
+    TypeError, "pgd() takes the model's variables as `variables` (renamed from `params`)". Nothing else
+    changes: positional calls, ``functools.partial`` options and ``jax.jit`` (static argnames are read from
+    the wrapped signature) work as on ``fn`` itself. ``name`` replaces ``fn.__name__`` in the message."""
+    if fn is None:
+        return functools.partial(takes_variables, name=name)
+    label = name or fn.__name__
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if "params" in kwargs:
+            raise TypeError(f"{label}() takes the model's variables as `variables` (renamed from `params`)")
+        return fn(*args, **kwargs)
+
+    return wrapper
+
 
 # Paper defaults (docs/FORMULAS.md §4).
 EPS = 8 / 255
@@ -115,9 +136,9 @@ def model_of(logits_fn: LogitsFn, attack: str):
     return logits_fn.model
 
 
-def num_classes(logits_fn: LogitsFn, params, x: Array) -> int:
+def num_classes(logits_fn: LogitsFn, variables, x: Array) -> int:
     """K, from the logits' shape (no computation: ``jax.eval_shape``)."""
-    return int(jax.eval_shape(logits_fn, params, x, jax.random.key(0)).shape[-1])
+    return int(jax.eval_shape(logits_fn, variables, x, jax.random.key(0)).shape[-1])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -171,7 +192,7 @@ LOSSES: dict[str, Objective] = {"ce": ce_loss, "margin": margin_loss, "dlr": dlr
 # Validation at the edge (tgo_jax.validation does the work)
 # --------------------------------------------------------------------------------------------------
 
-def check_batch(x: Array, y: Array, logits_fn: LogitsFn | None = None, params=None) -> None:
+def check_batch(x: Array, y: Array, logits_fn: LogitsFn | None = None, variables=None) -> None:
     """x: [B, ...] finite floats in [0, 1]; y: [B] integers in [0, K). Values are checked only when
     concrete (outside jit, or closed-over constants); K comes from ``logits_fn`` when given."""
     validation.rank_at_least("x", x, 2)
@@ -181,7 +202,7 @@ def check_batch(x: Array, y: Array, logits_fn: LogitsFn | None = None, params=No
         raise ValueError(f"y must be [B] with B = x.shape[0] = {x.shape[0]}, got shape {jnp.shape(y)}")
     k = None
     if logits_fn is not None and validation.is_concrete(y):
-        k = num_classes(logits_fn, params, x)
+        k = num_classes(logits_fn, variables, x)
     validation.labels("y", y, k)
 
 
@@ -237,9 +258,9 @@ class LossGrad(NamedTuple):
     margin: Array  # [B], the untargeted margin ``max_{j≠y} z_j - z_y``, mean over the EoT draws
 
 
-def _loss_grad_once(objective, logits_fn, params, x, y, key, grad_clip) -> LossGrad:
+def _loss_grad_once(objective, logits_fn, variables, x, y, key, grad_clip) -> LossGrad:
     def total(x_):
-        logits = logits_fn(params, x_, key)
+        logits = logits_fn(variables, x_, key)
         loss = objective(logits, y)
         # Examples are independent (eval-mode BN, per-example noise), so ∇ of the sum is per example.
         return loss.sum(), (loss, logits)
@@ -250,7 +271,7 @@ def _loss_grad_once(objective, logits_fn, params, x, y, key, grad_clip) -> LossG
     return LossGrad(loss, logits, grad, margin_loss(logits, y))
 
 
-def loss_and_grad(objective: Objective, logits_fn: LogitsFn, params, x: Array, y: Array, key: Array, *,
+def loss_and_grad(objective: Objective, logits_fn: LogitsFn, variables, x: Array, y: Array, key: Array, *,
                   eot: int = 1, grad_clip: float | None = None) -> LossGrad:
     """Per-example loss, logits and input gradient, averaged over ``eot`` noise draws (EoT, docs/FORMULAS.md §4).
 
@@ -263,7 +284,7 @@ def loss_and_grad(objective: Objective, logits_fn: LogitsFn, params, x: Array, y
     2 CPU cores (PGD-10, EoT 4, 100 images, Noisy-LIF small net: 16.6 s and 38.3 s looped against 19.1 s
     and 44.7 s batched, two runs of ``bench/eot_cost.py`` on a shared machine).
     """
-    once = functools.partial(_loss_grad_once, objective, logits_fn, params, x, y, grad_clip=grad_clip)
+    once = functools.partial(_loss_grad_once, objective, logits_fn, variables, x, y, grad_clip=grad_clip)
     if eot == 1:
         return once(key)
     keys = jax.random.split(key, eot)
@@ -279,10 +300,10 @@ class Forward(NamedTuple):
     margin: Array  # [B] the untargeted margin ``max_{j≠y} z_j - z_y``
 
 
-def loss_logits(objective, logits_fn, params, x, y, key, eot) -> Forward:
+def loss_logits(objective, logits_fn, variables, x, y, key, eot) -> Forward:
     """Per-example loss, logits and margin (forward only), each averaged over ``eot`` noise draws."""
     def one(k):
-        logits = logits_fn(params, x, k)
+        logits = logits_fn(variables, x, k)
         return Forward(objective(logits, y), logits, margin_loss(logits, y))
 
     if eot == 1:
@@ -315,9 +336,9 @@ def keep_worst(best: Worst, new: Worst) -> Worst:
                  jnp.where(take, new.score, best.score))
 
 
-def score(objective, logits_fn, params, x_adv, y, key, eot) -> Worst:
+def score(objective, logits_fn, variables, x_adv, y, key, eot) -> Worst:
     """``Worst`` record of ``x_adv``: fooled (EoT-mean margin > 0) and its EoT-mean loss."""
-    f = loss_logits(objective, logits_fn, params, x_adv, y, key, eot)
+    f = loss_logits(objective, logits_fn, variables, x_adv, y, key, eot)
     return Worst(x_adv, fooled(f.margin, f.logits, y), f.loss)
 
 
@@ -326,6 +347,6 @@ def uniform_start(key: Array, x: Array, eps) -> Array:
     return project(x + jax.random.uniform(key, x.shape, x.dtype, -eps, eps), x, eps)
 
 
-def prepare(params, x, y):
+def prepare(variables, x, y):
     """Inputs as constants (see the module docstring) and arrays."""
-    return lax.stop_gradient(params), lax.stop_gradient(jnp.asarray(x)), jnp.asarray(y)
+    return lax.stop_gradient(variables), lax.stop_gradient(jnp.asarray(x)), jnp.asarray(y)

@@ -1,7 +1,7 @@
 """Differentiable attacks: ``jax.grad`` flows through the whole attack loop (docs/FORMULAS.md §9).
 
 The attacks of the other modules return constants (inputs behind ``stop_gradient``, sign steps). Here
-``x_adv(params, x)`` is a differentiable function, so a robust loss ``L(f(x_adv(θ, x); θ), y)`` can be
+``x_adv(variables, x)`` is a differentiable function, so a robust loss ``L(f(x_adv(θ, x); θ), y)`` can be
 differentiated through the unrolled attack (meta-gradients, attack-aware training, sensitivity studies).
 
 The step replaces ``sign`` by a differentiable surrogate:
@@ -27,6 +27,7 @@ from jax import lax
 from tgo_jax import validation
 from tgo_jax.attacks.core import (ALPHA, EPS, LOSSES, Array, LogitsFn, check_batch, check_options, project,
                                   uniform_start)
+from tgo_jax.attacks.core import takes_variables
 
 STEPS = ("smooth", "ste")
 
@@ -39,25 +40,26 @@ def soft_sign(g: Array, *, step: str = "smooth", temperature: float = 1e-3) -> A
     return jnp.sign(g) + (scaled - lax.stop_gradient(scaled))  # forward exactly sign(g)
 
 
-def pgd(logits_fn: LogitsFn, params, x: Array, y: Array, key: Array, *, eps=EPS, alpha=ALPHA, steps: int = 10,
+@takes_variables
+def pgd(logits_fn: LogitsFn, variables, x: Array, y: Array, key: Array, *, eps=EPS, alpha=ALPHA, steps: int = 10,
         random_start: bool = True, eot: int = 1, loss: str = "ce", step: str = "smooth",
         temperature: float = 1e-3, remat: bool = False) -> Array:
-    """PGD whose result is differentiable in ``params`` and ``x`` (docs/FORMULAS.md §9).
+    """PGD whose result is differentiable in ``variables`` and ``x`` (docs/FORMULAS.md §9).
 
     ``x_{k+1} = Π_ε(x_k + α·s(∇_x L(f(x_k), y)))`` with s = ``soft_sign(·, step, temperature)``; the input
     gradient is itself differentiated (second order through the surrogate spike functions).
 
     Args:
-      logits_fn, params, x, y, key, eps, alpha, steps, random_start, eot, loss: as in ``attacks.pgd``.
+      logits_fn, variables, x, y, key, eps, alpha, steps, random_start, eot, loss: as in ``attacks.pgd``.
       step: "smooth" (tanh(g/τ)) or "ste" (sign forward, straight-through backward).
       temperature: τ > 0. The input gradient's scale varies with the model; pick τ well below its typical
         magnitude for a step close to the sign step.
       remat: recompute each step in the backward pass instead of storing it (``jax.checkpoint``).
 
     Returns:
-      x_adv [B, ...] with ``||x_adv - x||∞ <= ε``, pixels in [0, 1], differentiable in params and x.
+      x_adv [B, ...] with ``||x_adv - x||∞ <= ε``, pixels in [0, 1], differentiable in variables and x.
     """
-    check_batch(x, y, logits_fn, params)
+    check_batch(x, y, logits_fn, variables)
     check_options(eps=eps, alpha=alpha, steps=steps, eot=eot)
     validation.choice("step", step, STEPS)
     validation.positive("temperature", temperature)
@@ -68,7 +70,7 @@ def pgd(logits_fn: LogitsFn, params, x: Array, y: Array, key: Array, *, eps=EPS,
 
     def input_grad(x_adv, k):
         keys = jax.random.split(k, eot)
-        total = lambda x_, kk: objective(logits_fn(params, x_, kk), y).sum()
+        total = lambda x_, kk: objective(logits_fn(variables, x_, kk), y).sum()
         return sum(jax.grad(total)(x_adv, kk) for kk in keys) / eot
 
     def one_step(i, x_adv):

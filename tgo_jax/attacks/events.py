@@ -64,15 +64,16 @@ def _sample(alpha, x, unit, tau, key):
     return x_new, changes
 
 
-def event_attack_result(logits_fn, params, x: jax.Array, y: jax.Array, key: jax.Array, *, unit: float,
+@core.takes_variables
+def event_attack_result(logits_fn, variables, x: jax.Array, y: jax.Array, key: jax.Array, *, unit: float,
                         steps: int = 50, samples: int = 4, kappa: float = 1e-3, lr: float = 0.1,
                         tau: float = 0.5, init_keep: float = 3.0, bound: float = 10.0,
                         eot: int = 1) -> EventAttackResult:
     """Runs the event attack (module docstring; docs/FORMULAS.md §10) on frames ``x`` [B, T, H, W, C].
 
     Args:
-      logits_fn: ``logits_fn(params, x, key) -> [B, K]`` (``core.model_logits_fn``).
-      params: the model variables.
+      logits_fn: ``logits_fn(variables, x, key) -> [B, K]`` (``core.model_logits_fn``).
+      variables: the model's variables (the whole Flax dict, ``{'params': ..., 'batch_stats': ...}``).
       x: event frames [B, T, H, W, C] in [0, 1]; y: labels [B]; key: PRNG key.
       unit: the frame value of one event (``tgo_jax.data.dvs.event_unit``).
       steps: optimisation steps; samples: Gumbel samples per step (their gradients are averaged).
@@ -99,7 +100,7 @@ def event_attack_result(logits_fn, params, x: jax.Array, y: jax.Array, key: jax.
         """∇_α of (attack loss - κ·changes) for one Gumbel sample, with its frames, changes and logits."""
         k_gumbel, k_model = jax.random.split(k)
         (x_new, changes), vjp = jax.vjp(lambda a: _sample(a, x, unit, tau, k_gumbel), alpha)
-        g = core.loss_and_grad(core.margin_loss, logits_fn, params, x_new, y, k_model, eot=eot)
+        g = core.loss_and_grad(core.margin_loss, logits_fn, variables, x_new, y, k_model, eot=eot)
         (g_alpha,) = vjp((g.grad, jnp.full_like(changes, -kappa)))
         return g_alpha, (x_new, changes, g.logits)
 
@@ -125,17 +126,19 @@ def event_attack_result(logits_fn, params, x: jax.Array, y: jax.Array, key: jax.
     return EventAttackResult(lax.stop_gradient(best_x), success, jnp.round(changes))
 
 
-def event_attack(logits_fn, params, x, y, key, **options) -> jax.Array:
-    """The attack in the ``attacks`` convention ``attack(logits_fn, params, x, y, key, **options) -> x_adv``."""
-    return event_attack_result(logits_fn, params, x, y, key, **options).x_adv
+@core.takes_variables
+def event_attack(logits_fn, variables, x, y, key, **options) -> jax.Array:
+    """The attack in the ``attacks`` convention ``attack(logits_fn, variables, x, y, key, **options) -> x_adv``."""
+    return event_attack_result(logits_fn, variables, x, y, key, **options).x_adv
 
 
-def attack_success(logits_fn, params, x, y, key, *, draws: int = 1,
+@core.takes_variables
+def attack_success(logits_fn, variables, x, y, key, *, draws: int = 1,
                    **options) -> tuple[jax.Array, jax.Array]:
     """Per example: (correct on the clean frames, misclassified after the attack) as float [B] shares over
     ``draws`` fresh noise draws; ASR = Σ(clean correct · fooled) / Σ clean correct (docs/FORMULAS.md §10)."""
     k_clean, k_attack, k_eval = jax.random.split(key, 3)
-    clean = evaluation.correct(logits_fn, params, x, y, k_clean, draws=draws)
-    x_adv = event_attack(logits_fn, params, x, y, k_attack, **options)
-    fooled = 1.0 - evaluation.correct(logits_fn, params, x_adv, y, k_eval, draws=draws)
+    clean = evaluation.correct(logits_fn, variables, x, y, k_clean, draws=draws)
+    x_adv = event_attack(logits_fn, variables, x, y, k_attack, **options)
+    fooled = 1.0 - evaluation.correct(logits_fn, variables, x_adv, y, k_eval, draws=draws)
     return clean, fooled

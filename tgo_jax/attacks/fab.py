@@ -16,6 +16,7 @@ from jax import lax
 from tgo_jax.attacks.core import (EPS, Array, LogitsFn, check_batch, check_options, fooled, loss_and_grad,
                                   loss_logits, margin_loss, num_classes, per_example, prepare, targeted_margin_loss,
                                   where)
+from tgo_jax.attacks.core import takes_variables
 from tgo_jax.attacks.gradient import check_num_targets, top_wrong_classes
 
 ETA, BETA, ALPHA_MAX = 1.05, 0.9, 0.1  # the reference's over-shoot, back-step and bias toward x
@@ -62,13 +63,13 @@ class _State(NamedTuple):
     norm: Array    # [B] its L∞ distance to x (inf where none)
 
 
-def fab_run(logits_fn, params, x, y, target, key, *, steps, eot) -> tuple[Array, Array]:
+def fab_run(logits_fn, variables, x, y, target, key, *, steps, eot) -> tuple[Array, Array]:
     """One FAB-T run toward ``target`` [B]: (smallest adversarial point found, its L∞ norm or inf)."""
     objective = lambda logits, y_: -targeted_margin_loss(logits, y_, target)  # f = z_y - z_t
 
     def step(i, s: _State) -> _State:
         k_grad, k_check = jax.random.split(jax.random.fold_in(key, i))
-        lg = loss_and_grad(objective, logits_fn, params, s.x1, y, k_grad, eot=eot)
+        lg = loss_and_grad(objective, logits_fn, variables, s.x1, y, k_grad, eot=eot)
         flat = lambda a: a.reshape(a.shape[0], -1)
         # Hyperplane {z : f(x1) + g·(z - x1) = 0}, i.e. g·z = g·x1 - f(x1).
         b = jnp.sum(flat(lg.grad) * flat(s.x1), axis=-1) - lg.loss
@@ -78,7 +79,7 @@ def fab_run(logits_fn, params, x, y, target, key, *, steps, eot) -> tuple[Array,
         mix = jnp.clip(a1 / (a1 + a2 + 1e-12), 0.0, ALPHA_MAX)
         x1 = jnp.clip(per_example(jnp.multiply, 1 - mix, s.x1 + ETA * d1)
                       + per_example(jnp.multiply, mix, x + ETA * d2), 0.0, 1.0)
-        check = loss_logits(margin_loss, logits_fn, params, x1, y, k_check, eot)
+        check = loss_logits(margin_loss, logits_fn, variables, x1, y, k_check, eot)
         adversarial = fooled(check.margin, check.logits, y)
         norm = _linf(x1 - x)
         better = adversarial & (norm < s.norm)
@@ -91,7 +92,8 @@ def fab_run(logits_fn, params, x, y, target, key, *, steps, eot) -> tuple[Array,
     return final.x_adv, final.norm
 
 
-def fab_targeted(logits_fn: LogitsFn, params, x: Array, y: Array, key: Array, *, eps=EPS, steps: int = 100,
+@takes_variables
+def fab_targeted(logits_fn: LogitsFn, variables, x: Array, y: Array, key: Array, *, eps=EPS, steps: int = 100,
                  num_targets: int = 9, eot: int = 1) -> Array:
     """FAB-T, L∞ (Croce & Hein 2020; docs/FORMULAS.md §7): FAB toward each of the ``num_targets``
     highest-scoring wrong classes (clean logits); per example the smallest adversarial point over the
@@ -104,23 +106,23 @@ def fab_targeted(logits_fn: LogitsFn, params, x: Array, y: Array, key: Array, *,
     "Adversarial" is the EoT-mean margin over ``eot`` fresh draws > 0 (``core.fooled``, docs/FORMULAS.md §4).
 
     Args:
-      logits_fn, params, x, y, key, eps, eot: as in ``fgsm``.
+      logits_fn, variables, x, y, key, eps, eot: as in ``fgsm``.
       steps: iterations per target >= 1 (100 in AutoAttack).
       num_targets: 1 <= k <= K - 1 (9 in AutoAttack).
 
     Returns:
       x_adv [B, ...] with ``||x_adv - x||∞ <= ε`` and pixels in [0, 1].
     """
-    check_batch(x, y, logits_fn, params)
+    check_batch(x, y, logits_fn, variables)
     check_options(eps=eps, steps=steps, eot=eot)
-    params, x, y = prepare(params, x, y)
-    check_num_targets(num_targets, num_classes(logits_fn, params, x))
+    variables, x, y = prepare(variables, x, y)
+    check_num_targets(num_targets, num_classes(logits_fn, variables, x))
     k_rank, k_runs = jax.random.split(key)
-    clean_logits = loss_logits(margin_loss, logits_fn, params, x, y, k_rank, eot).logits
+    clean_logits = loss_logits(margin_loss, logits_fn, variables, x, y, k_rank, eot).logits
     targets = top_wrong_classes(clean_logits, y, num_targets)
 
     def one_target(j, best):
-        x_adv, norm = fab_run(logits_fn, params, x, y, targets[:, j], jax.random.fold_in(k_runs, j),
+        x_adv, norm = fab_run(logits_fn, variables, x, y, targets[:, j], jax.random.fold_in(k_runs, j),
                               steps=steps, eot=eot)
         better = norm < best[1]
         return where(better, x_adv, best[0]), jnp.where(better, norm, best[1])

@@ -14,20 +14,23 @@ from tgo_jax import validation
 from tgo_jax.attacks.core import (ALPHA, EPS, LOSSES, Array, LogitsFn, ce_loss, check_batch, check_options,
                                   keep_worst, loss_and_grad, loss_logits, margin_loss, num_classes, prepare,
                                   project, score, targeted_margin_loss, uniform_start)
+from tgo_jax.attacks.core import takes_variables
 
 
-def no_attack(logits_fn: LogitsFn, params, x: Array, y: Array, key: Array) -> Array:
+@takes_variables
+def no_attack(logits_fn: LogitsFn, variables, x: Array, y: Array, key: Array) -> Array:
     """The identity attack, so that clean accuracy is a row of the robustness table like the others."""
-    del logits_fn, params, y, key
+    del logits_fn, variables, y, key
     return x
 
 
-def fgsm(logits_fn: LogitsFn, params, x: Array, y: Array, key: Array, *, eps=EPS, eot: int = 1) -> Array:
+@takes_variables
+def fgsm(logits_fn: LogitsFn, variables, x: Array, y: Array, key: Array, *, eps=EPS, eot: int = 1) -> Array:
     """FGSM (Goodfellow et al. 2014; docs/FORMULAS.md §4): ``x' = clip(x + ε·sign(∇_x CE(f(x), y)), 0, 1)``.
 
     Args:
-      logits_fn: ``logits_fn(params, x, key) -> [B, K]``.
-      params: the model variables.
+      logits_fn: ``logits_fn(variables, x, key) -> [B, K]``.
+      variables: the model's variables (the whole Flax dict, ``{'params': ..., 'batch_stats': ...}``).
       x: images [B, ...] in [0, 1].
       y: integer labels [B].
       key: PRNG key for the model noise.
@@ -37,43 +40,45 @@ def fgsm(logits_fn: LogitsFn, params, x: Array, y: Array, key: Array, *, eps=EPS
     Returns:
       x_adv [B, ...] with ``||x_adv - x||∞ <= ε`` and pixels in [0, 1].
     """
-    check_batch(x, y, logits_fn, params)
+    check_batch(x, y, logits_fn, variables)
     check_options(eps=eps, eot=eot)
-    params, x, y = prepare(params, x, y)
-    grad = loss_and_grad(ce_loss, logits_fn, params, x, y, key, eot=eot).grad
+    variables, x, y = prepare(variables, x, y)
+    grad = loss_and_grad(ce_loss, logits_fn, variables, x, y, key, eot=eot).grad
     return project(x + eps * jnp.sign(grad), x, eps)
 
 
-def rfgsm(logits_fn: LogitsFn, params, x: Array, y: Array, key: Array, *, eps=EPS, eot: int = 1) -> Array:
+@takes_variables
+def rfgsm(logits_fn: LogitsFn, variables, x: Array, y: Array, key: Array, *, eps=EPS, eot: int = 1) -> Array:
     """R-FGSM (docs/FORMULAS.md §4): a random sign step of ε/2, then an FGSM step of ε/2.
 
     ``x0 = clip(x + (ε/2)·sign(N(0, I)), 0, 1)``, ``x' = Π_ε(x0 + (ε/2)·sign(∇_x CE(f(x0), y)))``.
     Arguments as in ``fgsm``; ``key`` also draws the random step.
     """
-    check_batch(x, y, logits_fn, params)
+    check_batch(x, y, logits_fn, variables)
     check_options(eps=eps, eot=eot)
-    params, x, y = prepare(params, x, y)
+    variables, x, y = prepare(variables, x, y)
     k_rand, k_grad = jax.random.split(key)
     x0 = project(x + (eps / 2) * jnp.sign(jax.random.normal(k_rand, x.shape, x.dtype)), x, eps)
-    grad = loss_and_grad(ce_loss, logits_fn, params, x0, y, k_grad, eot=eot).grad
+    grad = loss_and_grad(ce_loss, logits_fn, variables, x0, y, k_grad, eot=eot).grad
     return project(x0 + (eps / 2) * jnp.sign(grad), x, eps)
 
 
-def pgd_run(objective, logits_fn, params, x, y, key, *, eps, alpha, steps, random_start, eot,
+def pgd_run(objective, logits_fn, variables, x, y, key, *, eps, alpha, steps, random_start, eot,
             grad_clip=None) -> Array:
     """One PGD run: ``x ← Π_ε(x + α·sign(∇_x objective))`` for ``steps`` steps, fresh noise per step."""
     k_start, k_steps = jax.random.split(key)
     x_adv = uniform_start(k_start, x, eps) if random_start else x
 
     def step(i, x_adv):
-        grad = loss_and_grad(objective, logits_fn, params, x_adv, y, jax.random.fold_in(k_steps, i),
+        grad = loss_and_grad(objective, logits_fn, variables, x_adv, y, jax.random.fold_in(k_steps, i),
                              eot=eot, grad_clip=grad_clip).grad
         return project(x_adv + alpha * jnp.sign(grad), x, eps)
 
     return lax.fori_loop(0, steps, step, x_adv)
 
 
-def pgd(logits_fn: LogitsFn, params, x: Array, y: Array, key: Array, *, eps=EPS, alpha=ALPHA,
+@takes_variables
+def pgd(logits_fn: LogitsFn, variables, x: Array, y: Array, key: Array, *, eps=EPS, alpha=ALPHA,
         steps: int = 10, restarts: int = 1, random_start: bool = True, eot: int = 1,
         loss: str = "ce") -> Array:
     """PGD-k (Madry et al. 2018; docs/FORMULAS.md §4) with optional restarts.
@@ -85,7 +90,7 @@ def pgd(logits_fn: LogitsFn, params, x: Array, y: Array, key: Array, *, eps=EPS,
     means an EoT-mean margin > 0, the loss is the EoT mean; docs/FORMULAS.md §4).
 
     Args:
-      logits_fn, params, x, y, key, eps, eot: as in ``fgsm``.
+      logits_fn, variables, x, y, key, eps, eot: as in ``fgsm``.
       alpha: step size α > 0.
       steps: k >= 1.
       restarts: independent runs >= 1.
@@ -95,20 +100,20 @@ def pgd(logits_fn: LogitsFn, params, x: Array, y: Array, key: Array, *, eps=EPS,
     Returns:
       x_adv [B, ...] with ``||x_adv - x||∞ <= ε`` and pixels in [0, 1].
     """
-    check_batch(x, y, logits_fn, params)
+    check_batch(x, y, logits_fn, variables)
     check_options(eps=eps, alpha=alpha, steps=steps, eot=eot)
     validation.count("restarts", restarts)
     validation.choice("loss", loss, tuple(LOSSES))
-    params, x, y = prepare(params, x, y)
+    variables, x, y = prepare(variables, x, y)
     objective = LOSSES[loss]
-    run = functools.partial(pgd_run, objective, logits_fn, params, x, y, eps=eps, alpha=alpha, steps=steps,
+    run = functools.partial(pgd_run, objective, logits_fn, variables, x, y, eps=eps, alpha=alpha, steps=steps,
                             random_start=random_start, eot=eot)
     if restarts == 1:
         return run(key)
 
     def run_and_score(r):
         k_run, k_eval = jax.random.split(jax.random.fold_in(key, r))
-        return score(objective, logits_fn, params, run(k_run), y, k_eval, eot)
+        return score(objective, logits_fn, variables, run(k_run), y, k_eval, eot)
 
     best = lax.fori_loop(1, restarts, lambda r, best: keep_worst(best, run_and_score(r)), run_and_score(0))
     return best.x
@@ -128,7 +133,7 @@ def top_wrong_classes(logits: Array, y: Array, num_targets: int) -> Array:
     return lax.top_k(ranked, num_targets)[1]
 
 
-def worst_over_targets(run_fn, logits_fn, params, x: Array, y: Array, key: Array, *, num_targets: int,
+def worst_over_targets(run_fn, logits_fn, variables, x: Array, y: Array, key: Array, *, num_targets: int,
                        eot: int) -> Array:
     """One targeted run per top wrong class (ranked on the clean logits), each example's worst point kept.
 
@@ -137,17 +142,18 @@ def worst_over_targets(run_fn, logits_fn, params, x: Array, y: Array, key: Array
     mean over ``eot`` fresh noise draws (docs/FORMULAS.md §4).
     """
     k_rank, k_runs = jax.random.split(key)
-    clean_logits = loss_logits(margin_loss, logits_fn, params, x, y, k_rank, eot).logits
+    clean_logits = loss_logits(margin_loss, logits_fn, variables, x, y, k_rank, eot).logits
     targets = top_wrong_classes(clean_logits, y, num_targets)
 
     def run_and_score(j):
         k_run, k_eval = jax.random.split(jax.random.fold_in(k_runs, j))
-        return score(margin_loss, logits_fn, params, run_fn(targets[:, j], k_run), y, k_eval, eot)
+        return score(margin_loss, logits_fn, variables, run_fn(targets[:, j], k_run), y, k_eval, eot)
 
     return lax.fori_loop(1, num_targets, lambda j, best: keep_worst(best, run_and_score(j)), run_and_score(0)).x
 
 
-def mtpgd(logits_fn: LogitsFn, params, x: Array, y: Array, key: Array, *, eps=EPS, alpha=ALPHA,
+@takes_variables
+def mtpgd(logits_fn: LogitsFn, variables, x: Array, y: Array, key: Array, *, eps=EPS, alpha=ALPHA,
           steps: int = 10, num_targets: int = 9, grad_clip: float | None = None, eot: int = 1) -> Array:
     """Multi-targeted PGD (Gowal et al. 2019; docs/FORMULAS.md §4).
 
@@ -158,7 +164,7 @@ def mtpgd(logits_fn: LogitsFn, params, x: Array, y: Array, key: Array, *, eps=EP
     margin's mean over ``eot`` fresh noise draws, docs/FORMULAS.md §4).
 
     Args:
-      logits_fn, params, x, y, key, eps, alpha, steps, eot: as in ``pgd``.
+      logits_fn, variables, x, y, key, eps, alpha, steps, eot: as in ``pgd``.
       num_targets: k, 1 <= k <= K - 1.
       grad_clip: if set, each draw's per-example input gradient is clipped to this L2 norm before the
         EoT mean, so that no single noise draw dominates the averaged direction (a sign step is
@@ -167,16 +173,16 @@ def mtpgd(logits_fn: LogitsFn, params, x: Array, y: Array, key: Array, *, eps=EP
     Returns:
       x_adv [B, ...] with ``||x_adv - x||∞ <= ε`` and pixels in [0, 1].
     """
-    check_batch(x, y, logits_fn, params)
+    check_batch(x, y, logits_fn, variables)
     check_options(eps=eps, alpha=alpha, steps=steps, eot=eot)
     if grad_clip is not None:
         validation.positive("grad_clip", grad_clip)
-    params, x, y = prepare(params, x, y)
-    check_num_targets(num_targets, num_classes(logits_fn, params, x))
+    variables, x, y = prepare(variables, x, y)
+    check_num_targets(num_targets, num_classes(logits_fn, variables, x))
 
     def run(target, k):
         objective = functools.partial(targeted_margin_loss, target=target)
-        return pgd_run(objective, logits_fn, params, x, y, k, eps=eps, alpha=alpha, steps=steps,
+        return pgd_run(objective, logits_fn, variables, x, y, k, eps=eps, alpha=alpha, steps=steps,
                        random_start=True, eot=eot, grad_clip=grad_clip)
 
-    return worst_over_targets(run, logits_fn, params, x, y, key, num_targets=num_targets, eot=eot)
+    return worst_over_targets(run, logits_fn, variables, x, y, key, num_targets=num_targets, eot=eot)

@@ -21,6 +21,7 @@ from tgo_jax.attacks.autopgd import apgd, checkpoint_schedule
 from tgo_jax.attacks.core import (ALPHA, EPS, LOSSES, Array, AttackFn, ModelLogits, check_batch, check_options,
                                   Worst, fooled, keep_worst, loss_and_grad, margin_loss, model_logits_fn,
                                   model_of, per_example, prepare, project, score, where)
+from tgo_jax.attacks.core import takes_variables
 from tgo_jax.attacks.evaluation import robust_correct
 from tgo_jax.attacks.gradient import pgd
 from tgo_jax.models import layers, mean_over_time
@@ -52,7 +53,8 @@ class EnsembleResult(NamedTuple):
     per_rule: dict[str, Array]  # rule name -> robust accuracy under that rule alone
 
 
-def ensemble_robust_accuracy(model, params, x: Array, y: Array, key: Array, *,
+@takes_variables
+def ensemble_robust_accuracy(model, variables, x: Array, y: Array, key: Array, *,
                              attack: AttackFn = DEFAULT_ENSEMBLE_ATTACK,
                              rules: Sequence[Rule] = DEFAULT_RULES, draws: int = 1) -> EnsembleResult:
     """Surrogate-ensemble robust accuracy (SR, Ding et al. 2024; docs/FORMULAS.md §4).
@@ -64,9 +66,9 @@ def ensemble_robust_accuracy(model, params, x: Array, y: Array, key: Array, *,
 
     Args:
       model: a ``tgo_jax.models`` module.
-      params: its variables.
+      variables: its variables (the whole Flax dict).
       x, y, key: as in the attacks.
-      attack: ``attack(logits_fn, params, x, y, key) -> x_adv``, e.g. ``functools.partial(pgd, steps=10)``.
+      attack: ``attack(logits_fn, variables, x, y, key) -> x_adv``, e.g. ``functools.partial(pgd, steps=10)``.
       rules: (surrogate name or "bptr", shape parameter or None) pairs.
       draws: evaluation noise draws per example.
     """
@@ -74,7 +76,7 @@ def ensemble_robust_accuracy(model, params, x: Array, y: Array, key: Array, *,
         raise ValueError("rules must list at least one backward rule, got an empty sequence")
     eval_fn = model_logits_fn(model)
     keys = jax.random.split(key, len(rules))
-    per_example = {rule_name(rule): robust_correct(attack, rule_logits_fn(model, rule), params, x, y, k,
+    per_example = {rule_name(rule): robust_correct(attack, rule_logits_fn(model, rule), variables, x, y, k,
                                                    draws=draws, eval_logits_fn=eval_fn)
                    for rule, k in zip(rules, keys)}
     robust = jnp.min(jnp.stack(list(per_example.values())), axis=0)
@@ -212,7 +214,8 @@ def sweep_logits_fn(model, rule: Rule):
     return rule_logits_fn(model, rule)
 
 
-def surrogate_sweep(logits_fn, params, x: Array, y: Array, key: Array, *, eps=EPS, alpha=ALPHA, steps: int = 10,
+@takes_variables
+def surrogate_sweep(logits_fn, variables, x: Array, y: Array, key: Array, *, eps=EPS, alpha=ALPHA, steps: int = 10,
                     eot: int = 1, rules: Sequence[Rule] = SWEEP_RULES, attack: str = "pgd") -> Array:
     """Surrogate sweep (after Özdenizci & Legenstein, TMLR 2024, arXiv 2311.09266; docs/FORMULAS.md §8): the attack under
     every backward rule of ``rules``; per example a point that fools the model's own forward pass if
@@ -220,7 +223,7 @@ def surrogate_sweep(logits_fn, params, x: Array, y: Array, key: Array, *, eps=EP
 
     Args:
       logits_fn: a ``model_logits_fn`` logit function (its model is attacked under each rule).
-      params, x, y, key, eps, alpha, steps, eot: as in ``pgd``.
+      variables, x, y, key, eps, alpha, steps, eot: as in ``pgd``.
       rules: (surrogate name, shape parameter) pairs, "bptr" or "straight_through"; default: triangle and
         rectangle of widths 0.25 … 4, exponential, sigmoid, straight-through, BPTR.
       attack: "pgd" (PGD-k with step α) or "apgd" (APGD-CE, k steps).
@@ -232,19 +235,19 @@ def surrogate_sweep(logits_fn, params, x: Array, y: Array, key: Array, *, eps=EP
     if not rules:
         raise ValueError("rules must list at least one backward rule, got an empty sequence")
     validation.choice("attack", attack, ("pgd", "apgd"))
-    check_batch(x, y, logits_fn, params)
+    check_batch(x, y, logits_fn, variables)
     check_options(eps=eps, alpha=alpha, steps=steps, eot=eot)
-    params, x, y = prepare(params, x, y)
+    variables, x, y = prepare(variables, x, y)
     own = model_logits_fn(logits_fn.base_model)
     best = None
     for i, rule in enumerate(rules):
         k_attack, k_eval = jax.random.split(jax.random.fold_in(key, i))
         fn = sweep_logits_fn(model, rule)
         if attack == "pgd":
-            x_adv = pgd(fn, params, x, y, k_attack, eps=eps, alpha=alpha, steps=steps, eot=eot)
+            x_adv = pgd(fn, variables, x, y, k_attack, eps=eps, alpha=alpha, steps=steps, eot=eot)
         else:
-            x_adv = apgd(fn, params, x, y, k_attack, eps=eps, steps=steps, eot=eot)
-        new = score(margin_loss, own, params, x_adv, y, k_eval, eot)
+            x_adv = apgd(fn, variables, x, y, k_attack, eps=eps, steps=steps, eot=eot)
+        new = score(margin_loss, own, variables, x_adv, y, k_eval, eot)
         best = new if best is None else keep_worst(best, new)
     return best.x
 
@@ -344,7 +347,8 @@ class _SaState(NamedTuple):
     stats: Any      # AssgStats or ()
 
 
-def sa_pgd(logits_fn, params, x: Array, y: Array, key: Array, *, eps=EPS, steps: int = 100, eot: int = 1,
+@takes_variables
+def sa_pgd(logits_fn, variables, x: Array, y: Array, key: Array, *, eps=EPS, steps: int = 100, eot: int = 1,
            loss: str = "ce", adaptive: bool = True, a=ASSG_A, relax: float = ASSG_RELAX) -> Array:
     """SA-PGD with the ASSG surrogate (Wang et al., CVPR 2026, arXiv 2512.22522; docs/FORMULAS.md §8).
 
@@ -358,7 +362,7 @@ def sa_pgd(logits_fn, params, x: Array, y: Array, key: Array, *, eps=EPS, steps:
 
     Args:
       logits_fn: a ``model_logits_fn`` logit function (needed for ``adaptive``).
-      params, x, y, key, eps, eot: as in ``fgsm``.
+      variables, x, y, key, eps, eot: as in ``fgsm``.
       steps: iterations >= 1 (100 in the reference).
       loss: "ce" or "dlr".
       adaptive: ASSG (True) or the logit function's fixed backward (False).
@@ -368,13 +372,13 @@ def sa_pgd(logits_fn, params, x: Array, y: Array, key: Array, *, eps=EPS, steps:
     Returns:
       x_adv [B, ...] with ``||x_adv - x||∞ <= ε`` and pixels in [0, 1].
     """
-    check_batch(x, y, logits_fn, params)
+    check_batch(x, y, logits_fn, variables)
     check_options(eps=eps, steps=steps, eot=eot)
     validation.choice("loss", loss, ("ce", "dlr"))
     omega = assg_scale(a)
     validation.non_negative("relax", relax)
     model = model_of(logits_fn, "sa_pgd with ASSG") if adaptive else None
-    params, x, y = prepare(params, x, y)
+    variables, x, y = prepare(variables, x, y)
     objective = LOSSES[loss]
     k_start, k_steps = jax.random.split(key)
     is_check, _ = checkpoint_schedule(steps)
@@ -383,14 +387,14 @@ def sa_pgd(logits_fn, params, x: Array, y: Array, key: Array, *, eps=EPS, steps:
         """EoT-mean (loss, logits, grad, margin); the first draw folds its |u| into the moments, the others
         use the moments after it without updating (as the reference)."""
         if not adaptive:
-            lg = loss_and_grad(objective, logits_fn, params, x_adv, y, k, eot=eot)
+            lg = loss_and_grad(objective, logits_fn, variables, x_adv, y, k, eot=eot)
             return lg.loss, lg.logits, lg.grad, lg.margin, stats
 
         def once(kk, moments, update):
             per_layer = tuple(zip(moments.m, moments.d))
 
             def total(x_):
-                logits, outs = apply_with_surrogate(model, params, x_, kk, per_layer, _atan_sharpness_grad,
+                logits, outs = apply_with_surrogate(model, variables, x_, kk, per_layer, _atan_sharpness_grad,
                                                     assg_adapt(omega, relax, update))
                 l_ = objective(logits, y)
                 return l_.sum(), (l_, logits, outs)
@@ -408,7 +412,7 @@ def sa_pgd(logits_fn, params, x: Array, y: Array, key: Array, *, eps=EPS, steps:
 
     u = jax.random.uniform(k_start, x.shape, x.dtype, -1.0, 1.0)
     x0 = project(x + eps * per_example(jnp.divide, jnp.max(jnp.abs(u).reshape(x.shape[0], -1), axis=-1), u), x, eps)
-    stats = assg_init(model, params, x) if adaptive else ()
+    stats = assg_init(model, variables, x) if adaptive else ()
     loss0, logits0, g0, margin0, stats = grads(x0, stats, jax.random.fold_in(k_steps, 0))
     batch = x.shape[0]
     fooled0 = fooled(margin0, logits0, y)
@@ -447,7 +451,8 @@ def ternary_step(left, right, acc1, acc2):
     return jnp.where(lower, left, left + third), jnp.where(lower, right - third, right)
 
 
-def assg_search(logits_fn, params, x: Array, y: Array, key: Array, *, eps=EPS, steps: int = 100, eot: int = 1,
+@takes_variables
+def assg_search(logits_fn, variables, x: Array, y: Array, key: Array, *, eps=EPS, steps: int = 100, eot: int = 1,
                 loss: str = "ce", rounds: int = ASSG_SEARCH_ROUNDS, a_range=ASSG_SEARCH_RANGE, a=ASSG_A,
                 relax: float = ASSG_RELAX) -> Array:
     """ASSG + SA-PGD with the reference's search over a (docs/FORMULAS.md §8), per example the strongest
@@ -463,7 +468,7 @@ def assg_search(logits_fn, params, x: Array, y: Array, key: Array, *, eps=EPS, s
     of lowest robust accuracy) and per example at least as strong as probe 0 alone.
 
     Args:
-      logits_fn, params, x, y, key, eps, steps, eot, loss, relax: as in ``sa_pgd``.
+      logits_fn, variables, x, y, key, eps, steps, eot, loss, relax: as in ``sa_pgd``.
       rounds: ternary rounds >= 1 (8 in the reference).
       a_range: (lo, hi) with 0 < lo < hi < 0.5.
       a: probe 0's a, in (0, 0.5).
@@ -472,7 +477,7 @@ def assg_search(logits_fn, params, x: Array, y: Array, key: Array, *, eps=EPS, s
       x_adv [B, ...] with ``||x_adv - x||∞ <= ε`` and pixels in [0, 1].
     """
     model_of(logits_fn, "assg_search")
-    check_batch(x, y, logits_fn, params)
+    check_batch(x, y, logits_fn, variables)
     check_options(eps=eps, steps=steps, eot=eot)
     rounds = validation.count("rounds", rounds)
     lo, hi = a_range
@@ -481,14 +486,14 @@ def assg_search(logits_fn, params, x: Array, y: Array, key: Array, *, eps=EPS, s
     if not lo < hi:
         raise ValueError(f"a_range must be (lo, hi) with lo < hi, got {a_range!r}")
     check_a(a)
-    params, x, y = prepare(params, x, y)
+    variables, x, y = prepare(variables, x, y)
     own = model_logits_fn(logits_fn.base_model)
 
     def probe(j, a_j):
         k_attack, k_eval = jax.random.split(jax.random.fold_in(key, j))
-        x_adv = sa_pgd(logits_fn, params, x, y, k_attack, eps=eps, steps=steps, eot=eot, loss=loss, a=a_j,
+        x_adv = sa_pgd(logits_fn, variables, x, y, k_attack, eps=eps, steps=steps, eot=eot, loss=loss, a=a_j,
                        relax=relax)
-        return score(margin_loss, own, params, x_adv, y, k_eval, eot)
+        return score(margin_loss, own, variables, x_adv, y, k_eval, eot)
 
     def body(j, carry):
         left, right, acc1, best = carry

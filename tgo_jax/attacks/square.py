@@ -15,6 +15,7 @@ from jax import lax
 from tgo_jax import validation
 from tgo_jax.attacks.core import (EPS, Array, LogitsFn, check_batch, check_options, loss_logits, margin_loss,
                                   prepare, project, where)
+from tgo_jax.attacks.core import takes_variables
 
 P_INIT = 0.8  # AutoAttack's setting for L∞
 # p_selection: p = p_init / 2^j after iteration thresholds (the reference schedule, in iterations).
@@ -33,12 +34,13 @@ class _State(NamedTuple):
     margin: Array   # [B] z_y - max_{j≠y} z_j there (< 0: fooled); the loss minimised
 
 
-def _objective(logits_fn, params, x, y, key, eot):
+def _objective(logits_fn, variables, x, y, key, eot):
     """Margin ``z_y - max_{j≠y} z_j`` (the reference's 'margin' loss), minimised, mean over ``eot`` draws."""
-    return -loss_logits(margin_loss, logits_fn, params, x, y, key, eot).margin
+    return -loss_logits(margin_loss, logits_fn, variables, x, y, key, eot).margin
 
 
-def square_attack(logits_fn: LogitsFn, params, x: Array, y: Array, key: Array, *, eps=EPS, queries: int = 5000,
+@takes_variables
+def square_attack(logits_fn: LogitsFn, variables, x: Array, y: Array, key: Array, *, eps=EPS, queries: int = 5000,
                   p_init: float = P_INIT, eot: int = 1) -> Array:
     """Square Attack, L∞ (Andriushchenko et al., ECCV 2020; docs/FORMULAS.md §7).
 
@@ -50,26 +52,26 @@ def square_attack(logits_fn: LogitsFn, params, x: Array, y: Array, key: Array, *
     the margin is then the mean over these draws, docs/FORMULAS.md §4).
 
     Args:
-      logits_fn, params, x, y, key, eps, eot: as in ``fgsm``; x must be images [B, H, W, C].
+      logits_fn, variables, x, y, key, eps, eot: as in ``fgsm``; x must be images [B, H, W, C].
       queries: iterations (model queries after the first) >= 1; 5000 in AutoAttack.
       p_init: initial share of pixels changed per query, in (0, 1].
 
     Returns:
       x_adv [B, H, W, C] with ``||x_adv - x||∞ <= ε`` and pixels in [0, 1].
     """
-    check_batch(x, y, logits_fn, params)
+    check_batch(x, y, logits_fn, variables)
     check_options(eps=eps, eot=eot)
     validation.count("queries", queries)
     validation.in_range("p_init", p_init, 1e-6, 1.0)
     if jnp.ndim(x) != 4:
         raise ValueError(f"square_attack needs images [B, H, W, C], got shape {jnp.shape(x)}")
-    params, x, y = prepare(params, x, y)
+    variables, x, y = prepare(variables, x, y)
     batch, h, w, c = x.shape
     k_init, k_loop = jax.random.split(key)
     k_stripe, k_eval = jax.random.split(k_init)
     stripes = jax.random.rademacher(k_stripe, (batch, 1, w, c), x.dtype)
     x0 = project(x + eps * stripes, x, eps)
-    state = _State(x0, _objective(logits_fn, params, x0, y, k_eval, eot))
+    state = _State(x0, _objective(logits_fn, variables, x0, y, k_eval, eot))
     rows, cols = jnp.arange(h)[None, :, None, None], jnp.arange(w)[None, None, :, None]
 
     def step(i, s: _State) -> _State:
@@ -82,7 +84,7 @@ def square_attack(logits_fn: LogitsFn, params, x: Array, y: Array, key: Array, *
         inside = (rows >= top) & (rows < top + side) & (cols >= left) & (cols < left + side)
         signs = jax.random.rademacher(k_sign, (batch, 1, 1, c), x.dtype)
         x_new = project(jnp.where(inside, x + eps * signs, s.x_best), x, eps)
-        margin = _objective(logits_fn, params, x_new, y, k_model, eot)
+        margin = _objective(logits_fn, variables, x_new, y, k_model, eot)
         take = (margin < s.margin) & (s.margin >= 0)  # fooled examples (mean margin > 0) are frozen
         return _State(where(take, x_new, s.x_best), jnp.where(take, margin, s.margin))
 

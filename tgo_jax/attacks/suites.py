@@ -1,6 +1,6 @@
 """Attack registry and suites: every attack by name, the paper's table, the recommended strong suite.
 
-A *row* is ``(name, attack)`` with ``attack(logits_fn, params, x, y, key) -> x_adv`` (a partial with its
+A *row* is ``(name, attack)`` with ``attack(logits_fn, variables, x, y, key) -> x_adv`` (a partial with its
 options set). ``make(name, eps=..., alpha=..., eot=...)`` builds one row's attack from its name; names are
 case-insensitive, ``PGD<k>`` gives PGD with k steps, and ``Transfer-<name>`` gives PGD made on the transfer
 source ``name`` (a ``transfer.Source``: another trained model, passed in ``sources``). ``paper_suite`` is the
@@ -27,9 +27,9 @@ from tgo_jax.attacks import gradient as _gradient
 from tgo_jax.attacks import snn_adaptive as _snn
 from tgo_jax.attacks import square as _square
 from tgo_jax.attacks import transfer as _transfer
-from tgo_jax.attacks.core import ALPHA, EPS, AttackFn, check_options, model_logits_fn, model_of
+from tgo_jax.attacks.core import ALPHA, EPS, AttackFn, check_options, model_logits_fn, model_of, takes_variables
 
-# The attack functions by name (all of the form attack(logits_fn, params, x, y, key, **options)).
+# The attack functions by name (all of the form attack(logits_fn, variables, x, y, key, **options)).
 ATTACKS: dict[str, AttackFn] = {
     "clean": _gradient.no_attack,
     "fgsm": _gradient.fgsm,
@@ -47,13 +47,14 @@ ATTACKS: dict[str, AttackFn] = {
 }
 
 
-def _noise_off_transfer(logits_fn, params, x, y, key, **options):
+@takes_variables(name="Transfer-NoiseOff")
+def _noise_off_transfer(logits_fn, variables, x, y, key, **options):
     """PGD made on the same model with its Noisy-LIF noise off (a transfer source), evaluated on the model."""
     model = model_of(logits_fn, "Transfer-NoiseOff").neuron
     source = model_logits_fn(logits_fn.base_model, kind="lif") if model.kind == "noisy" else logits_fn
     options = {**options, "eot": 1}
-    return _transfer.transfer_attack(functools.partial(_gradient.pgd, **options), source, params)(
-        logits_fn, params, x, y, key)
+    return _transfer.transfer_attack(functools.partial(_gradient.pgd, **options), source, variables)(
+        logits_fn, variables, x, y, key)
 
 
 class Row(NamedTuple):
@@ -199,14 +200,14 @@ def paper_suite(eps=EPS, alpha=ALPHA, eot: int = 1, extra: Sequence[str] = ("apg
                 pgd_steps: Sequence[int] = (7, 10, 20, 40), apgd_steps: int = 100, mtpgd_steps: int = 10,
                 num_targets: int = 9, pgd_step: str = "paper") -> list[tuple[str, AttackFn]]:
     """The rows of the paper's robustness tables as (name, attack) pairs, each attack a partial
-    ``attack(logits_fn, params, x, y, key) -> x_adv``: Clean, FGSM, RFGSM, PGD7/10/20/40 at ε, step α
+    ``attack(logits_fn, variables, x, y, key) -> x_adv``: Clean, FGSM, RFGSM, PGD7/10/20/40 at ε, step α
     (``pgd_step="paper"``, the paper's columns) or 2.5·ε/k (``"madry"``), then the optional "apgd"
     (APGD-CE) and "mtpgd" rows (paper Tables 1-3).
 
     Example::
 
         for name, attack in paper_suite(eps=8/255):
-            print(name, robust_accuracy(attack, logits_fn, params, x, y, key, draws=10))
+            print(name, robust_accuracy(attack, logits_fn, variables, x, y, key, draws=10))
     """
     check_options(eps=eps, alpha=alpha, eot=eot)
     unknown = set(extra) - {"apgd", "mtpgd"}

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple, Optional
 import jax
 
 from tgo_jax.attacks import gradient as _gradient
-from tgo_jax.attacks.core import Array, AttackFn, LogitsFn
+from tgo_jax.attacks.core import Array, AttackFn, LogitsFn, takes_variables
 
 
 class Source(NamedTuple):
@@ -30,17 +30,18 @@ class Source(NamedTuple):
         return bool(getattr(self.logits_fn, "stochastic", False))
 
 
-def transfer_attack(attack: AttackFn, source_logits_fn: LogitsFn, source_params) -> AttackFn:
-    """An attack ``(logits_fn, params, x, y, key) -> x_adv`` that ignores the target and runs ``attack``
-    on the source ``(source_logits_fn, source_params)``.
+def transfer_attack(attack: AttackFn, source_logits_fn: LogitsFn, source_variables) -> AttackFn:
+    """An attack ``(logits_fn, variables, x, y, key) -> x_adv`` that ignores the target and runs ``attack``
+    on the source ``(source_logits_fn, source_variables)``.
 
     The source must take the target's inputs and predict the same number of classes: checked at the first
     call against the target's logit function (shapes only, no computation), one clear error each.
     """
 
-    def run(logits_fn: LogitsFn, params, x: Array, y: Array, key: Array) -> Array:
-        check_compatible(source_logits_fn, source_params, logits_fn, params, x)
-        return attack(source_logits_fn, source_params, x, y, key)
+    @takes_variables(name="transfer_attack")
+    def run(logits_fn: LogitsFn, variables, x: Array, y: Array, key: Array) -> Array:
+        check_compatible(source_logits_fn, source_variables, logits_fn, variables, x)
+        return attack(source_logits_fn, source_variables, x, y, key)
 
     return run
 
@@ -53,7 +54,7 @@ def pgd_transfer(source: Source, *, eps, alpha, steps: int, eot: int = 1) -> Att
     return transfer_attack(attack, source.logits_fn, source.params)
 
 
-def check_compatible(source_logits_fn: LogitsFn, source_params, target_logits_fn: LogitsFn, target_params,
+def check_compatible(source_logits_fn: LogitsFn, source_variables, target_logits_fn: LogitsFn, target_variables,
                      x: Array, *, name: str = "transfer source", source_dataset: Optional[str] = None,
                      target_dataset: Optional[str] = None, source_input_shape: Optional[tuple] = None) -> None:
     """Raises ValueError (one line naming both values) unless the source was trained on the target's data
@@ -65,9 +66,9 @@ def check_compatible(source_logits_fn: LogitsFn, source_params, target_logits_fn
     if source_input_shape is not None and tuple(source_input_shape) != target_shape:
         raise ValueError(f"{name} takes inputs of shape {tuple(source_input_shape)}, the target {target_shape}")
     key = jax.random.key(0)
-    target = jax.eval_shape(target_logits_fn, target_params, x, key)
+    target = jax.eval_shape(target_logits_fn, target_variables, x, key)
     try:
-        source = jax.eval_shape(source_logits_fn, source_params, x, key)
+        source = jax.eval_shape(source_logits_fn, source_variables, x, key)
     except Exception as e:  # noqa: BLE001 - any failure here means the source cannot take these inputs
         raise ValueError(f"{name} does not accept the target's inputs of shape {tuple(x.shape)}: "
                          f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
@@ -75,9 +76,9 @@ def check_compatible(source_logits_fn: LogitsFn, source_params, target_logits_fn
         raise ValueError(f"{name} predicts {source.shape[-1]} classes, the target {target.shape[-1]}")
 
 
-def check_source(source: Source, target_logits_fn: LogitsFn, target_params, x: Array,
+def check_source(source: Source, target_logits_fn: LogitsFn, target_variables, x: Array,
                  target_dataset: Optional[str] = None) -> None:
     """``check_compatible`` for a ``Source`` (its data set and input shape where known)."""
-    check_compatible(source.logits_fn, source.params, target_logits_fn, target_params, x,
+    check_compatible(source.logits_fn, source.params, target_logits_fn, target_variables, x,
                      name=f"transfer source {source.name!r}", source_dataset=source.dataset,
                      target_dataset=target_dataset, source_input_shape=source.input_shape)
