@@ -20,14 +20,14 @@ import orbax.checkpoint as ocp
 
 from tgo_train import distributed, manifest
 from tgo_train.config_check import one_line
-from tgo_train.workdir import PathLike, as_path, naming
+from tgo_train.workdir import ClosedOnExit, PathLike, as_path, naming
 
 
 class CheckpointError(ValueError):
     """No usable checkpoint: the message names the step(s) and what is wrong with each."""
 
 
-class Checkpoints:
+class Checkpoints(ClosedOnExit):
     """Saves every ``every_steps`` steps and on demand; restores the latest intact one into a target state.
 
     The state is stored as a plain pytree (``flax.serialization.to_state_dict``) next to a JSON
@@ -200,19 +200,6 @@ class Checkpoints:
             self._seal(block=True)
         finally:
             self.manager.close()
-
-    def __enter__(self) -> "Checkpoints":
-        return self
-
-    def __exit__(self, kind, error, tb) -> None:
-        """Closes; after an error, quietly (the error is what the user needs to see)."""
-        if error is None:
-            self.close()
-            return
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001 - a second failure while stopping would hide the first
-            pass
 
 
 def os_error(error: BaseException, path: str) -> Optional[OSError]:

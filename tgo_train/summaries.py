@@ -30,7 +30,7 @@ from typing import Mapping, Optional
 import jax
 import numpy as np
 
-from tgo_train.workdir import naming
+from tgo_train.workdir import ClosedOnExit, naming
 
 
 _OPENED = itertools.count()  # event files opened by this process
@@ -56,7 +56,7 @@ def _fields(config: Mapping, prefix: str = ""):
             yield prefix + name, value
 
 
-class Summaries:
+class Summaries(ClosedOnExit):
     """Scalar summaries of one workdir; a no-op on processes other than 0.
 
     Args:
@@ -133,19 +133,6 @@ class Summaries:
             writer, self._writer = self._writer, None
             with naming(self._path):
                 writer.close()
-
-    def __enter__(self) -> "Summaries":
-        return self
-
-    def __exit__(self, kind, error, tb) -> None:
-        """Closes; after an error, quietly (a full disk fails the close too; the first error is the one shown)."""
-        if error is None:
-            self.close()
-            return
-        try:
-            self.close()
-        except OSError:
-            pass
 
 
 def _plain(value):

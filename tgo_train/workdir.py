@@ -60,6 +60,23 @@ def naming(path: PathLike) -> Iterator[None]:
         raise
 
 
+class ClosedOnExit:
+    """A writer used as a context manager: ``close()`` on the way out; after an error quietly, since a second
+    failure while stopping (a full disk fails the close too) would hide the first, the one the user needs."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, tb) -> None:
+        if error is None:
+            self.close()
+            return
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - see the docstring
+            pass
+
+
 class Lock:
     """A held workdir lock (``release`` or leave the ``locked`` block to give it up)."""
 
