@@ -246,8 +246,13 @@ def test_evaluation_table_is_printed_when_writing_it_fails(tmp_path, monkeypatch
 def test_huge_eval_batch_size_is_capped_at_the_test_set(tmp_path, monkeypatch, capsys):
     sizes = []
     batches = feed.eval_batches
-    monkeypatch.setattr(feed, "eval_batches", lambda images, labels, batch_size, mesh: (
-        sizes.append(batch_size), batches(images, labels, batch_size, mesh))[1])
+
+    def recorded(images, labels, batch_size, mesh):
+        for batch in batches(images, labels, batch_size, mesh):
+            sizes.append(len(batch["label"]))
+            yield batch
+
+    monkeypatch.setattr(feed, "eval_batches", recorded)
     code, out, err = run_main(monkeypatch, capsys, "--config", TINY_CONFIG, "--workdir", str(tmp_path / "run"),
                               "--config.max_steps=1", "--config.eval_batch_size=10000000")
     assert code == 0, err

@@ -223,7 +223,6 @@ def evaluate_workdir(workdir: str, *, eps_list: Sequence[float], alpha: float, e
     if distributed.is_primary():
         workdirs.check_writable(workdir)  # before the attacks: the results go there
     run, variables, ckpt_step = load_run(workdir, step, num_examples, mesh)
-    batch_size = min(batch_size, len(run.splits["test"][1]))  # a larger batch would be padding only
     sources = load_transfer_sources(list(transfer_from), run, variables, num_examples, mesh)
     stochastic = run.model.neuron.stochastic
     eot, draws = (eot, draws) if stochastic else (1, 1)

@@ -44,8 +44,10 @@ def eval_batches(images: np.ndarray | data.Pixels, labels: np.ndarray, batch_siz
     Every batch has the same shape whatever the mesh, so one compilation serves them all and a noisy
     model draws the same noise on one device as on many (threefry draws do not depend on sharding).
     """
-    # Round up to a multiple of the device count: the extra rows are padding, masked and dropped like
-    # the last batch's, so an evaluation batch size never has to match the machine.
+    # At most the split (a larger batch would be padding only, allocated for nothing), rounded up to a
+    # multiple of the device count: the extra rows are padding, masked and dropped like the last batch's,
+    # so an evaluation batch size never has to match the machine.
+    batch_size = min(batch_size, len(labels))
     batch_size = -(-batch_size // mesh.size) * mesh.size
     rows = sharding.process_rows(mesh, batch_size)
     for batch in data.eval_batches(images, labels, batch_size, pad=True):

@@ -220,8 +220,7 @@ def evaluate_clean(run: Run, variables, key, eval_step, mesh, draws: int = 1) ->
     images, labels = run.splits["test"]
     draws = draws if run.model.neuron.stochastic else 1
     correct = 0.0
-    batch_size = min(run.config.eval_batch_size, len(labels))  # a larger batch would be padding only
-    for batch in feed.eval_batches(images, labels, batch_size, mesh):
+    for batch in feed.eval_batches(images, labels, run.config.eval_batch_size, mesh):
         for _ in range(draws):
             key, sub = jax.random.split(key)
             correct += float(eval_step(variables, batch, sub))
