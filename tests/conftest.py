@@ -95,3 +95,17 @@ def attack_setup(trained: TrainedModel, batch: int):
     """(model, logits_fn, variables, x, y): the first ``batch`` test images of a trained model, for attacks."""
     return (trained.model, attacks.model_logits_fn(trained.model), trained.variables,
             jnp.asarray(trained.test.x[:batch]), jnp.asarray(trained.test.y[:batch]))
+
+
+def parse_config(spec: str, *overrides: str):
+    """A config (a name ``tgo_train.configs.config_path`` knows, or a path) loaded and overridden as a
+    program's ``--config`` flag does it, with fresh flags."""
+    from absl import flags
+    from ml_collections import config_flags
+
+    from tgo_train import configs
+    argv = ["prog", f"--config={configs.config_path(spec)}", *overrides]
+    flag_values = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", None, flag_values=flag_values, lock_config=True, sys_argv=argv)
+    flag_values(argv)
+    return flag_values.config

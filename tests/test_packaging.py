@@ -15,6 +15,7 @@ import pytest
 
 from tgo_jax import data
 from tgo_train import configs
+from tests.conftest import parse_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPTS = {"tgo-train": "tgo_train.main", "tgo-evaluate": "tgo_train.evaluate",
@@ -137,26 +138,15 @@ def test_every_console_script_help_lists_its_flags():
             assert "model.num_classes=None" in out and "  --[no]distributed" in out, out[:3000]
 
 
-def _parse_config(spec: str, *overrides: str):
-    """A config file loaded and overridden as a program's ``--config`` flag does."""
-    from absl import flags
-    from ml_collections import config_flags
-    argv = ["prog", f"--config={configs.config_path(spec)}", *overrides]
-    flag_values = flags.FlagValues()
-    config_flags.DEFINE_config_file("config", None, flag_values=flag_values, lock_config=True, sys_argv=argv)
-    flag_values(argv)
-    return flag_values.config
-
-
 def test_optional_config_fields_are_settable():
     from tgo_jax import data as tgo_data
     from tgo_train import config_check
-    config = _parse_config("test_tiny", "--config.neuron.surrogate_param=2.0", "--config.model.num_classes=12")
+    config = parse_config("test_tiny", "--config.neuron.surrogate_param=2.0", "--config.model.num_classes=12")
     assert config.neuron.surrogate_param == 2.0 and config.model.num_classes == 12
     config_check.check(config)
     _, kwargs = config_check.model_arguments(config, tgo_data.dataset_info("fashion_mnist"))
     assert kwargs["num_classes"] == 12
-    default = _parse_config("test_tiny")
+    default = parse_config("test_tiny")
     assert default.model.num_classes is None and default.neuron.surrogate_param is None
     _, kwargs = config_check.model_arguments(default, tgo_data.dataset_info("fashion_mnist"))
     assert kwargs["num_classes"] == 10 and "surrogate_param" not in kwargs  # unset: the dataset's
@@ -164,7 +154,7 @@ def test_optional_config_fields_are_settable():
 
 @pytest.mark.parametrize("override", ["--config.dvs.frames=6", "--config.model.num_steps=6"])
 def test_dvs_frames_and_steps_are_one_value(override):
-    config = _parse_config("dvs:vgg11,at,vanilla", override)
+    config = parse_config("dvs:vgg11,at,vanilla", override)
     assert config.dvs.frames == config.model.num_steps == 6
 
 

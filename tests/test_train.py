@@ -23,13 +23,12 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from absl import flags
-from ml_collections import config_flags
 
 from tgo_jax import data, losses, metrics, projections
 from tgo_train import train
 from tgo_train.checkpoint import Checkpoints
 from tgo_train.configs import cifar, test_tiny
+from tests.conftest import parse_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_CONFIG = os.path.join("tgo_train", "configs", "test_tiny.py")
@@ -337,12 +336,8 @@ def test_a_checkpoint_with_metric_sums_in_its_state_still_restores(tmp_path):
 
 
 def parse_main_flags(*overrides: str) -> ml_collections.ConfigDict:
-    """The config ``tgo_train.main`` gets from ``--config <tiny> *overrides`` (its flag definition, fresh flags)."""
-    argv = ["main", f"--config={os.path.join(REPO, TINY_CONFIG)}", *overrides]
-    flag_values = flags.FlagValues()
-    config_flags.DEFINE_config_file("config", None, flag_values=flag_values, lock_config=True, sys_argv=argv)
-    flag_values(argv)
-    return flag_values.config
+    """The config ``tgo_train.main`` gets from ``--config <tiny> *overrides``."""
+    return parse_config(os.path.join(REPO, TINY_CONFIG), *overrides)
 
 
 def test_every_config_flag_the_readme_names_parses_with_the_tiny_config():
