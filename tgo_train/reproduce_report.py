@@ -563,7 +563,9 @@ def grid_estimate(records: Sequence[dict], models: Sequence[str], n_seeds: int, 
     return {"per_model_cpu_s": per_model, "hours": sum(per_model.values()) * n_seeds / cores / 3600}
 
 
-def _timing_lines(records, models=(), n_seeds: int = 0) -> list:
+def _timing_lines(records, models=(), n_seeds: int = 0, cores: int = 2) -> list:
+    """The runs' times, and the grid's estimated wall time on ``cores`` idle cores (the machine the sizes are
+    meant for); what the machine was doing is read off the records (CPU ÷ wall seconds), not assumed."""
     if not records:
         return []
     rows = []
@@ -571,17 +573,19 @@ def _timing_lines(records, models=(), n_seeds: int = 0) -> list:
         rows.append([r["model"], str(r["seed"]), f"{r.get('train_wall_s', 0):.0f}", f"{r.get('train_cpu_s', 0):.0f}",
                      f"{sum(r.get('eval_wall_s', {}).values()):.0f}", f"{sum(r.get('eval_cpu_s', {}).values()):.0f}",
                      (r.get("eval_commit") or r.get("train_commit", "?"))[:12]])
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    estimate = grid_estimate(records, models, n_seeds)
+    wall = sum(r.get("train_wall_s", 0) + sum(r.get("eval_wall_s", {}).values()) for r in records)
+    cpu = sum(r.get("train_cpu_s", 0) + sum(r.get("eval_cpu_s", {}).values()) for r in records)
+    busy = (f"Over these runs CPU seconds ÷ wall seconds = {cpu / wall:.2f} (the cores a run kept busy on average). "
+            if wall > 0 else "")
+    estimate = grid_estimate(records, models, n_seeds, cores)
     return ["", "## Runs and their times", "",
             "Seconds per run, wall clock and CPU (all threads), training and attacks (compilation included; "
             "the first seed compiles, later seeds reuse the compiled code from disk; a resumed run counts only the "
-            "session that finished it). The machine has 2 CPU cores "
-            f"and was shared with other jobs (load average {load:.1f} when this report was written), so wall "
-            "times are inflated several-fold; CPU seconds ÷ 2 approximates the wall time on 2 idle cores.", "",
+            f"session that finished it). {busy}CPU seconds ÷ {cores} approximates the wall time on {cores} idle "
+            "cores.", "",
             _table(["model", "seed", "train wall s", "train CPU s", "attack wall s", "attack CPU s", "commit"], rows),
             "",
-            (f"Estimated wall time of the whole grid on 2 idle cores, from these CPU seconds: "
+            (f"Estimated wall time of the whole grid on {cores} idle cores, from these CPU seconds: "
              f"{estimate['hours']:.1f} h." if estimate else
              "Estimate of the whole grid's time: needs a finished run of every model.")]
 
