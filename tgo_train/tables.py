@@ -1,7 +1,8 @@
-"""Plain-text tables and ε labels shared by the evaluation program and the notebooks."""
+"""Plain-text tables and ε labels (written and read) shared by the programs and the notebooks."""
 from __future__ import annotations
 
 import numbers
+from fractions import Fraction
 from typing import Mapping, Sequence
 
 
@@ -9,6 +10,17 @@ def eps_label(eps: float) -> str:
     """'8/255' when ε > 0 is a whole number of 1/255 steps, else the plain number ('0', '0.1')."""
     steps = eps * 255
     return f"{round(steps)}/255" if eps and abs(steps - round(steps)) < 1e-6 else f"{eps:g}"
+
+
+def parse_eps(text: str) -> float:
+    """'8/255' or '0.1' -> float (``eps_label``'s inverse); raises ValueError for text that is not a number >= 0."""
+    try:
+        value = float(Fraction(text.strip()))
+    except (ValueError, ZeroDivisionError) as e:
+        raise ValueError(f"cannot read epsilon {text!r}: use a number or a fraction like 8/255") from e
+    if value < 0:
+        raise ValueError(f"epsilon must be >= 0, got {text!r}")
+    return value
 
 
 def text_table(rows: Mapping[str, Mapping], columns: Sequence, fmt: str = "{:.2f}", first: str = "",
