@@ -109,7 +109,7 @@ for name in NAMES:
     print(f"{name}: step {step}, {c['epochs']} epoch(s) on {c['train_subset'] or 60000} training images, "
           f"batch {c['batch_size']}, seed {c['seed']}, T = {c['model']['num_steps']}, "
           f"neuron {c['neuron']['kind']} (σ = {c['neuron']['sigma']}), {margin}; "
-          f"test accuracy logged at the end of training: {100 * last.get('test_accuracy', float('nan')):.2f}%")
+          f"test accuracy logged at the end of training: {last.get('test_accuracy', float('nan')):.2f}%")
 print("models:", ORIGIN)
 
 X, Y = (jnp.asarray(a) for a in RUNS["vanilla"][0].splits["test"])

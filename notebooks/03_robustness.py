@@ -143,8 +143,8 @@ for name in NAMES:
         record = reproduce.train_run(workdir, name, REPRO["seeds"][0], REPRO["size"])
         run, variables, step = evaluate.load_run(workdir, num_examples=S["n_eval"])
         config = reproduce.run_config(name, REPRO["seeds"][0], reproduce.SIZES[REPRO["size"]])
-        print(f"{name}: test accuracy {100 * record['test_accuracy']:.2f}% here, "
-              f"{100 * REPRO['final'][name]['test_accuracy']:.2f}% in the report")
+        print(f"{name}: test accuracy {record['test_accuracy']:.2f}% here, "
+              f"{REPRO['final'][name]['test_accuracy']:.2f}% in the report")
     else:
         config, workdir = ablation_config(name), os.path.join(ROOT, name)
         notebook_runs.check_cached(config, workdir)
@@ -154,7 +154,7 @@ for name in NAMES:
     TRAIN_INFO[name] = record
     CONFIGS[name] = config  # the training config (load_run's config is sized for evaluation)
     print(f"{name}: {time.time() - t0:.0f} s (training or reuse + loading), step {step}, "
-          f"test accuracy at the end of training {100 * record['test_accuracy']:.2f}% "
+          f"test accuracy at the end of training {record['test_accuracy']:.2f}% "
           f"on {config.eval_subset or 'all'} test images")
 if REPRO:
     ROOT = os.path.dirname(os.path.dirname(REPRO["workdirs"]["tgo"]))

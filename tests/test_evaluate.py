@@ -76,7 +76,7 @@ def test_evaluate_workdir_writes_the_tables_and_the_sweep(workdir):
         count = accuracy / 100.0 * NUM_EXAMPLES
         assert count == pytest.approx(round(count), abs=1e-6)  # whole images
     # Clean accuracy is the training program's test accuracy of the same checkpoint and images.
-    assert table["Clean"] == pytest.approx(100.0 * last_record(workdir)["test_accuracy"])
+    assert table["Clean"] == pytest.approx(last_record(workdir)["test_accuracy"])  # both in %
     assert table["PGD7"] < table["Clean"] and table["APGD"] < table["Clean"]  # ε = 8/255 hurts this net
 
     sweep = results["eps_sweep"]

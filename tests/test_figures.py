@@ -77,7 +77,7 @@ def test_readme_figure_is_drawn_from_the_numbers_the_readme_quotes():
 
 
 def test_convergence_chart_follows_its_table():
-    curve = [{"epoch": e, "test_accuracy": 0.8, "elapsed_s": 1.0, "epochs_total": 2} for e in (1, 2)]
+    curve = [{"epoch": e, "test_accuracy": 80.0, "elapsed_s": 1.0, "epochs_total": 2} for e in (1, 2)]
     lines = reproduce_report._convergence_lines(curve)
     table = next(i for i, part in enumerate(lines) if part.startswith("| epoch |"))  # the table: one string
     assert lines[table + 1:table + 3] == ["", "![convergence](results/convergence.png)"]

@@ -242,7 +242,7 @@ def test_claims_follow_the_rule():
 
 def test_load_needs_the_first_seed_of_every_model(tmp_path):
     cells = {a: 50.0 for a in ("Clean", "FGSM", "RFGSM", "PGD10")}
-    runs = [{"model": m, "seed": 0, "metrics": [{"epoch": 2, "test_accuracy": 0.9}],
+    runs = [{"model": m, "seed": 0, "metrics": [{"epoch": 2, "test_accuracy": 90.0}],
              "accuracy": {"on": {"8/255": dict(cells)}}} for m in ("vanilla", "tgo")]
     results = {"size": "small", "size_spec": {}, "seeds": [0, 1], "complete": False, "eps_labels": ["8/255"],
                "runs": runs, "aggregate": {m: {"accuracy": {"on": {"8/255": {}}}} for m in ("vanilla", "tgo")}}
@@ -250,7 +250,7 @@ def test_load_needs_the_first_seed_of_every_model(tmp_path):
     (tmp_path / "results" / "results.json").write_text(json.dumps(results))
     out = reproduce_report.load(str(tmp_path), ["vanilla", "tgo"])
     assert out["workdirs"]["tgo"] == os.path.join(str(tmp_path), "small", "tgo", "seed0")
-    assert out["final"]["vanilla"]["test_accuracy"] == 0.9
+    assert out["final"]["vanilla"]["test_accuracy"] == 90.0
     assert reproduce_report.load(str(tmp_path), ["vanilla", "mc"]) is None  # mc has no run
     del runs[1]["accuracy"]["on"]["8/255"]["PGD10"]
     (tmp_path / "results" / "results.json").write_text(json.dumps(results))
@@ -297,7 +297,7 @@ def _finished_record(model, seed, names, value=50.0):
     noises = ("on", "off") if noisy else ("on",)
     eps = [reproduce_report.eps_label(e) for e in reproduce.EPS]
     return {"model": model, "seed": seed, "size": "ci", "size_spec": size, "config": config, "train_commit": "abc",
-            "metrics": [{"epoch": 1, "test_accuracy": 0.5}],
+            "metrics": [{"epoch": 1, "test_accuracy": 50.0}],
             "accuracy": {n: {e: {a: value for a in names} for e in eps} for n in noises},
             "per_example": {n: {e: {a: [1.0, 0.0] for a in names} for e in eps} for n in noises},
             "cell_spec": {n: {e: {a: reproduce.cell_spec(a, size, noisy and n == "on") for a in names} for e in eps}
@@ -313,7 +313,7 @@ def test_the_committed_report_resumes_the_grid_on_a_fresh_machine(monkeypatch, t
     models = {m: reproduce.MODELS[m][0] for m in ("vanilla", "sr")}
     records = [_finished_record("vanilla", 0, names), _finished_record("sr", 0, names[:2]),
                _finished_record("sr", 1, names[:2])]
-    curve = [{"epoch": e, "test_accuracy": 0.8 + e / 100, "elapsed_s": 10.0 * e, "epochs_total": 2} for e in (1, 2)]
+    curve = [{"epoch": e, "test_accuracy": 80.0 + e, "elapsed_s": 10.0 * e, "epochs_total": 2} for e in (1, 2)]
     reproduce_report.write(repo, records, size_name="ci", size_spec=dataclasses.asdict(reproduce.SIZES["ci"]),
                            seeds=[0, 1], models=models, attack_names=names, paper_names=reproduce.PAPER_ATTACKS,
                            eps_labels=[reproduce_report.eps_label(e) for e in reproduce.EPS], convergence=curve)
@@ -359,7 +359,7 @@ def test_largest_change_is_read_off_a_check_written_before_it_was_recorded():
 
 def test_convergence_lines_say_what_the_later_epochs_add():
     curve = [{"epoch": e, "test_accuracy": a, "elapsed_s": 10.0 * e, "epochs_total": 4}
-             for e, a in ((1, 0.80), (2, 0.85), (3, 0.86), (4, 0.855))]
+             for e, a in ((1, 80.0), (2, 85.0), (3, 86.0), (4, 85.5))]
     text = "\n".join(reproduce_report._convergence_lines(curve))
     assert "Epochs 3–4 add +0.50 points (85.00 → 85.50 %); the best epoch is 3." in text
     assert "Not measured yet" in "\n".join(reproduce_report._convergence_lines(None))

@@ -54,6 +54,10 @@ def test_training_event_file_reads_back(tiny_run):
     lam = [v for _, v in scalars["train/margin_weight"]]
     assert 0 <= lam[0] < lam[1] <= config.margin.lambda_max
     assert scalars["epoch/test_accuracy"] == [(8, pytest.approx(record["test_accuracy"]))]
+    # Percent, as eval.json: a count of the 64 test images times 100 / 64 (a fraction would be below 1).
+    assert 1 < record["test_accuracy"] <= 100 and 1 < record["train_accuracy"] <= 100
+    correct = record["test_accuracy"] * config.eval_subset / 100
+    assert correct == pytest.approx(round(correct))
     assert [s for s, _ in scalars["epoch/train_loss"]] == [8]
 
 

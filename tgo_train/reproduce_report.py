@@ -497,7 +497,7 @@ def _convergence_lines(curve: Optional[list]) -> list:
                 "e.g. `--convergence_epochs 10`, in `<workdir>/convergence/vanilla_seed0`) has finished; rerunning the "
                 "command with that flag resumes it. Until it is measured, the `full` size's epoch count is "
                 "provisional."]
-    rows = [[str(r["epoch"]), f"{100 * r['test_accuracy']:.2f}" if r["test_accuracy"] is not None else "-",
+    rows = [[str(r["epoch"]), f"{r['test_accuracy']:.2f}" if r["test_accuracy"] is not None else "-",
              f"{r['elapsed_s']:.0f}"] for r in curve]
     out = ["", "## Convergence of vanilla", "",
            f"Vanilla, seed 0, all 60k training images, a {curve[0]['epochs_total']}-epoch cosine schedule, "
@@ -507,8 +507,8 @@ def _convergence_lines(curve: Optional[list]) -> list:
     if len(done) >= 4:  # how much the second half of the finished epochs still added
         mid, last = done[len(done) // 2 - 1], done[-1]
         out += ["", f"Epochs {mid['epoch'] + 1}–{last['epoch']} add "
-                    f"{100 * (last['test_accuracy'] - mid['test_accuracy']):+.2f} points "
-                    f"({100 * mid['test_accuracy']:.2f} → {100 * last['test_accuracy']:.2f} %); the best epoch is "
+                    f"{last['test_accuracy'] - mid['test_accuracy']:+.2f} points "
+                    f"({mid['test_accuracy']:.2f} → {last['test_accuracy']:.2f} %); the best epoch is "
                     f"{max(done, key=lambda r: r['test_accuracy'])['epoch']}."]
     return out
 
@@ -623,7 +623,7 @@ def plot_convergence(curve: list, path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(4.5, 3.2))
-    pts = [(r["epoch"], 100 * r["test_accuracy"]) for r in curve if r["test_accuracy"] is not None]
+    pts = [(r["epoch"], r["test_accuracy"]) for r in curve if r["test_accuracy"] is not None]
     ax.plot(*zip(*pts), marker="o")
     ax.set_xlabel("epoch")
     ax.set_ylabel("test accuracy (%)")

@@ -1,13 +1,14 @@
 """TensorBoard event files in a workdir (tensorboardX: no TensorFlow needed).
 
-``tensorboard --logdir runs/fmnist`` shows each workdir under it as one run. Tags:
+``tensorboard --logdir runs/fmnist`` shows each workdir under it as one run. Every accuracy is in percent,
+as in metrics.jsonl, eval.json and the tables. Tags:
 
 * ``train/<name>`` every ``log_every_steps`` steps: the train step's metrics (``loss``, each loss term
   and its weight — ``margin_weight`` is the λ schedule —, ``accuracy``, ``spike_rate``,
   ``neighbour_share``) and ``train/learning_rate``;
 * ``epoch/<name>`` once per epoch: the metrics.jsonl record (epoch means of the train metrics,
   ``test_accuracy``, ``elapsed_s``);
-* ``eval/<attack>_<ε>`` (e.g. ``eval/PGD10_8/255``) and ``eval_sweep/<attack>_<ε>``: accuracy (%) from
+* ``eval/<attack>_<ε>`` (e.g. ``eval/PGD10_8/255``) and ``eval_sweep/<attack>_<ε>``: accuracy from
   ``tgo_train.evaluate``, at the evaluated checkpoint's step. (TensorBoard tags allow letters, digits and
   ``_./-`` only.)
 * hyperparameters (TensorBoard's HPARAMS tab): the config's fields (``hparams_of``) once at the start of each

@@ -150,7 +150,7 @@ def make_train_step(config, model, objective, optimizer) -> Callable:
             state.params, state.batch_stats, dict(batch, image=x), state.step, k_noise)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        step_metrics["accuracy"] = jnp.mean(jnp.argmax(models.mean_over_time(logits_tb), -1) == y)
+        step_metrics["accuracy"] = 100.0 * jnp.mean(jnp.argmax(models.mean_over_time(logits_tb), -1) == y)  # %
         step_metrics = {k: jnp.asarray(v, jnp.float32) for k, v in step_metrics.items()}
         new_state = TrainState(step=state.step + 1, params=params, batch_stats=batch_stats,
                                opt_state=opt_state, key=key)
@@ -216,7 +216,7 @@ def prepare(config: ml_collections.ConfigDict) -> Run:
 
 
 def evaluate_clean(run: Run, variables, key, eval_step, mesh, draws: int = 1) -> float:
-    """Clean test accuracy over the mesh; for a stochastic model the mean over ``draws`` noise draws."""
+    """Clean test accuracy (%) over the mesh; for a stochastic model the mean over ``draws`` noise draws."""
     images, labels = run.splits["test"]
     draws = draws if run.model.neuron.stochastic else 1
     correct = 0.0
@@ -224,7 +224,7 @@ def evaluate_clean(run: Run, variables, key, eval_step, mesh, draws: int = 1) ->
         for _ in range(draws):
             key, sub = jax.random.split(key)
             correct += float(eval_step(variables, batch, sub))
-    return correct / (len(labels) * draws)
+    return 100.0 * correct / (len(labels) * draws)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
