@@ -69,6 +69,7 @@ from absl import logging as absl_logging
 
 from tgo_jax import analysis, attacks, models
 from tgo_train import evaluate, notebook_runs, reproduce, reproduce_report, train
+from tgo_train.configs import grid
 from tgo_train.tables import eps_label, print_table
 
 notebook_runs.check_size(SIZE)
@@ -102,7 +103,7 @@ print(f"size={SIZE}: {S}; jax {jax.__version__} on {jax.devices()[0].platform} "
 # %%
 REPORT_DIR = os.environ.get("TGO_REPRODUCE_REPORT") or ("." if SIZE == "full" else None)
 REPRO_DIR = os.environ.get("TGO_REPRODUCE_DIR") or os.path.join("runs", "reproduce")
-REPRO = (reproduce_report.load(REPORT_DIR, models=tuple(notebook_runs.ABLATION_GRID), workdir=REPRO_DIR)
+REPRO = (reproduce_report.load(REPORT_DIR, models=tuple(grid.ABLATION), workdir=REPRO_DIR)
          if REPORT_DIR else None)
 if REPRO:
     S["pgd_steps"], PGD = 10, "PGD10"  # the reproduction's PGD column
@@ -122,7 +123,7 @@ else:
 # config differs from the one asked for is an error (delete its folder to retrain).
 
 # %%
-GRID = notebook_runs.ABLATION_GRID  # name -> (margin penalty on, neuron kind)
+GRID = grid.ABLATION  # name -> (margin penalty on, neuron kind)
 NAMES = tuple(GRID)
 
 
@@ -142,7 +143,7 @@ for name in NAMES:
         workdir = REPRO["workdirs"][name]
         record = reproduce.train_run(workdir, name, REPRO["seeds"][0], REPRO["size"])
         run, variables, step = evaluate.load_run(workdir, num_examples=S["n_eval"])
-        config = reproduce.run_config(name, REPRO["seeds"][0], reproduce.SIZES[REPRO["size"]])
+        config = grid.run_config(name, REPRO["seeds"][0], grid.SIZES[REPRO["size"]])
         print(f"{name}: test accuracy {record['test_accuracy']:.2f}% here, "
               f"{REPRO['final'][name]['test_accuracy']:.2f}% in the report")
     else:

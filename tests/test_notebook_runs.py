@@ -6,7 +6,7 @@ import json
 import pytest
 
 from tgo_train import notebook_runs
-from tgo_train.configs import fmnist_tgo, fmnist_vanilla
+from tgo_train.configs import fmnist_tgo, fmnist_vanilla, grid
 
 
 def test_check_size():
@@ -18,8 +18,8 @@ def test_check_size():
 @pytest.mark.parametrize("size", ["ci", "full"])
 def test_ablation_grid_switches_only_its_parts(size):
     configs = {n: notebook_runs.ablation_config(n, size, train_subset=640, batch_size=32)
-               for n in notebook_runs.ABLATION_GRID}
-    for name, (margin, kind) in notebook_runs.ABLATION_GRID.items():
+               for n in grid.ABLATION}
+    for name, (margin, kind) in grid.ABLATION.items():
         c = configs[name]
         assert (c.margin.enabled, c.neuron.kind, c.epochs, c.train_subset) == (margin, kind, 1, 640)
     # vanilla is fmnist_vanilla at the same size, except the margin strength that is switched off anyway

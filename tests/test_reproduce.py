@@ -16,7 +16,8 @@ import sys
 import pytest
 
 from tgo_jax import data
-from tgo_train import reproduce, reproduce_report
+from tgo_train import reproduce, reproduce_report, rundir
+from tgo_train.configs import grid
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLI_TIMEOUT_S = 300
@@ -114,7 +115,7 @@ def test_grid_end_to_end_with_resume(tmp_path, capsys):
 def test_other_config_is_refused(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    config = reproduce.run_config("vanilla", 0, reproduce.SIZES["ci"]).to_dict()
+    config = grid.run_config("vanilla", 0, grid.SIZES["ci"]).to_dict()
     config["optim"]["lr"] = 1.0
     (run_dir / "reproduce.json").write_text(json.dumps({"config": config}))
     with pytest.raises(ValueError, match="optim.lr 1.0 → 0.05"):
@@ -122,8 +123,8 @@ def test_other_config_is_refused(tmp_path):
 
 
 def test_grid_configs():
-    small = reproduce.SIZES["small"]
-    configs = {m: reproduce.run_config(m, 3, small) for m in reproduce.MODELS}
+    small = grid.SIZES["small"]
+    configs = {m: grid.run_config(m, 3, small) for m in grid.MODELS}
     assert all(c.seed == 3 for c in configs.values())
     noisy = {m for m, c in configs.items() if c.neuron.kind == "noisy"}
     margin = {m for m, c in configs.items() if c.margin.enabled}
@@ -132,21 +133,20 @@ def test_grid_configs():
         "at": "at", "at_tgo": "at", "rat": "rat", "rat_tgo": "rat"}
     assert [m for m, c in configs.items() if c.sr.enabled] == ["sr"]
     with pytest.raises(ValueError, match="model must be one of"):
-        reproduce.run_config("vgg", 0, small)
+        grid.run_config("vgg", 0, small)
     with pytest.raises(ValueError, match="unknown attack 'PGD7x'"):
         reproduce.attack_suite(["Clean", "PGD7x"], eps=0.1, eot=1, size=small)
-    assert [n for n, _ in reproduce.attack_suite(reproduce.ATTACKS, eps=0.1, eot=1, size=small)] == list(
-        reproduce.ATTACKS)
+    assert [n for n, _ in reproduce.attack_suite(grid.ATTACKS, eps=0.1, eot=1, size=small)] == list(
+        grid.ATTACKS)
 
 
 def test_cells_of_other_settings_are_stale():
-    small = reproduce.SIZES["small"]
-    old = dict(dataclasses.asdict(small), mtpgd_steps=4)
-    old.pop("mtpgd_targets")  # a record from before the field existed: 9 targets
+    small = grid.SIZES["small"]
+    old = dict(dataclasses.asdict(small), mtpgd_steps=4)  # a record evaluated with fewer MTPGD steps
     record = {"size_spec": old, "accuracy": {"on": {"0.1": {"Clean": 88.0, "PGD10": 10.0, "MTPGD": 40.0}}},
-              "cell_spec": {"on": {"0.1": {"PGD10": reproduce.cell_spec("PGD10", dataclasses.asdict(small), False)}}}}
+              "cell_spec": {"on": {"0.1": {"PGD10": grid.cell_spec("PGD10", dataclasses.asdict(small), False)}}}}
     assert reproduce.stale_cells(record, "on", "0.1", small, stochastic=False) == ["MTPGD"]
-    record["cell_spec"]["on"]["0.1"]["MTPGD"] = reproduce.cell_spec("MTPGD", dataclasses.asdict(small), False)
+    record["cell_spec"]["on"]["0.1"]["MTPGD"] = grid.cell_spec("MTPGD", dataclasses.asdict(small), False)
     assert reproduce.stale_cells(record, "on", "0.1", small, stochastic=False) == []
     assert reproduce.stale_cells(record, "on", "0.1", small, stochastic=True) == ["PGD10", "MTPGD"]  # EoT
 
@@ -154,29 +154,29 @@ def test_cells_of_other_settings_are_stale():
 def test_the_strong_budget_size_leaves_the_small_records_as_they_are():
     """small_strong is a size of its own: a committed `small` record (made before ``strong_extra`` existed)
     keeps every cell under `small`; under small_strong only its strong cells would be evaluated again."""
-    small, strong = reproduce.SIZES["small"], reproduce.SIZES["small_strong"]
+    small, strong = grid.SIZES["small"], grid.SIZES["small_strong"]
     old = dataclasses.asdict(small)
     old.pop("strong_extra")
     record = {"size_spec": old, "accuracy": {"on": {"0.1": {"Clean": 88.0, "PGD40": 9.0, "APGD-T": 5.0,
                                                             "Square": 30.0, "PGD100": 4.0}}}}
     assert reproduce.stale_cells(record, "on", "0.1", small, stochastic=True) == []
     assert reproduce.stale_cells(record, "on", "0.1", strong, stochastic=True) == ["APGD-T", "Square"]
-    assert reproduce.run_config("tgo", 1, small).to_dict() == reproduce.run_config("tgo", 1, strong).to_dict()
-    assert reproduce.attack_options("ASSG-search", dataclasses.asdict(strong))["steps"] == 100
-    audit_small, audit_strong = reproduce.AUDITS["small"], reproduce.AUDITS["small_strong"]
+    assert grid.run_config("tgo", 1, small).to_dict() == grid.run_config("tgo", 1, strong).to_dict()
+    assert grid.attack_options("ASSG-search", dataclasses.asdict(strong))["steps"] == 100
+    audit_small, audit_strong = grid.AUDITS["small"], grid.AUDITS["small_strong"]
     assert audit_small.steps == audit_strong.steps == 100 and audit_small.queries >= 1000
     assert "ASSG-search" in audit_strong.white_rows and "ASSG-search" not in audit_small.white_rows
-    assert set(reproduce.AUDITS) == set(reproduce.SIZES)
+    assert set(grid.AUDITS) == set(grid.SIZES)
 
 
 def test_audit_transfer_sources_are_the_vanilla_model_and_the_next_seed_when_trained(tmp_path):
     workdir = str(tmp_path)
     for model, seed in (("vanilla", 2), ("tgo", 0), ("tgo", 2)):
         run_dir = reproduce_report.run_dir(workdir, "small", model, seed)
-        os.makedirs(run_dir)
-        epochs = reproduce.SIZES["small"].epochs if (model, seed) != ("tgo", 0) else 1  # tgo/0 unfinished
+        os.makedirs(os.path.join(run_dir, "checkpoints", "100"))
+        epochs = grid.SIZES["small"].epochs if (model, seed) != ("tgo", 0) else 1  # tgo/0 unfinished
         with open(os.path.join(run_dir, "metrics.jsonl"), "w") as f:
-            f.write(json.dumps({"epoch": epochs}) + "\n")
+            f.write(json.dumps({"epoch": epochs, "step": 100}) + "\n")
     sources = lambda model, seed: reproduce.transfer_sources(workdir, "small", model, seed, [0, 1, 2])
     # tgo/2: its next seed tgo/0 is unfinished.
     assert sources("tgo", 2) == {"vanilla-seed2": reproduce_report.run_dir(workdir, "small", "vanilla", 2)}
@@ -291,16 +291,16 @@ def test_per_example_hits_round_trip_through_their_encoding():
 
 def _finished_record(model, seed, names, value=50.0):
     """A record of the ci size with every cell of ``names`` at both ε, as the program writes it."""
-    size = dataclasses.asdict(reproduce.SIZES["ci"])
-    config = json.loads(json.dumps(reproduce.run_config(model, seed, reproduce.SIZES["ci"]).to_dict(), default=str))
+    size = dataclasses.asdict(grid.SIZES["ci"])
+    config = json.loads(json.dumps(grid.run_config(model, seed, grid.SIZES["ci"]).to_dict(), default=str))
     noisy = config["neuron"]["kind"] == "noisy"
     noises = ("on", "off") if noisy else ("on",)
-    eps = [reproduce_report.eps_label(e) for e in reproduce.EPS]
+    eps = [reproduce_report.eps_label(e) for e in grid.EPS]
     return {"model": model, "seed": seed, "size": "ci", "size_spec": size, "config": config, "train_commit": "abc",
             "metrics": [{"epoch": 1, "test_accuracy": 50.0}],
             "accuracy": {n: {e: {a: value for a in names} for e in eps} for n in noises},
             "per_example": {n: {e: {a: [1.0, 0.0] for a in names} for e in eps} for n in noises},
-            "cell_spec": {n: {e: {a: reproduce.cell_spec(a, size, noisy and n == "on") for a in names} for e in eps}
+            "cell_spec": {n: {e: {a: grid.cell_spec(a, size, noisy and n == "on") for a in names} for e in eps}
                           for n in noises},
             "analysis": {n: {"neighbour_share": 0.3, "grad_l1": 1.0} for n in noises}}
 
@@ -310,13 +310,13 @@ def test_the_committed_report_resumes_the_grid_on_a_fresh_machine(monkeypatch, t
     workdir at all), are kept in the next report, and a run retrained for more columns is compared with it."""
     names = ["Clean", "FGSM", "Square"]
     repo, workdir = str(tmp_path / "repo"), str(tmp_path / "fresh")
-    models = {m: reproduce.MODELS[m][0] for m in ("vanilla", "sr")}
+    models = {m: grid.MODELS[m][0] for m in ("vanilla", "sr")}
     records = [_finished_record("vanilla", 0, names), _finished_record("sr", 0, names[:2]),
                _finished_record("sr", 1, names[:2])]
     curve = [{"epoch": e, "test_accuracy": 80.0 + e, "elapsed_s": 10.0 * e, "epochs_total": 2} for e in (1, 2)]
-    reproduce_report.write(repo, records, size_name="ci", size_spec=dataclasses.asdict(reproduce.SIZES["ci"]),
-                           seeds=[0, 1], models=models, attack_names=names, paper_names=reproduce.PAPER_ATTACKS,
-                           eps_labels=[reproduce_report.eps_label(e) for e in reproduce.EPS], convergence=curve)
+    reproduce_report.write(repo, records, size_name="ci", size_spec=dataclasses.asdict(grid.SIZES["ci"]),
+                           seeds=[0, 1], models=models, attack_names=names, paper_names=grid.PAPER_ATTACKS,
+                           eps_labels=[reproduce_report.eps_label(e) for e in grid.EPS], convergence=curve)
     committed = reproduce_report.read_committed(repo, "ci")
     assert set(committed) == {("vanilla", 0), ("sr", 0), ("sr", 1)}
     assert committed[("vanilla", 0)]["per_example"]["on"]["0.1"]["Square"] == [1.0, 0.0]
@@ -328,11 +328,11 @@ def test_the_committed_report_resumes_the_grid_on_a_fresh_machine(monkeypatch, t
         worked.append((len(columns), model, seed))
         record = _finished_record(model, seed, columns, value=60.0)
         os.makedirs(run_dir, exist_ok=True)
-        reproduce._write_json(os.path.join(run_dir, "reproduce.json"), record)
+        rundir.write_json(rundir.file(run_dir, rundir.REPRODUCE), record)
         return record
 
     monkeypatch.setattr(reproduce, "run_one", fake_run_one)
-    reproduce.run_grid(workdir, [0, 1], "ci", list(models), names, reproduce.EPS, report_dir=repo, only=["sr/0"],
+    reproduce.run_grid(workdir, [0, 1], "ci", list(models), names, grid.EPS, report_dir=repo, only=["sr/0"],
                        audited=False)  # records without an audit count as done
     # vanilla/0 is complete in the report; sr/0 needs the strong column; sr/1 and vanilla/1 are not asked for.
     assert worked == [(3, "sr", 0)]

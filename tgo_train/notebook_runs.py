@@ -10,13 +10,11 @@ import os
 
 import ml_collections
 
-from tgo_train.configs import fmnist_tgo, fmnist_vanilla
+from tgo_train.configs import fmnist_tgo, fmnist_vanilla, grid
 
 SIZES = ("ci", "full")
 # The experiment's two configs (python -m tgo_train.experiment), by name.
 EXPERIMENT_CONFIGS = {"vanilla": fmnist_vanilla.get_config, "tgo": fmnist_tgo.get_config}
-# The MC × NLIF ablation (the paper's Table 4): name -> (margin penalty on, neuron kind).
-ABLATION_GRID = {"vanilla": (False, "lif"), "mc": (True, "lif"), "nlif": (False, "noisy"), "tgo": (True, "noisy")}
 
 
 def check_size(size: str) -> str:
@@ -56,15 +54,13 @@ def reduced_config(name: str, size: str) -> ml_collections.ConfigDict:
 
 
 def ablation_config(name: str, size: str, *, train_subset: int, batch_size: int) -> ml_collections.ConfigDict:
-    """``fmnist_tgo`` with the margin penalty and neuron kind of ``ABLATION_GRID[name]``, 1 epoch.
-
-    With both parts off the config is that of ``fmnist_vanilla`` (at this size).
+    """``fmnist_vanilla`` with the overrides of the ablation's row ``name`` (``grid.ABLATION``), 1 epoch; a
+    Noisy-LIF row evaluated with ``fmnist_tgo``'s noise draws.
     """
-    margin, kind = ABLATION_GRID[name]
-    c = fmnist_tgo.get_config()
-    c.margin.enabled = margin
-    c.neuron.kind = kind
-    c.eval_noise_draws = 3 if kind == "noisy" else 1
+    c = fmnist_vanilla.get_config()
+    c.update_from_flattened_dict(grid.ablation_overrides(name))
+    if c.neuron.kind == "noisy":
+        c.eval_noise_draws = fmnist_tgo.get_config().eval_noise_draws
     _quiet(c)
     c.train_subset, c.batch_size, c.epochs = train_subset, batch_size, 1
     if check_size(size) == "ci":

@@ -2,22 +2,17 @@ r"""The paper's claims with error bars: trains and attacks a grid of small nets 
 
     python -m tgo_train.reproduce --workdir runs/reproduce [--seeds 0,1,2] [--size small|full]
 
-The grid (Fashion-MNIST, the small spiking net, T = 4):
-
-* the ablation of the paper's Table 4 under TET: ``vanilla``, ``mc`` (membrane margin penalty only),
-  ``nlif`` (Noisy-LIF only), ``tgo`` (both);
-* the training strategies of its Table 1: ``at`` / ``at_tgo`` and ``rat`` / ``rat_tgo``;
-* ``sr``: the gradient-sparsity regulariser, the compared baseline.
+The grid (its models, attack columns, budgets and sizes) is ``tgo_train/configs/grid.py``.
 
 Each (model, seed) trains in ``<workdir>/<size>/<model>/seed<k>`` with ``tgo_train.train`` (which resumes
-from its checkpoints), is attacked with the attack columns of ``ATTACKS`` at each ε of ``EPS`` through
+from its checkpoints), is attacked with the attack columns of ``grid.ATTACKS`` at each ε of ``grid.EPS`` through
 ``tgo_train.evaluate`` (Noisy-LIF models with EoT, and again with their noise off), and is measured
 (threshold-neighbour share, input-gradient L1 norm, input-Jacobian spectral norm, ``tgo_jax.analysis``).
 After its strong suite each run gets the gradient-masking audit (``tgo_train/audit.py`` at the size's
-``AUDITS`` entry, with transfers from the vanilla model of its seed and from its next seed), its flags and
+``grid.AUDITS`` entry, with transfers from the vanilla model of its seed and from its next seed), its flags and
 deciding numbers kept in the record (``--noaudit`` leaves it out: then a record without one counts as done).
 Each finished cell is kept in ``reproduce.json`` next to the run, so a rerun skips what is done and
-an interrupted run continues where it stopped; adding an attack name to ``ATTACKS`` evaluates only the
+an interrupted run continues where it stopped; adding an attack name to ``grid.ATTACKS`` evaluates only the
 new column. The report (``RESULTS.md``, ``results/results.json``, ``results/*.png``) is written after
 every run, from whatever has finished (``--report_only`` writes it without training anything).
 
@@ -26,7 +21,7 @@ committed, is what a later session on a fresh machine finds: the runs it holds (
 per-example hits, ``results/per_example.json``) count as done and stay in the next report, and a run that
 needs more columns is retrained and compared with its committed record (``reproduce_report.agreement``, a
 table in ``RESULTS.md``). Training is deterministic for a given code, JAX and machine; on another machine
-(XLA compiles for the CPU it runs on) some retrained Noisy-LIF models have differed; then the retrained record
+(XLA compiles for the CPU it runs on) a retrained model may differ; then the retrained record
 (same seed and config) replaces the first one in every column, the first one's cells kept in
 ``committed_check``. ``--only`` works on some runs alone, e.g. to run two processes side by side on disjoint
 runs.
@@ -38,167 +33,26 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 import subprocess
 import time
 from typing import Optional, Sequence
 
 import jax
-import numpy as np
+import jax.numpy as jnp
 from absl import app, flags, logging
 
-from tgo_jax import analysis, attacks, data
-from tgo_train import audit, cli, evaluate, notebook_runs, reproduce_report, resume, tables, train, workdir as workdirs
-from tgo_train.configs import fmnist_tgo, fmnist_vanilla
-
-# ----------------------------------------------------------------------------- the grid
-
-# name -> (label, overrides of tgo_train/configs/fmnist_vanilla.py). "TGO" = margin penalty + Noisy-LIF
-# exactly as tgo_train/configs/fmnist_tgo.py sets them.
-_TGO = {"margin.enabled": True, "margin.lambda_max": fmnist_tgo.get_config().margin.lambda_max,
-        "neuron.kind": "noisy"}
-_ABLATION_LABELS = {"vanilla": "vanilla (TET)", "mc": "MC only", "nlif": "NLIF only", "tgo": "TGO (MC + NLIF)"}
-
-
-def _ablation_overrides(margin: bool, kind: str) -> dict:
-    """The overrides of one row of the Table 4 ablation (``notebook_runs.ABLATION_GRID``, the one grid)."""
-    out = {"margin.enabled": True, "margin.lambda_max": _TGO["margin.lambda_max"]} if margin else {}
-    return dict(out, **{"neuron.kind": "noisy"}) if kind == "noisy" else out
-
-
-MODELS = {
-    **{name: (_ABLATION_LABELS[name], _ablation_overrides(*row)) for name, row in notebook_runs.ABLATION_GRID.items()},
-    "at": ("AT", {"strategy": "at"}),
-    "at_tgo": ("AT + TGO", dict(_TGO, strategy="at")),
-    "rat": ("RAT", {"strategy": "rat", "optim.weight_decay": 0.0}),  # paper: RAT without weight decay
-    "rat_tgo": ("RAT + TGO", dict(_TGO, strategy="rat", **{"optim.weight_decay": 0.0})),
-    "sr": ("SR (baseline)", {"sr.enabled": True}),
-}
-# The attack columns, by name in the attack registry (``tgo_jax.attacks.make``); adding a column is a
-# change of these lists. The paper's columns come first for every run, then the strong suite.
-PAPER_ATTACKS = ("Clean", "FGSM", "RFGSM", "PGD10", "PGD40", "APGD", "MTPGD")
-STRONG_ATTACKS = tuple(n for n in attacks.STRONG_ROWS if n not in PAPER_ATTACKS)
-ATTACKS = PAPER_ATTACKS + STRONG_ATTACKS
-SIZE_EXTRA_ROWS = ("ASSG-search",)  # strong columns a size may add (``Size.strong_extra``), at its strong budget
-EPS = (8 / 255, 0.1)
-
-
-@dataclasses.dataclass(frozen=True)
-class Size:
-    """How long each run trains and how hard it is evaluated."""
-
-    epochs: int
-    train_subset: int  # 0 = all 60k training images
-    num_examples: int  # test images attacked
-    eot: int  # EoT draws per gradient for Noisy-LIF models (noise on)
-    draws: int  # noise draws per accuracy of a Noisy-LIF model
-    apgd_steps: int  # the paper's APGD column
-    mtpgd_steps: int  # the paper's MTPGD column: steps per target (at α = 0.01, ≥ 10 to reach ε = 0.1)
-    mtpgd_targets: int  # its targets (reference: 9)
-    strong_steps: int  # iterations of the strong suite's attacks (AutoAttack's reference: 100)
-    strong_queries: int  # Square's queries (reference: 5000)
-    strong_targets: int  # targets of APGD-T and FAB-T (reference: 9)
-    analysis_examples: int  # test images for the share / gradient / Jacobian measures
-    jacobian_iters: int
-    eval_batch: int
-    model_kwargs: tuple = ()  # overrides of the small net (tiny nets for the tests)
-    num_steps: int = 4
-    batch_size: int = 64
-    strong_extra: tuple = ()  # strong columns of this size beyond ``ATTACKS`` (added to --attacks)
-
-
-SIZES = {
-    # The end-to-end test: seconds per run, mostly compilation (one conv block compiles faster than two);
-    # its numbers mean nothing.
-    "ci": Size(epochs=1, train_subset=128, num_examples=32, eot=2, draws=1, apgd_steps=3, mtpgd_steps=2,
-               mtpgd_targets=2, strong_steps=2, strong_queries=10, strong_targets=2, analysis_examples=32,
-               jacobian_iters=2, eval_batch=32, batch_size=32, num_steps=2,
-               model_kwargs=(("channels", (4,)), ("hidden", 16))),
-    # Meant for about two hours on 2 idle CPU cores for the paper's columns of 9 models x 3 seeds: measured
-    # (commit cb1f97b, 2 CPU cores) ~10.9k CPU s, ~1.5 h on 2 cores; the strong suite, evaluated after them,
-    # brings the grid to ~6.8 h (RESULTS.md's estimate, recomputed from each run's measured CPU seconds).
-    "small": Size(epochs=2, train_subset=20_000, num_examples=200, eot=4, draws=2, apgd_steps=20,
-                  mtpgd_steps=10, mtpgd_targets=3, strong_steps=10, strong_queries=100, strong_targets=3,
-                  analysis_examples=200, jacobian_iters=10, eval_batch=200),
-    # Close to converged clean accuracy: the measured curve (--convergence_epochs 10; RESULTS.md, "Convergence
-    # of vanilla") gains under a point over its last five epochs.
-    "full": Size(epochs=10, train_subset=0, num_examples=1000, eot=10, draws=3, apgd_steps=100,
-                 mtpgd_steps=10, mtpgd_targets=9, strong_steps=100, strong_queries=5000, strong_targets=9,
-                 analysis_examples=1000, jacobian_iters=20, eval_batch=500),
-}
-# Issue 31's faithful evaluation of the small grid: the `small` size's training configs and paper columns,
-# its strong suite at the reference iterations (100) and targets (9), Square at 1000 queries and
-# ASSG with the `a` search as one more strong column. A size of its own, so that the committed `small`
-# records keep their cells (a changed budget would make their strong cells stale).
-SIZES["small_strong"] = dataclasses.replace(SIZES["small"], strong_steps=100, strong_queries=1000,
-                                            strong_targets=9, strong_extra=("ASSG-search",))
-
-# The gradient-masking audit (tgo_train/audit.py) of each run, in its strong phase, by reproduction size.
-# `ci`: the fewest rows that still decide checks (a), (b) single step, (c) transfers, (d), (e), (f), at the
-# ci size's EoT and noise draws (the end-to-end test compiles each row; those reuse the suite's programs).
-# `small`: issue 31's strong budgets (ASSG 100 iterations, Square 1000 queries); `small_strong` adds
-# ASSG-search; `full`: the audit's reference sizes (Square 5000, ASSG-search).
-AUDITS = {
-    "ci": dataclasses.replace(audit.SIZES["ci"], pgd_steps=(2,), restarts=(1,), eot_draws=(2,), white_rows=(),
-                              sweep_rules=(), queries=None, draws=SIZES["ci"].draws, eot=SIZES["ci"].eot),
-    "small": dataclasses.replace(audit.SIZES["quick"], steps=100),
-    "small_strong": dataclasses.replace(audit.SIZES["quick"], steps=100,
-                                        white_rows=audit.WHITE_ROWS + ("ASSG-search",)),
-    "full": audit.SIZES["full"],
-}
-# The audit's independently trained transfer sources: the vanilla model of the run's seed ("vanilla") and the
-# same model's next seed ("next seed"). `ci` keeps the first only: each transfer row compiles anew (the
-# source's weights are constants of it) and the end-to-end test is compile-bound.
-AUDIT_SOURCES = {"ci": ("vanilla",)}
-SOURCE_KINDS = ("vanilla", "next seed")
-
-
-def run_config(model: str, seed: int, size: Size):
-    """The training config of one grid cell: fmnist_vanilla.py with the model's overrides."""
-    if model not in MODELS:
-        raise ValueError(f"model must be one of {list(MODELS)}, got {model!r}")
-    c = fmnist_vanilla.get_config()
-    c.seed = seed
-    c.epochs, c.train_subset, c.batch_size = size.epochs, size.train_subset, size.batch_size
-    c.model.num_steps = size.num_steps
-    for k, v in size.model_kwargs:
-        c.model_kwargs[k] = v
-    # Clean test accuracy after each epoch: on 2000 images (all 10k for the full size, the attacked ones
-    # for the tests' tiny size).
-    c.eval_subset = 0 if not size.train_subset else 2000 if size.train_subset >= 1000 else size.num_examples
-    c.eval_batch_size = min(c.eval_batch_size, size.eval_batch * 4)
-    c.checkpoint_every_steps = 200
-    c.progress = False
-    c.update_from_flattened_dict(MODELS[model][1])
-    if c.neuron.kind == "noisy":
-        c.eval_noise_draws = size.draws
-    return c
-
-
-def attack_options(name: str, size: dict) -> dict:
-    """The size-dependent options of column ``name`` (``size``: a Size as a dict)."""
-    if name == "APGD":
-        return {"steps": size["apgd_steps"]}
-    if name == "MTPGD":  # runs before its targets were a size field used 9
-        return {"steps": size["mtpgd_steps"], "num_targets": size.get("mtpgd_targets", 9)}
-    if name in STRONG_ATTACKS + SIZE_EXTRA_ROWS and not name.startswith("PGD"):
-        return {"steps": size["strong_steps"], "queries": size["strong_queries"],
-                "num_targets": size["strong_targets"]}
-    return {}
-
-
-def cell_spec(name: str, size: dict, stochastic: bool) -> dict:
-    """Everything a column's number depends on besides the model: its options and the evaluation effort."""
-    return dict(attack_options(name, size), num_examples=size["num_examples"], eval_batch=size["eval_batch"],
-                eot=size["eot"] if stochastic else 1, draws=size["draws"] if stochastic else 1)
-
+from tgo_jax import analysis, attacks
+from tgo_train import audit, cli, evaluate, reproduce_report, rundir, tables, train, trained, workdir as workdirs
+from tgo_train.evaluation import reduce_split, split_keys
+from tgo_train.configs import grid
+from tgo_train.configs.grid import Size
 
 def attack_suite(names: Sequence[str], *, eps: float, eot: int, size: Size) -> list:
     """(name, attack) pairs for the column names, resolved through the attack registry at the size's
     effort; an unknown name is an error listing the known ones."""
     spec = dataclasses.asdict(size)
-    return [(attacks.canonical(n), attacks.make(n, eps=eps, alpha=attacks.ALPHA, eot=eot, **attack_options(n, spec)))
+    return [(attacks.canonical(n), attacks.make(n, eps=eps, alpha=attacks.ALPHA, eot=eot, **grid.attack_options(n, spec)))
             for n in names]
 
 
@@ -220,54 +74,29 @@ def git_commit() -> str:
         return "unknown"
 
 
-def _read_json(path: str) -> Optional[dict]:
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        return json.load(f)
-
-
-def _write_json(path: str, obj) -> None:
-    """Atomic: a crash leaves the previous file, never half of a new one."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, default=str)
-    os.replace(tmp, path)
-
-
-def _training_finished(workdir: str, config) -> bool:
-    """The run's last record is its final epoch (so ``train_and_evaluate`` would only re-evaluate)."""
-    path = os.path.join(workdir, "metrics.jsonl")
-    if not os.path.exists(path):
-        return False
-    with open(path) as f:
-        records = [json.loads(line) for line in f if line.strip()]
-    return bool(records) and records[-1].get("epoch") == config.epochs and not records[-1].get("partial")
-
-
 def run_one(workdir: str, model: str, seed: int, size_name: str, attack_names: Sequence[str],
             eps_list: Sequence[float]) -> dict:
     """Trains (resuming), evaluates the missing cells and measures one (model, seed); returns its record."""
-    size = SIZES[size_name]
-    config = run_config(model, seed, size)
-    path = os.path.join(workdir, "reproduce.json")
-    record = _read_json(path)
-    config_dict = json.loads(json.dumps(config.to_dict(), default=str))
+    size = grid.SIZES[size_name]
+    config = grid.run_config(model, seed, size)
+    path = rundir.file(workdir, rundir.REPRODUCE)
+    record = rundir.read_json(path)
+    config_dict = rundir.plain(config)
     if record is not None:
-        changed, _ = resume.compare(record.get("config", {}), config)  # options added later keep defaults
+        changed, _ = rundir.config_changes(record.get("config", {}), config)  # options added later keep defaults
         if changed:
             raise ValueError(f"{path} was made with another config ({', '.join(map(str, changed))}); "
                              f"move {workdir} away to retrain it")
-    if record is None or not _training_finished(workdir, config):
+    if record is None or not rundir.finished(workdir, config):
         t0, cpu0 = time.time(), _cpu_seconds()
         train.train_and_evaluate(config, workdir)
         record = {"model": model, "seed": seed, "size": size_name, "size_spec": dataclasses.asdict(size),
                   "config": config_dict, "train_commit": git_commit(), "train_cpu_model": cpu_model(),
                   "train_wall_s": round(time.time() - t0, 1), "train_cpu_s": round(_cpu_seconds() - cpu0, 1),
                   "accuracy": {}, "analysis": {}}
-        _write_json(path, record)
-    record["metrics"] = _read_metrics(workdir)
-    run, variables, step = evaluate.load_run(workdir, num_examples=size.num_examples)
+        rundir.write_json(path, record)
+    record["metrics"] = rundir.read_metrics(workdir)
+    run, variables, step = trained.load_run(workdir, num_examples=size.num_examples)
     record["step"] = step
     for noise, model_obj in _variants(run.model).items():
         run_v = dataclasses.replace(run, model=model_obj)
@@ -288,16 +117,16 @@ def run_one(workdir: str, model: str, seed: int, size_name: str, attack_names: S
                 tables.eps_label(eps), {})
             examples.update({n: [round(float(v), 4) for v in h] for n, h in hits.items()})
             specs = record.setdefault("cell_spec", {}).setdefault(noise, {}).setdefault(tables.eps_label(eps), {})
-            specs.update({n: cell_spec(n, dataclasses.asdict(size), stochastic) for n in accuracy})
+            specs.update({n: grid.cell_spec(n, dataclasses.asdict(size), stochastic) for n in accuracy})
             cell = f"{noise} {tables.eps_label(eps)}"
             for field, spent in (("eval_wall_s", time.time() - t0), ("eval_cpu_s", _cpu_seconds() - cpu0)):
                 times = record.setdefault(field, {})  # summed: a cell evaluated again adds its time
                 times[cell] = round(times.get(cell, 0.0) + spent, 1)
             record["eval_commit"] = git_commit()
-            _write_json(path, record)
+            rundir.write_json(path, record)
         if noise not in record["analysis"]:
             record["analysis"][noise] = measure(run_v, variables, size, seed)
-            _write_json(path, record)
+            rundir.write_json(path, record)
     return record
 
 
@@ -306,10 +135,10 @@ def train_run(run_dir: str, model: str, seed: int, size_name: str) -> dict:
     evaluating it, and returns its last metrics record: the model of a committed run, for a notebook on a
     fresh clone. The same config as ``run_one``; equal to the committed model when the code and JAX are
     the ones it was trained with (its ``train_commit``)."""
-    config = run_config(model, seed, SIZES[size_name])
-    if not _training_finished(run_dir, config):
+    config = grid.run_config(model, seed, grid.SIZES[size_name])
+    if not rundir.finished(run_dir, config):
         train.train_and_evaluate(config, run_dir)
-    return _read_metrics(run_dir)[-1]
+    return rundir.read_metrics(run_dir)[-1]
 
 
 def stale_cells(record: dict, noise: str, eps: str, size: Size, stochastic: bool) -> list:
@@ -318,7 +147,7 @@ def stale_cells(record: dict, noise: str, eps: str, size: Size, stochastic: bool
     now = dataclasses.asdict(size)
     specs = record.get("cell_spec", {}).get(noise, {}).get(eps, {})
     return [n for n in record.get("accuracy", {}).get(noise, {}).get(eps, {})
-            if specs.get(n, cell_spec(n, record["size_spec"], stochastic)) != cell_spec(n, now, stochastic)]
+            if specs.get(n, grid.cell_spec(n, record["size_spec"], stochastic)) != grid.cell_spec(n, now, stochastic)]
 
 
 def _drop_stale(record: dict, noise: str, eps: str, size: Size, stochastic: bool) -> None:
@@ -354,34 +183,32 @@ def _variants(model) -> dict:
     return out
 
 
-def _read_metrics(workdir: str) -> list:
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
 def measure(run, variables, size: Size, seed: int) -> dict:
     """Threshold-neighbour share, input-gradient L1 norm and zero share, input-Jacobian spectral norm
-    (docs/FORMULAS.md §5, eq. 10), means over the first ``analysis_examples`` test images."""
+    (docs/FORMULAS.md §5, eq. 10), means over the first ``analysis_examples`` test images, the batches
+    sharded over every device (``evaluation.reduce_split``)."""
     images, labels = run.splits["test"]
     n = min(size.analysis_examples, len(labels))
     logits_fn = attacks.model_logits_fn(run.model)
     c = run.config
 
     @jax.jit
-    def stats(variables, x, y, key):
+    def stats(variables, batch, key):
+        x, y, real = batch["image"], batch["label"], batch["mask"]
         k_h, k_g, k_j = jax.random.split(key, 3)
         _, hs = analysis.forward_potentials(run.model, variables, x, k_h)
+        # The padding's potentials (H [T, B, ...]) put out of every neighbourhood: the share is then the real
+        # rows' count over all B rows' entries, and times B the sum of the real rows' own shares.
+        hs = [jnp.where(real.reshape((1, -1) + (1,) * (h.ndim - 2)), h, jnp.inf) for h in hs]
         share = analysis.threshold_neighbour_share(hs, delta=c.margin.delta, threshold=c.neuron.threshold)
         g = analysis.gradient_sparsity(analysis.input_gradients(logits_fn, variables, x, y, k_g))
         jac = analysis.jacobian_spectral_norm(logits_fn, variables, x, k_j, iters=size.jacobian_iters)
-        return share.overall * x.shape[0], g["l1"].sum(), g["zero_share"].sum(), jac.sum()
+        return (share.overall * x.shape[0], *(jnp.where(real, v, 0.0).sum()
+                                              for v in (g["l1"], g["zero_share"], jac)))
 
-    key = jax.random.PRNGKey(seed + 7)
-    sums = np.zeros(4)
-    for batch in data.eval_batches(images[:n], labels[:n], size.eval_batch):
-        key, sub = jax.random.split(key)
-        sums += np.array([float(v) for v in stats(variables, batch["image"], batch["label"], sub)])
-    share, l1, zero, jac = sums / n
+    sums = reduce_split([stats], variables, images[:n], labels[:n], batch_size=size.eval_batch,
+                        keys=split_keys(jax.random.PRNGKey(seed + 7))).values[0]
+    share, l1, zero, jac = (v / n for v in sums)
     return {"neighbour_share": share, "grad_l1": l1, "grad_zero_share": zero, "jacobian_norm": jac,
             "examples": n}
 
@@ -389,7 +216,7 @@ def measure(run, variables, size: Size, seed: int) -> dict:
 # ----------------------------------------------------------------------------- the grid
 
 def run_grid(workdir: str, seeds: Sequence[int], size_name: str, models: Sequence[str],
-             attack_names: Sequence[str] = ATTACKS, eps_list: Sequence[float] = EPS,
+             attack_names: Sequence[str] = grid.ATTACKS, eps_list: Sequence[float] = grid.EPS,
              report_dir: Optional[str] = None, stop_after: Optional[int] = None,
              only: Optional[Sequence[str]] = None, audited: bool = True) -> None:
     """Runs every (seed, model): first with the paper's columns only, then with the rest (the strong
@@ -403,9 +230,9 @@ def run_grid(workdir: str, seeds: Sequence[int], size_name: str, models: Sequenc
     ``only``: work on these runs alone (``model`` or ``model/seed``), the report still covers the grid.
     Writes the report after each run; ``stop_after`` stops after that many runs were worked on (tests)."""
     committed = reproduce_report.read_committed(report_dir or workdir, size_name)
-    paper = [n for n in attack_names if n in PAPER_ATTACKS]
+    paper = [n for n in attack_names if n in grid.PAPER_ATTACKS]
     phases = [paper, list(attack_names)] if paper and len(paper) < len(attack_names) else [list(attack_names)]
-    ablation = [m for m in models if m in notebook_runs.ABLATION_GRID]
+    ablation = [m for m in models if m in grid.ABLATION]
     groups = [g for g in (ablation, [m for m in models if m not in ablation]) if g]
     worked = 0
     for names, group in ((n, g) for n in phases for g in groups):
@@ -426,7 +253,7 @@ def run_grid(workdir: str, seeds: Sequence[int], size_name: str, models: Sequenc
                 record = run_one(run_dir, model, seed, size_name, names, eps_list)
                 if old is not None:
                     record["committed_check"] = reproduce_report.agreement(record, old)
-                    _write_json(os.path.join(run_dir, "reproduce.json"), record)
+                    rundir.write_json(rundir.file(run_dir, rundir.REPRODUCE), record)
                     check = record["committed_check"]
                     print(f"   against the committed record: test curve "
                           f"{'equal' if check['same_test_curve'] else 'DIFFERENT'}, {check['cells_equal']} cells "
@@ -442,7 +269,7 @@ def run_grid(workdir: str, seeds: Sequence[int], size_name: str, models: Sequenc
 def _best_record(run_dir: str, committed: Optional[dict]) -> Optional[dict]:
     """The run's record in its workdir; the committed one when the workdir has none (a fresh machine) or
     holds another training of the run with fewer cells (retrained, its evaluation under way)."""
-    record = _read_json(os.path.join(run_dir, "reproduce.json"))
+    record = rundir.read_json(rundir.file(run_dir, rundir.REPRODUCE))
     if record is None or committed is None or _same_training(record, committed):
         return record or committed
     return committed if reproduce_report.n_cells(committed) > reproduce_report.n_cells(record) else record
@@ -461,7 +288,7 @@ def _complete(record: Optional[dict], attack_names, eps_list, size_name: str, au
     if audited and audit_todo(record, eps_list, size_name):
         return False
     noisy = record["config"]["neuron"]["kind"] == "noisy"
-    return not any(stale_cells(record, noise, tables.eps_label(e), SIZES[size_name], noisy and noise == "on")
+    return not any(stale_cells(record, noise, tables.eps_label(e), grid.SIZES[size_name], noisy and noise == "on")
                    for noise in record["accuracy"] for e in eps_list)
 
 
@@ -475,10 +302,10 @@ AUDIT_KEPT = ("eps", "size", "size_cuts", "pgd_step_text", "num_examples", "draw
 def audit_spec(size_name: str) -> dict:
     """Everything a run's audit depends on besides the model (as JSON stores it): a changed spec runs it again.
     The transfer sources are not part of it: an audit that found none keeps its NOT RUN."""
-    size = SIZES[size_name]
-    spec = {"sizes": dataclasses.asdict(AUDITS[size_name]), "num_examples": size.num_examples,
+    size = grid.SIZES[size_name]
+    spec = {"sizes": dataclasses.asdict(grid.AUDITS[size_name]), "num_examples": size.num_examples,
             "eval_batch": size.eval_batch}
-    return json.loads(json.dumps(spec))
+    return rundir.plain(spec)
 
 
 def audit_todo(record: dict, eps_list: Sequence[float], size_name: str) -> list:
@@ -488,47 +315,47 @@ def audit_todo(record: dict, eps_list: Sequence[float], size_name: str) -> list:
 
 
 def transfer_sources(workdir: str, size_name: str, model: str, seed: int, seeds: Sequence[int]) -> dict:
-    """{name: run dir} of the audit's independently trained transfer sources (``AUDIT_SOURCES``): the vanilla
+    """{name: run dir} of the audit's independently trained transfer sources (``grid.AUDIT_SOURCES``): the vanilla
     model of the same seed and this model's next seed (seed + 1 mod the number of seeds), those whose training
     has finished."""
-    seeds, kinds = list(seeds), AUDIT_SOURCES.get(size_name, SOURCE_KINDS)
+    seeds, kinds = list(seeds), grid.AUDIT_SOURCES.get(size_name, grid.SOURCE_KINDS)
     candidates = [("vanilla", seed)] if model != "vanilla" and "vanilla" in kinds else []
     if len(seeds) > 1 and "next seed" in kinds:
         candidates.append((model, seeds[(seeds.index(seed) + 1) % len(seeds)]))
     out = {}
     for m, s in candidates:
         run_dir = reproduce_report.run_dir(workdir, size_name, m, s)
-        if _training_finished(run_dir, run_config(m, s, SIZES[size_name])):
+        if rundir.finished(run_dir, grid.run_config(m, s, grid.SIZES[size_name])):
             out[f"{m}-seed{s}"] = run_dir
     return out
 
 
 def run_audits(run_dir: str, seed: int, size_name: str, eps_list: Sequence[float], sources: dict) -> dict:
-    """The gradient-masking audit (``AUDITS[size_name]``) of one trained run at each ε, kept in its record
+    """The gradient-masking audit (``grid.AUDITS[size_name]``) of one trained run at each ε, kept in its record
     under ``audit`` (flags and deciding numbers): a finished audit is not run again, an interrupted one (never
     written) is. ``sources``: {name: run dir} of ``transfer_sources``. Returns the record."""
-    path = os.path.join(run_dir, "reproduce.json")
-    record = _read_json(path)
+    path = rundir.file(run_dir, rundir.REPRODUCE)
+    record = rundir.read_json(path)
     todo = audit_todo(record, eps_list, size_name)
     if not todo:
         return record
-    size = SIZES[size_name]
-    run, variables, _ = evaluate.load_run(run_dir, num_examples=size.num_examples)
+    size = grid.SIZES[size_name]
+    run, variables, _ = trained.load_run(run_dir, num_examples=size.num_examples)
     loaded = [source._replace(name=name) for name, d in sources.items()
-              for source in evaluate.load_transfer_sources([d], run, variables, size.num_examples)]
+              for source in trained.load_transfer_sources([d], run, variables, size.num_examples)]
     for eps in todo:
         t0, cpu0 = time.time(), _cpu_seconds()
-        result = audit.run_audit(run, variables, eps=eps, sizes=AUDITS[size_name], batch_size=size.eval_batch,
+        result = audit.run_audit(run, variables, eps=eps, sizes=grid.AUDITS[size_name], batch_size=size.eval_batch,
                                  seed=seed, sources=loaded, log=lambda line: print("   " + line, flush=True))
         record.setdefault("audit", {})[tables.eps_label(eps)] = dict(
             {k: result[k] for k in AUDIT_KEPT}, sources=sources, spec=audit_spec(size_name),
             wall_s=round(time.time() - t0, 1), cpu_s=round(_cpu_seconds() - cpu0, 1), commit=git_commit())
-        _write_json(path, record)
+        rundir.write_json(path, record)
         print(f"   audit at ε = {tables.eps_label(eps)}: {reproduce_report.audit_text([record])}", flush=True)
     return record
 
 
-def write_report(workdir: str, size_name: str, seeds, models, attack_names=ATTACKS, eps_list=EPS,
+def write_report(workdir: str, size_name: str, seeds, models, attack_names=grid.ATTACKS, eps_list=grid.EPS,
                  report_dir: Optional[str] = None) -> str:
     """Collects the runs found for (size, seeds, models), in the workdir or the report already in
     ``report_dir`` (``_best_record``), and writes RESULTS.md, results.json, figures."""
@@ -541,9 +368,9 @@ def write_report(workdir: str, size_name: str, seeds, models, attack_names=ATTAC
                 records.append(r)
     convergence = _read_convergence(workdir) or reproduce_report.committed_convergence(report_dir or workdir)
     return reproduce_report.write(report_dir or workdir, records, size_name=size_name,
-                                  size_spec=dataclasses.asdict(SIZES[size_name]), seeds=list(seeds),
-                                  models={m: MODELS[m][0] for m in models},
-                                  attack_names=list(attack_names), paper_names=list(PAPER_ATTACKS),
+                                  size_spec=dataclasses.asdict(grid.SIZES[size_name]), seeds=list(seeds),
+                                  models={m: grid.MODELS[m][0] for m in models},
+                                  attack_names=list(attack_names), paper_names=list(grid.PAPER_ATTACKS),
                                   eps_labels=[tables.eps_label(e) for e in eps_list],
                                   convergence=convergence)
 
@@ -557,18 +384,18 @@ def convergence_dir(workdir: str) -> str:
 def run_convergence(workdir: str, epochs: int) -> None:
     """Vanilla (seed 0) on all 60k images for ``epochs`` epochs, test accuracy on all 10k after each:
     the curve that sets the ``full`` size."""
-    c = run_config("vanilla", 0, SIZES["full"])
+    c = grid.run_config("vanilla", 0, grid.SIZES["full"])
     c.epochs, c.train_subset, c.eval_subset = epochs, 0, 0
     train.train_and_evaluate(c, convergence_dir(workdir))
 
 
 def _read_convergence(workdir: str) -> Optional[list]:
-    path = os.path.join(convergence_dir(workdir), "metrics.jsonl")
-    if not os.path.exists(path):
+    config = rundir.read_config(convergence_dir(workdir))
+    if config is None:
         return None
     return [{"epoch": r["epoch"], "test_accuracy": r.get("test_accuracy"), "elapsed_s": r.get("elapsed_s"),
-             "epochs_total": _read_json(os.path.join(convergence_dir(workdir), "config.json"))["epochs"]}
-            for r in _read_metrics(convergence_dir(workdir)) if not r.get("partial")]
+             "epochs_total": config["epochs"]}
+            for r in rundir.read_metrics(convergence_dir(workdir)) if not r.get("partial")]
 
 
 # ----------------------------------------------------------------------------- command line
@@ -577,11 +404,11 @@ def define_flags():
     """Command-line flags (defined on demand, so other programs and tests can import this module)."""
     flags.DEFINE_string("workdir", "runs/reproduce", "folder for every run and the report")
     flags.DEFINE_list("seeds", ["0", "1", "2"], "seeds, fixed before the run")
-    flags.DEFINE_enum("size", "small", list(SIZES), "training length and evaluation effort")
-    flags.DEFINE_list("models", list(MODELS), f"grid rows, among {list(MODELS)}")
-    flags.DEFINE_list("attacks", list(ATTACKS), "attack columns, by registry name "
+    flags.DEFINE_enum("size", "small", list(grid.SIZES), "training length and evaluation effort")
+    flags.DEFINE_list("models", list(grid.MODELS), f"grid rows, among {list(grid.MODELS)}")
+    flags.DEFINE_list("attacks", list(grid.ATTACKS), "attack columns, by registry name "
                       "(tgo_jax.attacks.names()); default: the paper's columns, then the strong suite")
-    flags.DEFINE_list("eps", [tables.eps_label(e) for e in EPS], "attack budgets")
+    flags.DEFINE_list("eps", [tables.eps_label(e) for e in grid.EPS], "attack budgets")
     flags.DEFINE_string("report_dir", None, "where RESULTS.md and results/ go (default: workdir)")
     flags.DEFINE_bool("report_only", False, "only write the report from the finished runs")
     flags.DEFINE_integer("convergence_epochs", 0,
@@ -601,15 +428,15 @@ def main(argv):
         seeds = [int(s) for s in F.seeds]
     except ValueError as e:
         raise app.UsageError(f"--seeds must be integers, got {F.seeds}") from e
-    unknown = sorted(set(F.models) - set(MODELS))
+    unknown = sorted(set(F.models) - set(grid.MODELS))
     if unknown:
-        raise app.UsageError(f"unknown --models {unknown}; known: {list(MODELS)}")
+        raise app.UsageError(f"unknown --models {unknown}; known: {list(grid.MODELS)}")
     bad = [o for o in F.only if o.split("/")[0] not in F.models or
            (o.count("/") == 1 and not o.split("/")[1].lstrip("-").isdigit()) or o.count("/") > 1]
     if bad:
         raise app.UsageError(f"--only {bad}: each must be 'model' or 'model/seed' with a model of --models")
-    size = SIZES[F.size]
-    eps_list = [evaluate.parse_eps(e) for e in F.eps]
+    size = grid.SIZES[F.size]
+    eps_list = [tables.parse_eps(e) for e in F.eps]
     attack_names = list(F.attacks) + [n for n in size.strong_extra if n not in F.attacks]
     attack_suite(attack_names, eps=eps_list[0], eot=1, size=size)  # unknown names fail before training
     # Same model structure and attack across seeds -> the compiled code is reused from disk.

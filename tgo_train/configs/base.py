@@ -68,11 +68,16 @@ def tie_frames_to_steps(c: ml_collections.ConfigDict) -> ml_collections.ConfigDi
     return c
 
 
+def tgo_overrides(lambda_max: float, margin: bool = True, noise: bool = True) -> dict:
+    """TGO's two parts as flattened overrides: the margin penalty with a rising λ up to ``lambda_max``
+    (eq. 12-14) and Noisy-LIF neurons (eq. 15); ``margin`` / ``noise`` keep one part (the ablation's rows)."""
+    out = {"margin.enabled": True, "margin.lambda_max": lambda_max} if margin else {}
+    return dict(out, **{"neuron.kind": "noisy"}) if noise else out
+
+
 def apply_tgo(c: ml_collections.ConfigDict, lambda_max: float, eval_noise_draws: int) -> ml_collections.ConfigDict:
-    """TGO on top of any strategy: the margin penalty with a rising λ up to ``lambda_max`` (eq. 12-14) and
-    Noisy-LIF neurons (eq. 15), evaluated with ``eval_noise_draws`` fresh noise draws (docs/FORMULAS.md §3)."""
-    c.margin.enabled = True
-    c.margin.lambda_max = lambda_max
-    c.neuron.kind = "noisy"
+    """TGO on top of any strategy (``tgo_overrides``), evaluated with ``eval_noise_draws`` fresh noise draws
+    (docs/FORMULAS.md §3)."""
+    c.update_from_flattened_dict(tgo_overrides(lambda_max))
     c.eval_noise_draws = eval_noise_draws
     return c
