@@ -59,7 +59,7 @@ import numpy as np
 from absl import logging as absl_logging
 
 from tgo_jax import analysis, attacks
-from tgo_train import evaluate, notebook_runs, train
+from tgo_train import evaluate, notebook_runs, rundir, train
 from tgo_train.tables import eps_label, print_table
 
 notebook_runs.check_size(SIZE)
@@ -82,7 +82,7 @@ print(f"size={SIZE}: {S}; jax {jax.__version__} on {jax.devices()[0].platform} "
 RUNS_DIR = os.path.join("runs", "fmnist")  # python -m tgo_train.experiment --workdir runs/fmnist
 NAMES = ("vanilla", "tgo")
 
-if SIZE == "full" and all(notebook_runs.finished(os.path.join(RUNS_DIR, n)) for n in NAMES):
+if SIZE == "full" and all(rundir.finished(os.path.join(RUNS_DIR, n)) for n in NAMES):
     ROOT, ORIGIN = RUNS_DIR, f"loaded from {RUNS_DIR} (made by python -m tgo_train.experiment)"
 else:
     if SIZE == "ci":
@@ -103,7 +103,7 @@ for name in NAMES:
     RUNS[name] = (run, variables)
     with open(os.path.join(workdir, "config.json")) as f:
         c = json.load(f)
-    last = notebook_runs.read_records(workdir)[-1]
+    last = rundir.read_metrics(workdir)[-1]
     margin = (f"margin penalty δ = {c['margin']['delta']}, λ_max = {c['margin']['lambda_max']} "
               f"({c['margin']['schedule']})" if c["margin"]["enabled"] else "no margin penalty")
     print(f"{name}: step {step}, {c['epochs']} epoch(s) on {c['train_subset'] or 60000} training images, "

@@ -1,15 +1,13 @@
-"""The training runs the notebooks make or load: reduced configs, the ablation grid, cache checks.
+"""The training runs the notebooks make or load: reduced configs, the ablation grid, the cache check.
 
 ``size`` is the notebooks' size switch: ``"full"`` (the default, minutes on 2 CPU cores) or ``"ci"``
 (tiny nets, for the tests; their numbers only show that the code runs).
 """
 from __future__ import annotations
 
-import json
-import os
-
 import ml_collections
 
+from tgo_train import rundir
 from tgo_train.configs import fmnist_tgo, fmnist_vanilla, grid
 
 SIZES = ("ci", "full")
@@ -71,36 +69,11 @@ def ablation_config(name: str, size: str, *, train_subset: int, batch_size: int)
 
 
 def check_cached(config: ml_collections.ConfigDict, workdir: str) -> None:
-    """Raises ValueError if ``workdir`` holds a run made with a config other than ``config``.
-
-    A workdir without ``config.json`` (nothing trained yet) passes.
+    """Raises ValueError if ``workdir`` holds a run that ``config`` would not resume (``rundir.config_changes``
+    refuses a change). A workdir without ``config.json`` (nothing trained yet) passes.
     """
-    path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):
-        return
-    with open(path) as f:
-        saved = json.load(f)
-    wanted = json.loads(json.dumps(config.to_dict(), default=str))
-    if saved != wanted:
-        diff = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
-        raise ValueError(f"{workdir} holds a run with another config (fields {diff}); delete it to retrain")
-
-
-def read_records(workdir: str) -> list:
-    """The per-epoch records of ``<workdir>/metrics.jsonl``."""
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def finished(workdir: str) -> bool:
-    """Whether a training workdir has checkpoints and reached its config's last epoch (or max_steps)."""
-    paths = [os.path.join(workdir, p) for p in ("checkpoints", "metrics.jsonl", "config.json")]
-    if not all(os.path.exists(p) for p in paths):
-        return False
-    with open(paths[2]) as f:
-        config = json.load(f)
-    records = read_records(workdir)
-    if not records:
-        return False
-    return records[-1]["epoch"] >= config["epochs"] or bool(
-        config.get("max_steps") and records[-1]["step"] >= config["max_steps"])
+    stored = rundir.read_config(workdir)
+    refused = rundir.config_changes(stored, config)[0] if stored is not None else []
+    if refused:
+        raise ValueError(f"{workdir} holds a run with another config ({', '.join(map(str, refused))}); "
+                         "delete it to retrain")
