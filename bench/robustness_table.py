@@ -5,11 +5,14 @@ r"""The robustness table of docs/robustness.md: every attack of the strong evalu
 
 Per (model, ε, attack): accuracy (per-example correctness, noisy models: share of ``--draws`` fresh noise draws)
 and wall time (compile included, once per attack and model: ε is a traced argument); per (model, ε): the
-per-example worst case over every attack. Sizes are flags so that the table fits the machine; the reference
-sizes are --steps 100 --queries 5000 --num_targets 9 --eot 20.
+per-example worst case over every attack. The batches are sharded over every device (``tgo_train.evaluation``;
+batch i draws with ``jax.random.key(i)``). Sizes are flags so that the table fits the machine; the reference sizes
+are --steps 100 --queries 5000 --num_targets 9 --eot 20.
 """
 from __future__ import annotations
 
+import functools
+import itertools
 import json
 import os
 import sys
@@ -21,8 +24,8 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tgo_jax import attacks, data  # noqa: E402
-from tgo_train import evaluate  # noqa: E402
+from tgo_jax import attacks  # noqa: E402
+from tgo_train import evaluation, tables, trained  # noqa: E402
 
 ROWS = ("Clean", "FGSM", "PGD10", "PGD40", "APGD-CE", "APGD-DLR", "APGD-T", "FAB-T", "Square", "SA-PGD", "ASSG",
         "Sweep", "Transfer-NoiseOff")
@@ -45,12 +48,12 @@ flags.DEFINE_string("out", "robustness_table.json", "output JSON")
 
 
 def table(workdir: str) -> dict:
-    run, variables, step = evaluate.load_run(workdir, None, F.num_examples)
+    run, variables, step = trained.load_run(workdir, None, F.num_examples)
     stochastic = bool(run.model.neuron.stochastic)
     eot, draws = (F.eot, F.draws) if stochastic else (1, 1)
     fn = attacks.model_logits_fn(run.model)
     images, labels = run.splits["test"]
-    eps_values = [evaluate.parse_eps(e) for e in F.eps]
+    eps_values = [tables.parse_eps(e) for e in F.eps]
     out = {"workdir": workdir, "step": step, "eot": eot, "draws": draws, "num_examples": int(len(labels)),
            "accuracy": {e: {} for e in F.eps}, "seconds": {e: {} for e in F.eps}, "worst_case": {}}
     correct = {e: {} for e in F.eps}
@@ -61,12 +64,13 @@ def table(workdir: str) -> dict:
                              queries=F.queries, num_targets=F.num_targets)
             return a if name != "Sweep" else (lambda *args, a=a: a(*args, rules=SWEEP))
 
-        jitted = jax.jit(lambda v, x, y, k, eps: attacks.robust_correct(attack_at(eps), fn, v, x, y, k, draws=draws))
+        jitted = jax.jit(lambda v, b, k, eps: attacks.robust_correct(attack_at(eps), fn, v, b["image"], b["label"],
+                                                                     k, draws=draws))
         for e_text, eps in zip(F.eps, eps_values):
             t0 = time.time()
-            parts = [np.asarray(jitted(variables, b["image"], b["label"], jax.random.key(i), eps))
-                     for i, b in enumerate(data.eval_batches(images, labels, F.batch_size))]
-            c = np.concatenate(parts)[: len(labels)]
+            c, = evaluation.reduce_split([functools.partial(jitted, eps=eps)], variables, images, labels,
+                                         batch_size=F.batch_size, keys=map(jax.random.key, itertools.count()),
+                                         gather=True).values  # batch i: key(i)
             correct[e_text][name] = c
             out["accuracy"][e_text][name] = 100 * float(c.mean())
             out["seconds"][e_text][name] = round(time.time() - t0, 1)

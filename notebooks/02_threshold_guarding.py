@@ -59,7 +59,7 @@ import numpy as np
 from absl import logging as absl_logging
 
 from tgo_jax import analysis, attacks
-from tgo_train import evaluate, notebook_runs, rundir, train
+from tgo_train import notebook_runs, rundir, train, trained
 from tgo_train.tables import eps_label, print_table
 
 notebook_runs.check_size(SIZE)
@@ -99,7 +99,7 @@ else:
 RUNS = {}
 for name in NAMES:
     workdir = os.path.join(ROOT, name)
-    run, variables, step = evaluate.load_run(workdir, num_examples=S["n_eval"])
+    run, variables, step = trained.load_run(workdir, num_examples=S["n_eval"])
     RUNS[name] = (run, variables)
     with open(os.path.join(workdir, "config.json")) as f:
         c = json.load(f)

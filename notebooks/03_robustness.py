@@ -68,7 +68,7 @@ import optax
 from absl import logging as absl_logging
 
 from tgo_jax import analysis, attacks, models
-from tgo_train import evaluate, notebook_runs, reproduce, reproduce_report, train
+from tgo_train import notebook_runs, reproduce, reproduce_report, train, trained
 from tgo_train.configs import grid
 from tgo_train.tables import eps_label, print_table
 
@@ -142,7 +142,7 @@ for name in NAMES:
     if REPRO:  # the reproduction's seed-0 model (trained again when its workdir is not here)
         workdir = REPRO["workdirs"][name]
         record = reproduce.train_run(workdir, name, REPRO["seeds"][0], REPRO["size"])
-        run, variables, step = evaluate.load_run(workdir, num_examples=S["n_eval"])
+        run, variables, step = trained.load_run(workdir, num_examples=S["n_eval"])
         config = grid.run_config(name, REPRO["seeds"][0], grid.SIZES[REPRO["size"]])
         print(f"{name}: test accuracy {record['test_accuracy']:.2f}% here, "
               f"{REPRO['final'][name]['test_accuracy']:.2f}% in the report")
@@ -150,7 +150,7 @@ for name in NAMES:
         config, workdir = ablation_config(name), os.path.join(ROOT, name)
         notebook_runs.check_cached(config, workdir)
         record = train.train_and_evaluate(config, workdir)
-        run, variables, step = evaluate.load_run(workdir, num_examples=S["n_eval"])
+        run, variables, step = trained.load_run(workdir, num_examples=S["n_eval"])
     RUNS[name] = (run, variables)
     TRAIN_INFO[name] = record
     CONFIGS[name] = config  # the training config (load_run's config is sized for evaluation)

@@ -19,7 +19,7 @@ import time
 import pytest
 
 from tests.test_cli_errors import REPO, TINY_CONFIG, run_main
-from tgo_train import checkpoint, cli, distributed, evaluate, feed, records, resume, train
+from tgo_train import checkpoint, cli, distributed, evaluate, feed, resume, rundir, train
 from tgo_train import workdir as workdirs
 
 SHORT_RUN = ["--config.max_steps=2", "--config.checkpoint_every_steps=1"]  # a checkpoint in flight at step 2
@@ -100,9 +100,9 @@ def test_lock_of_a_dead_holder_is_taken_over_with_a_line(tmp_path, capsys):
 def test_evaluation_runs_beside_training_but_not_beside_another_evaluation(tmp_path):
     workdir = str(tmp_path / "run")
     with workdirs.locked(workdir):  # training holds the workdir
-        with evaluate._locked_for_writing([workdir], None, primary=True):
+        with workdirs.locked_for_evaluation([workdir]):
             with pytest.raises(workdirs.WorkdirBusyError, match=f"pid {os.getpid()}"):
-                evaluate._locked_for_writing([workdir], None, primary=True)
+                workdirs.locked_for_evaluation([workdir])
         assert sorted(os.listdir(workdir)) == [workdirs.WRITER]  # the evaluation lock went with it
 
 
@@ -121,7 +121,7 @@ def test_fresh_refuses_a_file_and_a_folder_that_is_no_workdir(tmp_path, monkeypa
 def test_fresh_does_not_move_a_workdir_in_use(tmp_path, capsys):
     workdir = str(tmp_path / "run")
     with workdirs.locked(workdir):
-        records.write_json(os.path.join(workdir, resume.CONFIG_FILE), {})
+        rundir.write_json(os.path.join(workdir, rundir.CONFIG), {})
         with pytest.raises(workdirs.WorkdirBusyError, match="is in use by"):
             resume.move_aside(workdir)
     assert os.listdir(tmp_path) == ["run"]
@@ -172,12 +172,12 @@ cli.run(main.main, sys.argv)
 
 
 def test_failed_write_leaves_the_old_file_and_no_temporary_one(tmp_path, monkeypatch):
-    path = str(tmp_path / records.METRICS)
-    records.write_jsonl(path, [{"epoch": 1}])
+    path = str(tmp_path / rundir.METRICS)
+    rundir.write_jsonl(path, [{"epoch": 1}])
     monkeypatch.setattr(os, "fsync", full_disk)
     with pytest.raises(OSError, match=f"No space left on device: '{path}'"):
-        records.append_jsonl(path, {"epoch": 2})
-    assert os.listdir(tmp_path) == [records.METRICS] and records.read_jsonl(path) == [{"epoch": 1}]
+        rundir.append_jsonl(path, {"epoch": 2})
+    assert os.listdir(tmp_path) == [rundir.METRICS] and rundir.read_jsonl(path) == [{"epoch": 1}]
 
 
 def test_orbax_error_with_an_os_error_code_becomes_an_os_error_naming_the_folder():
@@ -223,7 +223,7 @@ def test_evaluation_of_a_read_only_workdir_is_refused_before_attacking(tmp_path,
     monkeypatch.setattr(evaluate, "load_run", lambda *a, **k: pytest.fail("attacked a workdir it cannot write"))
     with read_only(workdir):
         with pytest.raises(OSError, match=f"cannot write in {workdir}"):
-            evaluate._locked_for_writing([workdir], None, primary=True)
+            workdirs.locked_for_evaluation([workdir])
         with pytest.raises(OSError, match=f"cannot write in {workdir}"):
             evaluate.evaluate_workdir(workdir, eps_list=[8 / 255], alpha=0.01, extra=(), eot=1, draws=1,
                                       eps_sweep=(), sweep_attack="PGD10", num_examples=8, batch_size=8)
@@ -234,7 +234,7 @@ def test_evaluation_table_is_printed_when_writing_it_fails(tmp_path, monkeypatch
     os.makedirs(workdir)
     results = {"workdir": workdir, "step": 6, "eot": 1, "draws": 1, "num_examples": 8, "alpha": 0.01,
                "tables": {"8/255": {"Clean": 62.5, "PGD10": 12.5}}}
-    monkeypatch.setattr(records, "_write_then_rename", full_disk)
+    monkeypatch.setattr(rundir, "_write_then_rename", full_disk)
     with pytest.raises(OSError, match=f"{workdir}/eval.json"):
         evaluate.write_results(workdir, results)
     out = capsys.readouterr().out

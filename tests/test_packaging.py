@@ -18,7 +18,7 @@ from tgo_train import configs
 from tests.conftest import parse_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-SCRIPTS = {"tgo-train": "tgo_train.main", "tgo-evaluate": "tgo_train.evaluate",
+SCRIPTS = {"tgo-train": "tgo_train.main", "tgo-evaluate": "tgo_train.evaluate", "tgo-audit": "tgo_train.audit_main",
            "tgo-experiment": "tgo_train.experiment", "tgo-bench": "tgo_train.bench",
            "tgo-reproduce": "tgo_train.reproduce"}
 
@@ -117,8 +117,8 @@ def test_wheel_trains_from_an_empty_directory(tmp_path):
     assert sorted(p.name for p in empty.iterdir()) == ["W"]  # nothing written beside the workdir
 
 
-HELP_FLAG = {"tgo-train": "--workdir", "tgo-evaluate": "--attacks", "tgo-experiment": "--num_examples",
-             "tgo-bench": "--arch", "tgo-reproduce": "--seeds"}
+HELP_FLAG = {"tgo-train": "--workdir", "tgo-evaluate": "--attacks", "tgo-audit": "--transfer_from",
+             "tgo-experiment": "--num_examples", "tgo-bench": "--arch", "tgo-reproduce": "--seeds"}
 
 
 def test_every_console_script_help_lists_its_flags():

@@ -20,7 +20,7 @@ import pytest
 
 from tests.test_cli_errors import TINY_CONFIG, run_main
 from tests.test_train import assert_trees_equal, read_records, saved_state, tiny_config
-from tgo_train import checkpoint, cli, evaluate, manifest, preemption, progress, records, resume, train
+from tgo_train import checkpoint, cli, manifest, preemption, progress, resume, rundir, train, trained
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN = {"max_steps": 6, "checkpoint_every_steps": 2}  # 8 steps per epoch: checkpoints 4 and 6 are kept
@@ -84,9 +84,9 @@ def test_harmless_changes_are_allowed_and_recorded(copy, monkeypatch, capsys):
                               "--config.eval_batch_size=64", "--config.keep_checkpoints=3")
     assert code == 0, err
     assert "resuming with changed settings: eval_batch_size 128 → 64; keep_checkpoints 2 → 3" in out
-    (entry,) = records.read_jsonl(os.path.join(copy, resume.HISTORY_FILE))
+    (entry,) = rundir.read_jsonl(os.path.join(copy, rundir.HISTORY))
     assert entry["step"] == 6 and entry["changed"] == {"eval_batch_size": [128, 64], "keep_checkpoints": [2, 3]}
-    with open(os.path.join(copy, resume.CONFIG_FILE)) as f:
+    with open(os.path.join(copy, rundir.CONFIG)) as f:
         assert json.load(f)["eval_batch_size"] == 64
 
 
@@ -96,8 +96,8 @@ def test_fresh_moves_the_old_run_aside(copy, monkeypatch, capsys):
     assert code == 0, err
     (old,) = [p for p in os.listdir(os.path.dirname(copy)) if p.startswith("run.old-")]
     assert f"moved the old {copy}" in out
-    assert resume.checkpoint_steps(os.path.join(os.path.dirname(copy), old)) == [4, 6]
-    assert resume.checkpoint_steps(copy) == [1]
+    assert rundir.checkpoint_steps(os.path.join(os.path.dirname(copy), old)) == [4, 6]
+    assert rundir.checkpoint_steps(copy) == [1]
     assert [r["step"] for r in read_records(copy)] == [1]
 
 
@@ -126,7 +126,7 @@ def test_damaged_file_is_named_and_the_previous_step_restored(copy, abstract_sta
     assert f"checkpoint step 6 in {os.path.join(copy, 'checkpoints')} is damaged" in err and named in err, err
     assert int(state["step"]) == 4 and meta["config"]["max_steps"] == 6
     assert os.listdir(os.path.join(copy, "damaged_checkpoints"))[0].startswith("6-")
-    assert resume.checkpoint_steps(copy) == [4]  # step 6 can be saved again
+    assert rundir.checkpoint_steps(copy) == [4]  # step 6 can be saved again
 
 
 def test_unmanifested_truncated_array_is_found_by_orbax(copy, abstract_state, capsys):
@@ -143,7 +143,7 @@ def test_unmanifested_truncated_array_is_found_by_orbax(copy, abstract_state, ca
 
 def test_damaged_checkpoint_and_torn_metrics_line_resume_like_an_intact_run(finished, copy, capsys):
     open(os.path.join(copy, "checkpoints", "6", "meta", "metadata"), "w").close()  # truncated to 0 bytes
-    with open(os.path.join(copy, records.METRICS), "a") as f:
+    with open(os.path.join(copy, rundir.METRICS), "a") as f:
         f.write('{"epoch": 2, "step": 1')  # a torn final line
     record = train.train_and_evaluate(tiny_config(RUN), copy)
     err = capsys.readouterr().err
@@ -171,7 +171,7 @@ def test_no_intact_checkpoint_is_one_clear_error(copy, monkeypatch, capsys):
 
 def test_evaluate_reads_the_newest_intact_checkpoint(copy, capsys):
     os.truncate(largest_array_file(os.path.join(copy, "checkpoints", "6")), 10)
-    _, _, step = evaluate.load_run(copy)
+    _, _, step = trained.load_run(copy)
     assert step == 4 and "checkpoint step 6" in capsys.readouterr().err
 
 
@@ -181,7 +181,7 @@ def test_evaluate_reads_the_newest_intact_checkpoint(copy, capsys):
 
 _CHILD = r"""
 import os, signal, sys
-from tgo_train import checkpoint, cli, main, records
+from tgo_train import checkpoint, cli, main, rundir
 fault, at = os.environ.get("FAULT", ""), int(os.environ.get("FAULT_AT", "0"))
 if fault == "checkpoint":  # killed while orbax writes step `at` in the background
     save = checkpoint.Checkpoints.save
@@ -192,14 +192,14 @@ if fault == "checkpoint":  # killed while orbax writes step `at` in the backgrou
         return saved
     checkpoint.Checkpoints.save = killing_save
 elif fault == "metrics":  # killed half-way through writing the record of the epoch ending at step `at`
-    write = records.write_atomic
+    write = rundir.write_atomic
     def killing_write(path, text):
-        if path.endswith(records.METRICS) and f'"step": {at},' in text:
+        if path.endswith(rundir.METRICS) and f'"step": {at},' in text:
             with open(f"{path}.tmp-{os.getpid()}", "w") as f:
                 f.write(text[: len(text) // 2])
             os.kill(os.getpid(), signal.SIGKILL)
         write(path, text)
-    records.write_atomic = killing_write
+    rundir.write_atomic = killing_write
 cli.run(main.main, sys.argv)
 """
 
@@ -218,12 +218,12 @@ def test_kill_during_writes_and_damage_resume_bit_for_bit(finished, tmp_path):
 
     killed = child("checkpoint", 4)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-    assert 2 in resume.checkpoint_steps(workdir)  # step 4 is committed only if orbax beat the kill
+    assert 2 in rundir.checkpoint_steps(workdir)  # step 4 is committed only if orbax beat the kill
     killed = child("metrics", 6)  # resumes; saves step 4 (again); dies writing the record of step 6
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     assert "resumed from step" in killed.stdout
-    assert records.read_jsonl(os.path.join(workdir, records.METRICS)) == []  # the old file, whole
-    assert resume.checkpoint_steps(workdir) == [2, 4]  # step 6 comes after its record
+    assert rundir.read_jsonl(os.path.join(workdir, rundir.METRICS)) == []  # the old file, whole
+    assert rundir.checkpoint_steps(workdir) == [2, 4]  # step 6 comes after its record
     os.truncate(largest_array_file(os.path.join(workdir, "checkpoints", "4")), 10)
     done = child()
     assert done.returncode == 0, done.stderr[-3000:]
@@ -259,13 +259,13 @@ def test_preempted_twice_then_resumed_is_bit_identical(finished, tmp_path, monke
     code, _, err = run_main(monkeypatch, capsys, *args)
     assert code == preemption.EXIT_PREEMPTED and err == (
         f"stopped by SIGTERM at step 3 of 6: checkpoint saved in {checkpoints}; rerun the same command to resume\n")
-    assert resume.checkpoint_steps(workdir) == [2, 3]  # 3: the preemption's own
+    assert rundir.checkpoint_steps(workdir) == [2, 3]  # 3: the preemption's own
     (partial,) = read_records(workdir)  # the epoch so far, not evaluated
     assert partial["step"] == 3 and partial["partial"] and "test_accuracy" not in partial
     signal_during_step(monkeypatch, signal.SIGINT, 5)
     code, out, err = run_main(monkeypatch, capsys, *args)
     assert code == preemption.EXIT_PREEMPTED and "stopped by SIGINT at step 5 of 6" in err, err
-    assert "resumed from step 3" in out and resume.checkpoint_steps(workdir) == [4, 5]
+    assert "resumed from step 3" in out and rundir.checkpoint_steps(workdir) == [4, 5]
     monkeypatch.setattr(progress.Progress, "update", UPDATE)  # no signal
     code, out, err = run_main(monkeypatch, capsys, *args)
     assert code == 0 and "resumed from step 5" in out, err
@@ -281,11 +281,11 @@ def test_preempted_twice_then_resumed_is_bit_identical(finished, tmp_path, monke
 # ----------------------------------------------------------------------------------------------------
 
 def edit_stored_config(workdir: str, edit) -> None:
-    path = os.path.join(workdir, resume.CONFIG_FILE)
+    path = os.path.join(workdir, rundir.CONFIG)
     with open(path) as f:
         stored = json.load(f)
     edit(stored)
-    records.write_json(path, stored)
+    rundir.write_json(path, stored)
 
 
 def test_field_the_code_no_longer_knows_is_dropped_with_a_warning(copy, capsys):

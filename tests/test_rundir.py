@@ -31,7 +31,7 @@ def test_read_json_of_a_missing_and_a_damaged_file(tmp_path):
     rundir.write_json(tmp_path / "a.json", {"x": (1, 2)})
     assert rundir.read_json(tmp_path / "a.json") == {"x": [1, 2]}
     (tmp_path / "bad.json").write_text('{"x": ')
-    with pytest.raises(ValueError, match="bad.json is not a JSON file"):
+    with pytest.raises(ValueError, match="bad.json cannot be read"):
         rundir.read_json(tmp_path / "bad.json")
     (tmp_path / rundir.CONFIG).write_text("{")
     with pytest.raises(ValueError, match=f"{rundir.CONFIG} cannot be read"):

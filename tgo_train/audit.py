@@ -1,7 +1,9 @@
 r"""Gradient-masking audit of a trained workdir (docs/robustness.md).
 
-    python -m tgo_train.evaluate --audit --workdir DIR [--audit_size full|quick|small|ci] [--eps 8/255] \
+    tgo-audit --workdir DIR [--size full|quick|small|ci] [--eps 8/255] \
         [--num_examples 1000] [--pgd_step paper|madry] [--transfer_from OTHER_DIR [--transfer_from DIR2]]
+
+(the program: ``tgo_train/audit_main.py``; this module is the audit itself, for it and the reproduction)
 
 Runs the checks below on the run's test images and writes ``audit.json`` and ``audit.md`` in DIR, each
 check with a flag (PASS, FAIL, WARN or NOT RUN) and the numbers that decided it. ``run_audit`` returns
@@ -45,6 +47,8 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from tgo_jax import attacks, validation
+from tgo_train import rundir
+from tgo_train.trained import load_run, load_transfer_sources
 
 FLAGS = ("PASS", "FAIL", "WARN", "NOT RUN")
 UNBOUNDED_MAX = 0.02    # (a): "about 0 %"
@@ -181,7 +185,7 @@ def run_audit(run, variables, *, eps: float = 8 / 255, alpha: float = attacks.AL
     """The audit's numbers and flags (see the module docstring) for a loaded run.
 
     Args:
-      run: ``evaluate.load_run(...)[0]`` (model and test split).
+      run: ``trained.load_run(...)[0]`` (model and test split).
       variables: its variables.
       pgd_step: "paper" (fixed ``alpha``) or "madry" (2.5·ε/k) for every PGD row (``attacks.pgd_alpha``).
       sources: independently trained models (``attacks.Source``, checked compatible by the caller), each a
@@ -383,17 +387,15 @@ def audit_workdir(workdir: str, *, eps: float, alpha: float = attacks.ALPHA, pgd
                   log=print) -> dict:
     """Loads ``workdir`` (and each ``transfer_from`` workdir, checked compatible), runs the audit, writes
     audit.json and audit.md there (whole files, at the end). ``sizes``: a name of ``SIZES`` or sizes."""
-    from tgo_train import evaluate, records  # the run loader lives with the evaluation program
-
     sizes = SIZES[sizes] if isinstance(sizes, str) else sizes
-    run, variables, ckpt_step = evaluate.load_run(workdir, step, num_examples)
+    run, variables, ckpt_step = load_run(workdir, step, num_examples)
     dirs = [transfer_from] if isinstance(transfer_from, str) else list(transfer_from or ())
-    sources = evaluate.load_transfer_sources(dirs, run, variables, num_examples)
+    sources = load_transfer_sources(dirs, run, variables, num_examples)
     result = run_audit(run, variables, eps=eps, alpha=alpha, pgd_step=pgd_step, sizes=sizes,
                        batch_size=batch_size, sources=sources, log=log)
     result.update(workdir=workdir, step=ckpt_step, transfer_from=dict(zip(
         (s.name for s in sources), dirs)))
     title = f"{os.path.basename(os.path.normpath(workdir))} (step {ckpt_step})"
-    records.write_json(os.path.join(workdir, "audit.json"), result)
-    records.write_atomic(os.path.join(workdir, "audit.md"), render(result, title) + "\n")
+    rundir.write_json(rundir.file(workdir, rundir.AUDIT_JSON), result)
+    rundir.write_atomic(rundir.file(workdir, rundir.AUDIT_MD), render(result, title) + "\n")
     return result

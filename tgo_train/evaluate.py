@@ -15,181 +15,22 @@ the batch sharded over all devices (``--num_devices``), also over several proces
 ``--pgd_step paper|madry`` sets the PGD step: the paper's fixed α (``--alpha``, 0.01) or α = 2.5·ε/k
 (Madry et al. 2018); the rule is printed beside every table. ``--transfer_from DIR`` (repeatable) adds a
 ``Transfer-<basename of DIR>`` column: PGD-10 made on that trained model, evaluated on the workdir's.
-
-    python -m tgo_train.evaluate --audit --workdir DIR [--audit_size full|quick|small|ci] [--transfer_from DIR2 ...]
-
-runs the gradient-masking audit (``tgo_train/audit.py``) and writes ``audit.json`` and ``audit.md``.
+The gradient-masking audit is its own program, ``tgo-audit`` (``tgo_train/audit_main.py``).
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import time
-from fractions import Fraction
 from typing import Optional, Sequence
 
-import jax
-import jax.numpy as jnp
-import numpy as np
 from absl import app, flags, logging
 
-from tgo_jax import attacks, data, sharding
-from tgo_train import audit, cli, distributed, feed, figures, records, train, workdir as workdirs
-from tgo_train.checkpoint import Checkpoints, read_meta
-from tgo_train.configs.base import get_base_config
-from tgo_train.progress import Progress
+from tgo_jax import attacks, sharding
+from tgo_train import cli, distributed, figures, rundir, workdir as workdirs
+from tgo_train.evaluation import evaluate_event_attack, evaluate_suite
 from tgo_train.summaries import Summaries
-from tgo_train.tables import eps_label
-
-PAPER_COLUMNS = ("Clean", "FGSM", "RFGSM", "PGD7", "PGD10", "PGD20", "PGD40")
-
-
-def parse_eps(text: str) -> float:
-    """'8/255' or '0.1' -> float; raises ValueError for text that is not a number >= 0."""
-    try:
-        value = float(Fraction(text.strip()))
-    except (ValueError, ZeroDivisionError) as e:
-        raise ValueError(f"cannot read epsilon {text!r}: use a number or a fraction like 8/255") from e
-    if value < 0:
-        raise ValueError(f"epsilon must be >= 0, got {text!r}")
-    return value
-
-
-def load_run(workdir: workdirs.PathLike, step: Optional[int] = None, num_examples: int = 0, mesh=None):
-    """Rebuilds the model and data of a training workdir and restores its weights (params, batch_stats),
-    replicated on ``mesh`` (default: every device of every process).
-
-    Only those two entries of the checkpoint are read; no optimiser, objective or train step is built.
-    """
-    ckpt_dir = workdirs.as_path(workdir) / "checkpoints"
-    if not ckpt_dir.is_dir():
-        raise FileNotFoundError(f"no checkpoints in {workdir} (expected {ckpt_dir})")
-    config = get_base_config()  # options added since the run was made keep their defaults
-    config.update(read_meta(ckpt_dir, step)["config"])
-    if num_examples:
-        config.eval_subset = num_examples
-    config.train_subset = config.batch_size  # evaluation needs the test split only
-    run = train.prepare(config)
-    manager = Checkpoints(ckpt_dir, every_steps=1)
-    saved = manager.restore_entries(["params", "batch_stats", "step"], step,  # default: newest intact
-                                    placement=sharding.replicated(mesh or sharding.make_mesh()))
-    manager.close()
-    variables = jax.tree.map(jnp.asarray, {"params": saved["params"], "batch_stats": saved["batch_stats"]})
-    return run, variables, int(saved["step"])
-
-
-def load_transfer_sources(dirs: Sequence[str], target_run, target_variables, num_examples: int = 0,
-                          mesh=None) -> list:
-    """``attacks.Source`` of each trained workdir in ``dirs`` (named by its basename), each checked against the
-    target run: the same data set, input shape and class count, else one ValueError line naming both."""
-    names = [os.path.basename(os.path.normpath(d)) for d in dirs]
-    for name in set(names):
-        if names.count(name) > 1:
-            raise ValueError(f"two transfer sources are named {name!r} "
-                             f"({', '.join(d for d, n in zip(dirs, names) if n == name)}): the column is "
-                             "Transfer-<basename of the workdir>, so give workdirs with different names")
-    x = target_run.splits["test"][0][:1]
-    sources = []
-    for d, name in zip(dirs, names):
-        src_run, src_vars, _ = load_run(d, None, num_examples, mesh)
-        source = attacks.Source(name, attacks.model_logits_fn(src_run.model), src_vars,
-                                dataset=src_run.config.dataset, input_shape=tuple(src_run.splits["test"][0].shape[1:]))
-        attacks.transfer.check_source(source, attacks.model_logits_fn(target_run.model), target_variables,
-                                      jnp.asarray(x), target_dataset=target_run.config.dataset)
-        sources.append(source)
-    return sources
-
-
-def evaluate_suite(run, variables, suite, *, batch_size: int, draws: int, seed: int = 0,
-                   progress: bool = True, label: str = "", per_example: bool = False, mesh=None):
-    """Accuracy (%) of a model under each (name, attack) of ``suite`` on the run's test split.
-
-    The batches are sharded over ``mesh`` (default: every device of every process), the last one
-    padded (its padding rows come last and are dropped); ``variables`` should be replicated on the mesh
-    (``load_run`` does that).
-
-    Args:
-      suite: sequence of (name, attack or None for clean) as made by ``attacks.paper_suite``.
-      batch_size: global evaluation batch (rounded up to a multiple of the mesh's device count; the extra
-        rows are masked padding).
-      draws: noise draws per evaluation of a stochastic model (fresh noise; mean accuracy).
-      progress: a bar on a terminal, and a line with each attack's seconds when done.
-      label: names the suite in the progress output (e.g. the model and ε).
-      per_example: also return each example's correctness per row (share of the draws, [N] arrays),
-        from which the per-example worst case over rows follows.
-
-    Returns:
-      ``{name: accuracy %}``, or ``({name: accuracy %}, {name: correctness [N]})`` with ``per_example``.
-    """
-    logits_fn = attacks.model_logits_fn(run.model)
-    stochastic = run.model.neuron.stochastic
-    draws = draws if stochastic else 1
-    images, labels = run.splits["test"]
-    batches = list(feed.eval_batches(images, labels, batch_size, mesh or sharding.make_mesh()))
-    jitted = {name: jax.jit(_correct_fn(attack, logits_fn, draws)) for name, attack in suite}
-    progress = progress and distributed.is_primary()
-    bar = Progress(len(batches) * len(suite), enabled=progress, desc=f"evaluate {label}".strip())
-    hits = {name: [] for name, _ in suite}
-    seconds = {name: 0.0 for name, _ in suite}  # per attack, compilation included
-    key = jax.random.PRNGKey(seed)
-    done = 0
-    for batch in batches:
-        for name, _ in suite:
-            key, sub = jax.random.split(key)
-            t0 = time.time()
-            hits[name].append(distributed.host_array(
-                jitted[name](variables, batch["image"], batch["label"], sub)))
-            seconds[name] += time.time() - t0
-            done += 1
-            bar.update(done)
-    bar.close()
-    hits = {name: np.concatenate(h)[:len(labels)] for name, h in hits.items()}
-    accuracy = {name: 100.0 * float(h.sum()) / len(labels) for name, h in hits.items()}
-    if progress:  # where the time went: one line per suite, each attack's seconds and accuracy
-        bar.write(f"evaluated {label} on {len(labels)} images: " + ", ".join(
-            f"{name} {seconds[name]:.0f} s ({accuracy[name]:.1f}%)" for name, _ in suite))
-    return (accuracy, hits) if per_example else accuracy
-
-
-def evaluate_event_attack(run, variables, *, batch_size: int, draws: int, eot: int, steps: int,
-                          seed: int = 0, progress: bool = True, mesh=None) -> dict:
-    """Attack success rate (%) of the event attack (Yao et al. 2024; docs/FORMULAS.md §10) on event data:
-    of the test examples classified correctly, the share misclassified after the attack. Batches are
-    sharded over ``mesh`` (default: every device), padded and masked like ``evaluate_suite``'s."""
-    logits_fn = attacks.model_logits_fn(run.model)
-    unit = data.dvs.event_unit(run.config.dvs.mode, run.config.dvs.count_cap)
-
-    def counts(v, batch, k):
-        clean, fool = attacks.events.attack_success(logits_fn, v, batch["image"], batch["label"], k, draws=draws,
-                                                    unit=unit, steps=steps, eot=eot)
-        return jnp.sum(clean * batch["mask"]), jnp.sum(clean * fool * batch["mask"])
-
-    fn = jax.jit(counts)
-    images, labels = run.splits["test"]
-    batches = list(feed.eval_batches(images, labels, batch_size, mesh or sharding.make_mesh()))
-    bar = Progress(len(batches), enabled=progress and distributed.is_primary(), desc="event attack")
-    clean_correct = fooled = 0.0
-    key = jax.random.PRNGKey(seed)
-    for i, batch in enumerate(batches):
-        key, sub = jax.random.split(key)
-        clean, fool = fn(variables, batch, sub)
-        clean_correct += float(clean)
-        fooled += float(fool)
-        bar.update(i + 1)
-    bar.close()
-    asr = 100.0 * fooled / clean_correct if clean_correct else float("nan")
-    return {"asr": asr, "clean_correct": clean_correct, "fooled": fooled, "steps": steps, "unit": unit}
-
-
-def _correct_fn(attack, logits_fn, draws):
-    """Per-example correctness [B] (share of the noise draws) after ``attack``."""
-
-    def correct(variables, x, y, key):
-        if attack:
-            return attacks.robust_correct(attack, logits_fn, variables, x, y, key, draws=draws)
-        return attacks.correct(logits_fn, variables, x, y, key, draws=draws)
-
-    return correct
+from tgo_train.tables import eps_label, parse_eps
+from tgo_train.trained import load_run, load_transfer_sources
 
 
 def markdown_table(rows: dict, columns: Sequence[str], title: str = "") -> str:
@@ -269,8 +110,8 @@ def write_results(workdir: str, results: dict, sweep_figure: bool = True) -> Non
     """eval.json, eval.md, the TensorBoard scalars and eps_sweep.png, the most wanted first. When a write
     fails (a full disk) the table is printed before the error is raised, so the attacks' work is not lost."""
     try:
-        records.write_json(os.path.join(workdir, "eval.json"), results)  # whole or not at all
-        records.write_atomic(os.path.join(workdir, "eval.md"), render(results) + "\n")
+        rundir.write_json(rundir.file(workdir, rundir.EVAL_JSON), results)  # whole or not at all
+        rundir.write_atomic(rundir.file(workdir, rundir.EVAL_MD), render(results) + "\n")
         write_summaries(workdir, results)
         if "eps_sweep" in results and sweep_figure:
             plot_sweep([results], os.path.join(workdir, "eps_sweep.png"))
@@ -378,10 +219,8 @@ def define_flags():
     flags.DEFINE_string("out", None, "write the comparison table (markdown) here")
     flags.DEFINE_integer("event_steps", 50, "steps of the event attack on DVS workdirs (0 = skip it)",
                          lower_bound=0)
-    flags.DEFINE_bool("audit", False, "run the gradient-masking audit instead (writes audit.json, audit.md)")
-    flags.DEFINE_enum("audit_size", "full", list(audit.SIZES), "audit attack sizes (tgo_train/audit.py)")
     flags.DEFINE_multi_string("transfer_from", [], "trained workdir of a transfer source (repeatable): a "
-                              "Transfer-<basename> column, and the audit's transfer check")
+                              "Transfer-<basename> column")
     distributed.define_flags()
 
 
@@ -393,35 +232,12 @@ def main(argv):
     if not F.workdir:
         raise app.UsageError("--workdir is required")
     distributed.initialize_from_flags()
-    with _locked_for_writing(F.workdir, F.out, distributed.is_primary()):
+    with workdirs.locked_for_evaluation(F.workdir, F.out, distributed.is_primary()):
         _evaluate_all(F)
-
-
-def _locked_for_writing(workdirs_: Sequence[str], out: Optional[str], primary: bool) -> contextlib.ExitStack:
-    """Before any attack: each existing workdir's evaluation lock (so it is writable, and no other
-    evaluation writes there; training may go on) and a writable folder for ``--out``. Process 0 only."""
-    held = contextlib.ExitStack()
-    if primary:
-        with held:
-            for workdir in workdirs_:
-                workdirs.check_writable(workdir)
-                if workdirs.as_path(workdir).is_dir():  # a missing one is reported by load_run
-                    held.enter_context(workdirs.locked(workdir, workdirs.EVALUATOR))
-            if out:
-                workdirs.check_writable(os.path.dirname(os.path.abspath(out)))
-            return held.pop_all()
-    return held
 
 
 def _evaluate_all(F) -> None:
     primary = distributed.is_primary()
-    if F.audit:
-        for workdir in F.workdir:
-            result = audit.audit_workdir(workdir, eps=parse_eps(F.eps[0]), alpha=F.alpha, pgd_step=F.pgd_step,
-                                         sizes=F.audit_size, num_examples=F.num_examples,
-                                         batch_size=F.batch_size, step=F.step, transfer_from=F.transfer_from)
-            print(audit.render(result, workdir), flush=True)
-        return
     all_results = []
     for workdir in F.workdir:
         results = evaluate_workdir(
@@ -438,7 +254,7 @@ def _evaluate_all(F) -> None:
         table = comparison(all_results)
         print("\n" + table, flush=True)
         if F.out:
-            records.write_atomic(F.out, table + "\n")
+            rundir.write_atomic(F.out, table + "\n")
         if F.eps_sweep:
             print(f"ε-sweep figure: {plot_sweep(all_results, combined_sweep_path(F.workdir, F.out))}", flush=True)
 

@@ -16,7 +16,7 @@ import time
 from absl import app, flags, logging
 
 from tgo_jax import attacks
-from tgo_train import cli, config_check, distributed, evaluate, figures, records, train, workdir as workdirs
+from tgo_train import cli, config_check, distributed, evaluate, figures, rundir, train, workdir as workdirs
 from tgo_train.configs import fmnist_tgo, fmnist_vanilla
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/fmnist", "directory for both runs and the results table")
@@ -72,7 +72,7 @@ def _experiment() -> None:
     phases = ", ".join(f"{phase} {m:.1f}" for phase, m in minutes.items())
     text = f"{table}\n\nwall time {(time.time() - t0) / 60:.1f} min ({phases})"
     if distributed.is_primary():
-        records.write_atomic(root / "results.md", text + "\n")
+        rundir.write_atomic(root / "results.md", text + "\n")
         curves = figures.eps_curves(dict(zip(("vanilla", "tgo"), results)))
         text += f"\nfigure: {figures.plot_eps_curves(curves, root / 'robustness_eps.png')}"
     say("\n" + text, flush=True)

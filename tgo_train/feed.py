@@ -44,11 +44,20 @@ def eval_batches(images: np.ndarray | data.Pixels, labels: np.ndarray, batch_siz
     Every batch has the same shape whatever the mesh, so one compilation serves them all and a noisy
     model draws the same noise on one device as on many (threefry draws do not depend on sharding).
     """
-    # At most the split (a larger batch would be padding only, allocated for nothing), rounded up to a
-    # multiple of the device count: the extra rows are padding, masked and dropped like the last batch's,
-    # so an evaluation batch size never has to match the machine.
-    batch_size = min(batch_size, len(labels))
-    batch_size = -(-batch_size // mesh.size) * mesh.size
+    batch_size = eval_batch_size(batch_size, len(labels), mesh)
     rows = sharding.process_rows(mesh, batch_size)
     for batch in data.eval_batches(images, labels, batch_size, pad=True):
         yield sharding.shard_batch({k: v[rows] for k, v in batch.items()}, mesh)
+
+
+def eval_batch_size(batch_size: int, num_examples: int, mesh: Mesh) -> int:
+    """The batch ``eval_batches`` feeds: at most the split (a larger batch would be padding only, allocated
+    for nothing), rounded up to a multiple of the device count. The extra rows are padding, masked and dropped
+    like the last batch's, so an evaluation batch size never has to match the machine."""
+    batch_size = min(batch_size, num_examples)
+    return -(-batch_size // mesh.size) * mesh.size
+
+
+def num_eval_batches(num_examples: int, batch_size: int, mesh: Mesh) -> int:
+    """How many batches ``eval_batches`` yields for a split of ``num_examples``."""
+    return data.num_batches(num_examples, eval_batch_size(batch_size, num_examples, mesh), drop_remainder=False)

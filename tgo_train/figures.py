@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Mapping, Optional, Sequence
 
 from tgo_train import workdir as workdirs
-from tgo_train.tables import eps_label
+from tgo_train.tables import eps_label, parse_eps
 
 Curves = Mapping[tuple, Mapping[float, float]]  # (model, attack) -> {ε: accuracy %}
 
@@ -28,11 +28,11 @@ def eps_curves(results_by_model: Mapping[str, dict], attacks: Optional[Sequence[
         points = {}  # attack -> {ε: accuracy}
         for eps, table in results.get("tables", {}).items():
             for attack, accuracy in table.items():
-                points.setdefault(attack, {})[_eps_value(eps)] = accuracy
+                points.setdefault(attack, {})[parse_eps(eps)] = accuracy
         sweep = results.get("eps_sweep")
         if sweep:
             points.setdefault(sweep["attack"], {}).update(
-                {_eps_value(eps): accuracy for eps, accuracy in sweep["accuracy"].items()})
+                {parse_eps(eps): accuracy for eps, accuracy in sweep["accuracy"].items()})
             if sweep.get("clean") is not None:
                 points.setdefault("Clean", {})[0.0] = sweep["clean"]
         clean = next(iter(points.pop("Clean", {}).values()), None)
@@ -81,9 +81,3 @@ def eps_figure(curves: Curves, title: str = ""):
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
-
-
-def _eps_value(label: str) -> float:
-    from tgo_train.evaluate import parse_eps  # here: evaluate imports this module
-
-    return parse_eps(label)

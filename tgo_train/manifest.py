@@ -12,7 +12,7 @@ import json
 import os
 from typing import Optional
 
-from tgo_train import records
+from tgo_train import rundir
 from tgo_train.workdir import as_path
 
 NAME = "tgo_manifest.json"
@@ -45,7 +45,7 @@ def write(step_dir: str) -> None:
     for rel in _files(step_dir):
         path = os.path.join(step_dir, rel)
         entries[rel] = {"bytes": as_path(path).stat().length, "sha256": _sha256(path)}
-    records.write_json(os.path.join(step_dir, NAME), {"files": entries})
+    rundir.write_json(os.path.join(step_dir, NAME), {"files": entries})
 
 
 def exists(step_dir: str) -> bool:

@@ -80,54 +80,52 @@ def run_one(workdir: str, model: str, seed: int, size_name: str, attack_names: S
     size = grid.SIZES[size_name]
     config = grid.run_config(model, seed, size)
     path = rundir.file(workdir, rundir.REPRODUCE)
-    record = rundir.read_json(path)
-    config_dict = rundir.plain(config)
+    record = read_record(workdir)
     if record is not None:
-        changed, _ = rundir.config_changes(record.get("config", {}), config)  # options added later keep defaults
+        changed, _ = rundir.config_changes(record.config, config)  # options added later keep defaults
         if changed:
             raise ValueError(f"{path} was made with another config ({', '.join(map(str, changed))}); "
                              f"move {workdir} away to retrain it")
     if record is None or not rundir.finished(workdir, config):
         t0, cpu0 = time.time(), _cpu_seconds()
         train.train_and_evaluate(config, workdir)
-        record = {"model": model, "seed": seed, "size": size_name, "size_spec": dataclasses.asdict(size),
-                  "config": config_dict, "train_commit": git_commit(), "train_cpu_model": cpu_model(),
-                  "train_wall_s": round(time.time() - t0, 1), "train_cpu_s": round(_cpu_seconds() - cpu0, 1),
-                  "accuracy": {}, "analysis": {}}
-        rundir.write_json(path, record)
-    record["metrics"] = rundir.read_metrics(workdir)
-    run, variables, step = trained.load_run(workdir, num_examples=size.num_examples)
-    record["step"] = step
+        record = RunRecord(model=model, seed=seed, size=size_name, size_spec=dataclasses.asdict(size),
+                           config=rundir.plain(config), train_commit=git_commit(), train_cpu_model=cpu_model(),
+                           train_wall_s=round(time.time() - t0, 1), train_cpu_s=round(_cpu_seconds() - cpu0, 1))
+        rundir.write_json(path, record.to_json())
+    record.metrics = rundir.read_metrics(workdir)
+    run, variables, record.step = trained.load_run(workdir, num_examples=size.num_examples)
     for noise, model_obj in _variants(run.model).items():
         run_v = dataclasses.replace(run, model=model_obj)
-        for eps in eps_list:
-            cells = record["accuracy"].setdefault(noise, {}).setdefault(tables.eps_label(eps), {})
-            _drop_stale(record, noise, tables.eps_label(eps), size, model_obj.neuron.stochastic)
-            todo = [n for n in attack_names if n not in cells]
+        stochastic = model_obj.neuron.stochastic
+        for eps in map(tables.eps_label, eps_list):
+            _drop_stale(record, noise, eps, size, stochastic)
+            todo = [n for n in attack_names if record.accuracy(noise, eps, n) is None]
             if not todo:
                 continue
-            stochastic = model_obj.neuron.stochastic
             t0, cpu0 = time.time(), _cpu_seconds()
-            suite = attack_suite(todo, eps=eps, eot=size.eot if stochastic else 1, size=size)
+            suite = attack_suite(todo, eps=tables.parse_eps(eps), eot=size.eot if stochastic else 1, size=size)
             accuracy, hits = evaluate.evaluate_suite(run_v, variables, suite, batch_size=size.eval_batch,
                                                      draws=size.draws if stochastic else 1, seed=seed,
                                                      progress=False, per_example=True)
-            cells.update(accuracy)
-            examples = record.setdefault("per_example", {}).setdefault(noise, {}).setdefault(
-                tables.eps_label(eps), {})
-            examples.update({n: [round(float(v), 4) for v in h] for n, h in hits.items()})
-            specs = record.setdefault("cell_spec", {}).setdefault(noise, {}).setdefault(tables.eps_label(eps), {})
-            specs.update({n: grid.cell_spec(n, dataclasses.asdict(size), stochastic) for n in accuracy})
-            cell = f"{noise} {tables.eps_label(eps)}"
-            for field, spent in (("eval_wall_s", time.time() - t0), ("eval_cpu_s", _cpu_seconds() - cpu0)):
-                times = record.setdefault(field, {})  # summed: a cell evaluated again adds its time
+            for name, value in accuracy.items():
+                record.set_cell((noise, eps, name), value, [round(float(v), 4) for v in hits[name]],
+                                grid.cell_spec(name, dataclasses.asdict(size), stochastic))
+            for times, spent in ((record.eval_wall_s, time.time() - t0), (record.eval_cpu_s, _cpu_seconds() - cpu0)):
+                cell = f"{noise} {eps}"  # summed: a cell evaluated again adds its time
                 times[cell] = round(times.get(cell, 0.0) + spent, 1)
-            record["eval_commit"] = git_commit()
-            rundir.write_json(path, record)
-        if noise not in record["analysis"]:
-            record["analysis"][noise] = measure(run_v, variables, size, seed)
-            rundir.write_json(path, record)
+            record.eval_commit = git_commit()
+            rundir.write_json(path, record.to_json())
+        if noise not in record.analysis:
+            record.analysis[noise] = measure(run_v, variables, size, seed)
+            rundir.write_json(path, record.to_json())
     return record
+
+
+def read_record(run_dir: str) -> Optional[RunRecord]:
+    """The run's record in its workdir (``reproduce.json``), or None."""
+    stored = rundir.read_json(rundir.file(run_dir, rundir.REPRODUCE))
+    return RunRecord.from_json(stored) if stored is not None else None
 
 
 def train_run(run_dir: str, model: str, seed: int, size_name: str) -> dict:
@@ -141,26 +139,25 @@ def train_run(run_dir: str, model: str, seed: int, size_name: str) -> dict:
     return rundir.read_metrics(run_dir)[-1]
 
 
-def stale_cells(record: dict, noise: str, eps: str, size: Size, stochastic: bool) -> list:
+def stale_cells(record: RunRecord, noise: str, eps: str, size: Size, stochastic: bool) -> list:
     """The cells evaluated with other settings than the size's now; a cell without its own spec was
     evaluated with the record's ``size_spec``."""
     now = dataclasses.asdict(size)
-    specs = record.get("cell_spec", {}).get(noise, {}).get(eps, {})
-    return [n for n in record.get("accuracy", {}).get(noise, {}).get(eps, {})
-            if specs.get(n, grid.cell_spec(n, record["size_spec"], stochastic)) != grid.cell_spec(n, now, stochastic)]
+    return [n for n in record.columns(noise, eps)
+            if (record.cells[(noise, eps, n)].spec or grid.cell_spec(n, record.size_spec, stochastic))
+            != grid.cell_spec(n, now, stochastic)]
 
 
-def _drop_stale(record: dict, noise: str, eps: str, size: Size, stochastic: bool) -> None:
+def _drop_stale(record: RunRecord, noise: str, eps: str, size: Size, stochastic: bool) -> None:
     """Forgets the stale cells (``stale_cells``), so they are evaluated again."""
     for name in stale_cells(record, noise, eps, size, stochastic):
         print(f"   {name} at {eps} (noise {noise}) was evaluated with other settings: again", flush=True)
-        del record["accuracy"][noise][eps][name]
-        record.get("per_example", {}).get(noise, {}).get(eps, {}).pop(name, None)
+        record.drop_cell((noise, eps, name))
 
 
 def cpu_model() -> str:
     """The CPU's model name (Linux), recorded with each training: a retrained run has differed from its first
-    training on another machine (``reproduce_report.agreement``), and this names the machines compared."""
+    training on another machine (``repro_record.agreement``), and this names the machines compared."""
     try:
         with open("/proc/cpuinfo") as f:
             names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
@@ -195,16 +192,19 @@ def measure(run, variables, size: Size, seed: int) -> dict:
     @jax.jit
     def stats(variables, batch, key):
         x, y, real = batch["image"], batch["label"], batch["mask"]
+
+        def real_rows(v, fill=0.0, axis=0):  # the padding's rows (those of the batch axis) set to ``fill``
+            return jnp.where(real.reshape((1,) * axis + (-1,) + (1,) * (v.ndim - axis - 1)), v, fill)
+
         k_h, k_g, k_j = jax.random.split(key, 3)
         _, hs = analysis.forward_potentials(run.model, variables, x, k_h)
-        # The padding's potentials (H [T, B, ...]) put out of every neighbourhood: the share is then the real
-        # rows' count over all B rows' entries, and times B the sum of the real rows' own shares.
-        hs = [jnp.where(real.reshape((1, -1) + (1,) * (h.ndim - 2)), h, jnp.inf) for h in hs]
+        # The padding's potentials (H [T, B, ...]) out of every neighbourhood: the share is then the real rows'
+        # count over all B rows' entries, and times B the sum of the real rows' own shares.
+        hs = [real_rows(h, jnp.inf, axis=1) for h in hs]
         share = analysis.threshold_neighbour_share(hs, delta=c.margin.delta, threshold=c.neuron.threshold)
-        g = analysis.gradient_sparsity(analysis.input_gradients(logits_fn, variables, x, y, k_g))
+        g = analysis.gradient_sparsity(real_rows(analysis.input_gradients(logits_fn, variables, x, y, k_g)))
         jac = analysis.jacobian_spectral_norm(logits_fn, variables, x, k_j, iters=size.jacobian_iters)
-        return (share.overall * x.shape[0], *(jnp.where(real, v, 0.0).sum()
-                                              for v in (g["l1"], g["zero_share"], jac)))
+        return share.overall * x.shape[0], g["l1"].sum(), real_rows(g["zero_share"]).sum(), real_rows(jac).sum()
 
     sums = reduce_split([stats], variables, images[:n], labels[:n], batch_size=size.eval_batch,
                         keys=split_keys(jax.random.PRNGKey(seed + 7))).values[0]

@@ -97,16 +97,16 @@ def write_json(path: PathLike, obj: Any) -> None:
 
 
 def read_json(path: PathLike) -> Optional[Any]:
-    """The JSON value of ``path``; None when there is no such file. A file that is not JSON is a
-    ``ValueError`` naming it."""
+    """The JSON value of ``path``; None when there is no such file. A file that cannot be read or is not
+    JSON is a ``ValueError`` naming it."""
     path = as_path(path)
     if not path.exists():
         return None
     try:
         with path.open() as f:
             return json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not a JSON file ({e})") from None
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path} cannot be read ({e})") from None
 
 
 def read_jsonl(path: PathLike, warn: Optional[Callable[[str], None]] = None) -> list[dict]:
@@ -159,11 +159,7 @@ def read_metrics(workdir: PathLike, warn: Optional[Callable[[str], None]] = None
 def read_config(workdir: PathLike) -> Optional[dict]:
     """The config the run was last started with (``config.json``, plain JSON values); None when there is
     none. An unreadable one is a ``ValueError`` naming the file."""
-    path = file(workdir, CONFIG)
-    try:
-        return read_json(path)
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{path} cannot be read ({e})") from None
+    return read_json(file(workdir, CONFIG))
 
 
 def checkpoint_steps(workdir: PathLike) -> list[int]:

@@ -20,7 +20,7 @@ import ml_collections
 import optax
 
 from tgo_jax import attacks, augment, data, losses, metrics, models, neurons, projections, sharding
-from tgo_train import config_check, distributed, feed, preemption, records, resume, workdir as workdirs
+from tgo_train import config_check, distributed, evaluation, feed, preemption, resume, rundir, workdir as workdirs
 from tgo_train.checkpoint import Checkpoints
 from tgo_train.progress import Progress
 from tgo_train.summaries import Summaries, hparams_of
@@ -216,15 +216,14 @@ def prepare(config: ml_collections.ConfigDict) -> Run:
 
 
 def evaluate_clean(run: Run, variables, key, eval_step, mesh, draws: int = 1) -> float:
-    """Clean test accuracy (%) over the mesh; for a stochastic model the mean over ``draws`` noise draws."""
+    """Clean test accuracy (%) over the mesh; for a stochastic model the mean over ``draws`` noise draws (each
+    batch ``draws`` times, the keys split from ``key`` one per call: ``evaluation.split_keys``)."""
     images, labels = run.splits["test"]
     draws = draws if run.model.neuron.stochastic else 1
-    correct = 0.0
-    for batch in feed.eval_batches(images, labels, run.config.eval_batch_size, mesh):
-        for _ in range(draws):
-            key, sub = jax.random.split(key)
-            correct += float(eval_step(variables, batch, sub))
-    return 100.0 * correct / (len(labels) * draws)
+    counts = evaluation.reduce_split([eval_step] * draws, variables, images, labels,
+                                     batch_size=run.config.eval_batch_size, keys=evaluation.split_keys(key),
+                                     mesh=mesh).values
+    return 100.0 * sum(counts) / (len(labels) * draws)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -264,17 +263,17 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str) -> dict:
     state = sharding.replicate(create_train_state(config, run.model, optimizer, sample["image"]), mesh)
     sums = None  # running sums of this epoch's train metrics (``accumulate``)
 
-    with Checkpoints(os.path.join(workdir, "checkpoints"), config.checkpoint_every_steps,
+    with Checkpoints(rundir.checkpoint_dir(workdir), config.checkpoint_every_steps,
                      config.keep_checkpoints, writer=True) as ckpt:
         meta = {"config": config.to_dict()}
         elapsed_before = 0.0  # training seconds of earlier sessions of this run (checkpoint meta)
         if ckpt.latest_step() is not None:
-            state, restored_meta = ckpt.restore(state, set_aside=os.path.join(workdir, "damaged_checkpoints"))
+            state, restored_meta = ckpt.restore(state, set_aside=rundir.file(workdir, rundir.DAMAGED))
             elapsed_before = float(restored_meta.get("elapsed_s", 0.0))
             sums = _restored_sums(ckpt, restored_meta, int(state.step))
             if primary:
-                records.keep_records_until(os.path.join(workdir, records.METRICS), int(state.step),
-                                           drop_partial=int(state.step) < last_step)
+                rundir.keep_records_until(rundir.file(workdir, rundir.METRICS), int(state.step),
+                                          drop_partial=int(state.step) < last_step)
                 print(f"resumed from step {int(state.step)} in {workdir}", flush=True)
         if primary:
             resume.record_start(workdir, config, allowed_changes, int(state.step))
@@ -331,7 +330,7 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str) -> dict:
                       force=True)
     if step < last_step:  # stopped by a signal, its checkpoint saved and sealed
         raise preemption.Preempted(f"stopped by {stop.name} at step {step} of {last_step}: checkpoint saved in "
-                                   f"{os.path.join(workdir, 'checkpoints')}; rerun the same command to resume")
+                                   f"{rundir.checkpoint_dir(workdir)}; rerun the same command to resume")
     if not record:  # resumed an already finished run: evaluate once more
         variables = {"params": state.params, "batch_stats": state.batch_stats}
         record = {"step": step, "test_accuracy": evaluate_clean(run, variables, eval_key, eval_step, mesh,
@@ -394,7 +393,7 @@ def _end_epoch(run, state, sums, epoch, step, eval_step, eval_key, workdir, mesh
         record["test_accuracy"] = evaluate_clean(run, variables, eval_key, eval_step, mesh,
                                                  run.config.eval_noise_draws)
     if distributed.is_primary():
-        records.append_jsonl(os.path.join(workdir, records.METRICS), record)
+        rundir.append_jsonl(rundir.file(workdir, rundir.METRICS), record)
     return record
 
 

@@ -23,7 +23,7 @@ import os
 import socket
 import sys
 import time
-from typing import Iterator, Optional, Union
+from typing import Iterator, Optional, Sequence, Union
 
 from etils import epath
 
@@ -149,6 +149,25 @@ def locked(workdir: PathLike, name: str = WRITER, program: str = "", enabled: bo
     finally:
         if lock is not None:
             lock.release()
+
+
+def locked_for_evaluation(workdirs: Sequence[PathLike], out: Optional[PathLike] = None,
+                          primary: bool = True) -> contextlib.ExitStack:
+    """Before any attack (``tgo-evaluate``, ``tgo-audit``): each existing workdir's evaluation lock (so it is
+    writable, and no other evaluation writes there; training may go on) and a writable folder for ``out``;
+    held until the returned stack closes. Process 0 only (``primary``); a missing workdir is left to the
+    loader, which names it."""
+    held = contextlib.ExitStack()
+    if primary:
+        with held:
+            for workdir in workdirs:
+                check_writable(workdir)
+                if as_path(workdir).is_dir():
+                    held.enter_context(locked(workdir, EVALUATOR))
+            if out:
+                check_writable(os.path.dirname(os.path.abspath(out)))
+            return held.pop_all()
+    return held
 
 
 def describe(holder: Optional[dict]) -> str:
