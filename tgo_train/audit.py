@@ -48,6 +48,7 @@ import numpy as np
 
 from tgo_jax import attacks, validation
 from tgo_train import rundir
+from tgo_train.evaluation import evaluate_suite
 from tgo_train.trained import load_run, load_transfer_sources
 
 FLAGS = ("PASS", "FAIL", "WARN", "NOT RUN")
@@ -171,11 +172,9 @@ def _rows(sizes: AuditSizes, eps: float, alpha: float, pgd_step: str, stochastic
 
 def _per_example(run, variables, name: str, attack, *, batch_size: int, draws: int, seed: int) -> np.ndarray:
     """[N] correctness after ``attack`` (share of ``draws`` fresh noise draws): one row of
-    ``evaluate.evaluate_suite``, the one per-example evaluation of the programs."""
-    from tgo_train import evaluate  # evaluate imports this module for --audit
-
-    _, hits = evaluate.evaluate_suite(run, variables, [(name, attack)], batch_size=batch_size, draws=draws,
-                                      seed=seed, progress=False, per_example=True)
+    ``evaluation.evaluate_suite``, the one per-example evaluation of the programs."""
+    _, hits = evaluate_suite(run, variables, [(name, attack)], batch_size=batch_size, draws=draws, seed=seed,
+                             progress=False, per_example=True)
     return hits[name]
 
 
