@@ -19,7 +19,7 @@ import pytest
 
 from tgo_jax import attacks, augment, data, models
 from tgo_jax.data import aedat, dvs
-from tgo_train import config_check, evaluate, train
+from tgo_train import config_check, robustness, train
 from tgo_train.configs import dvs as dvs_config
 
 CLASSES = ("airplane", "automobile")
@@ -346,7 +346,7 @@ def test_train_and_evaluate_on_event_data(tmp_path):
         os.symlink(os.path.join(c.data_dir, "airplane"), os.path.join(c.data_dir, name))
     record = train.train_and_evaluate(c, str(tmp_path / "run"))
     assert record["step"] == 5 and np.isfinite(record["train_loss"]) and 0 <= record["test_accuracy"] <= 100
-    results = evaluate.evaluate_workdir(
+    results = robustness.evaluate_workdir(
         str(tmp_path / "run"), eps_list=[2 / 255], alpha=1 / 255, extra=(), eot=1, draws=1, eps_sweep=[],
         sweep_attack="FGSM", num_examples=0, batch_size=10, attacks_subset=("Clean",), progress=False,
         event_steps=2)

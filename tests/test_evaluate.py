@@ -1,4 +1,4 @@
-"""Tests for the robustness evaluation program (tgo_train/evaluate.py).
+"""Tests for the robustness evaluation (tgo_train/robustness.py) and its program (tgo_train/evaluate.py).
 
 One tiny workdir is trained once per module (``tgo_train/configs/test_tiny.py``, 16 steps, Fashion-MNIST)
 and attacked on 64 test images; the command line runs in a subprocess from the repository root.
@@ -20,7 +20,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from tgo_jax import attacks, data
-from tgo_train import evaluate, train, trained
+from tgo_train import robustness, train, trained
 from tgo_train.configs import test_tiny
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -59,7 +59,7 @@ def last_record(workdir: str) -> dict:
 
 def test_evaluate_workdir_writes_the_tables_and_the_sweep(workdir):
     rows = ("Clean", "FGSM", "PGD7", "APGD", "MTPGD")  # the paper's order; APGD and MTPGD requested
-    results = evaluate.evaluate_workdir(
+    results = robustness.evaluate_workdir(
         workdir, eps_list=[8 / 255], alpha=0.01, extra=("apgd", "mtpgd"), eot=2, draws=2,
         eps_sweep=[2 / 255, 8 / 255], sweep_attack="FGSM", num_examples=NUM_EXAMPLES,
         batch_size=NUM_EXAMPLES, attacks_subset=("MTPGD", "APGD", "PGD7", "FGSM", "Clean"), progress=False)
@@ -90,7 +90,7 @@ def test_evaluate_workdir_writes_the_tables_and_the_sweep(workdir):
     assert "**ε = 8/255**" in markdown and "**FGSM accuracy against ε**" in markdown
     assert "| model | " + " | ".join(rows) + " |" in markdown
     assert f"| tiny | {table['Clean']:.2f} | {table['FGSM']:.2f} |" in markdown
-    assert markdown.strip() == evaluate.render(results)
+    assert markdown.strip() == robustness.render(results)
 
 
 def test_load_run_restores_the_weights_without_an_optimizer(workdir, monkeypatch):
@@ -156,14 +156,14 @@ def test_cli_with_two_workdirs_prints_one_comparison_table(workdir, tmp_path):
 
 def test_unknown_attack_is_named_with_the_known_ones(workdir):
     with pytest.raises(ValueError, match=r"unknown attack 'CW'; known: Clean, FGSM.*Square.*ASSG"):
-        evaluate.evaluate_workdir(workdir, eps_list=[8 / 255], alpha=0.01, extra=(), eot=1, draws=1,
-                                  eps_sweep=[], sweep_attack="FGSM", num_examples=8, batch_size=8,
-                                  attacks_subset=("PGD9", "Clean", "CW"), progress=False)
+        robustness.evaluate_workdir(workdir, eps_list=[8 / 255], alpha=0.01, extra=(), eot=1, draws=1,
+                                    eps_sweep=[], sweep_attack="FGSM", num_examples=8, batch_size=8,
+                                    attacks_subset=("PGD9", "Clean", "CW"), progress=False)
 
 
 def test_attacks_by_registry_name():
     suite = [("Clean", None), ("FGSM", None), ("PGD7", None)]
-    rows = evaluate.select_attacks(suite, ["square", "pgd7", "Clean", "pgd9"], eps=0.1, alpha=0.01, eot=1)
+    rows = robustness.select_attacks(suite, ["square", "pgd7", "Clean", "pgd9"], eps=0.1, alpha=0.01, eot=1)
     assert [n for n, _ in rows] == ["Clean", "PGD7", "Square", "PGD9"]
     assert rows[2][1].keywords["queries"] == 5000 and rows[3][1].keywords["steps"] == 9
 
@@ -184,14 +184,14 @@ def test_comparison_has_one_table_per_eps_and_a_row_per_workdir():
         return {"workdir": f"/runs/{name}/", "tables": {"8/255": {"Clean": clean, "FGSM": fgsm},
                                                        "0.1": {"Clean": clean}}}
 
-    text = evaluate.comparison([result("vanilla", 90.0, 10.0), result("tgo", 88.5, 40.25)])
+    text = robustness.comparison([result("vanilla", 90.0, 10.0), result("tgo", 88.5, 40.25)])
     assert text.splitlines() == [
         "**ε = 8/255**", "",
         "| model | Clean | FGSM |", "|---|---|---|", "| vanilla | 90.00 | 10.00 |", "| tgo | 88.50 | 40.25 |", "",
         "**ε = 0.1**", "",
         "| model | Clean |", "|---|---|", "| vanilla | 90.00 |", "| tgo | 88.50 |"]
     # A workdir without a column shows '-'.
-    assert "| b | 1.00 | - |" in evaluate.markdown_table({"b": {"Clean": 1.0}}, ["Clean", "FGSM"])
+    assert "| b | 1.00 | - |" in robustness.markdown_table({"b": {"Clean": 1.0}}, ["Clean", "FGSM"])
 
 
 @pytest.mark.slow
@@ -233,7 +233,7 @@ def test_audit_writes_flags_and_numbers(workdir):
 def test_transfer_columns_carry_the_source_name_and_the_step_rule_is_printed(workdir, tmp_path):
     source = str(tmp_path / "tiny_seed1")
     shutil.copytree(workdir, source, ignore=shutil.ignore_patterns("eval.*", "audit.*", "eps_sweep.png"))
-    results = evaluate.evaluate_workdir(
+    results = robustness.evaluate_workdir(
         workdir, eps_list=[0.1], alpha=0.01, extra=(), eot=1, draws=1, eps_sweep=[], sweep_attack="FGSM",
         num_examples=16, batch_size=16, attacks_subset=("Clean", "PGD10"), progress=False, pgd_step="madry",
         transfer_from=[source])
@@ -250,8 +250,8 @@ def test_transfer_columns_carry_the_source_name_and_the_step_rule_is_printed(wor
     assert "\n\nPGD step: madry, α = 2.5·ε/k = 0.25/k" in markdown
     with pytest.raises(ValueError, match="unknown transfer source 'other' of 'Transfer-other'; transfer sources: "
                                          "tiny_seed1"):
-        evaluate.select_attacks([], ["Transfer-other"], eps=0.1, alpha=0.01, eot=1,
-                                sources=[attacks.Source("tiny_seed1", None, None)])
+        robustness.select_attacks([], ["Transfer-other"], eps=0.1, alpha=0.01, eot=1,
+                                  sources=[attacks.Source("tiny_seed1", None, None)])
 
 
 def test_two_transfer_sources_with_one_name_are_one_clear_error():

@@ -19,7 +19,7 @@ import time
 import pytest
 
 from tests.test_cli_errors import REPO, TINY_CONFIG, run_main
-from tgo_train import checkpoint, cli, distributed, evaluate, feed, resume, rundir, train
+from tgo_train import checkpoint, cli, distributed, feed, resume, robustness, rundir, train
 from tgo_train import workdir as workdirs
 
 SHORT_RUN = ["--config.max_steps=2", "--config.checkpoint_every_steps=1"]  # a checkpoint in flight at step 2
@@ -220,13 +220,13 @@ def read_only(folder: str):
 def test_evaluation_of_a_read_only_workdir_is_refused_before_attacking(tmp_path, monkeypatch):
     workdir = str(tmp_path / "run")
     os.makedirs(os.path.join(workdir, "checkpoints"))
-    monkeypatch.setattr(evaluate, "load_run", lambda *a, **k: pytest.fail("attacked a workdir it cannot write"))
+    monkeypatch.setattr(robustness, "load_run", lambda *a, **k: pytest.fail("attacked a workdir it cannot write"))
     with read_only(workdir):
         with pytest.raises(OSError, match=f"cannot write in {workdir}"):
             workdirs.locked_for_evaluation([workdir])
         with pytest.raises(OSError, match=f"cannot write in {workdir}"):
-            evaluate.evaluate_workdir(workdir, eps_list=[8 / 255], alpha=0.01, extra=(), eot=1, draws=1,
-                                      eps_sweep=(), sweep_attack="PGD10", num_examples=8, batch_size=8)
+            robustness.evaluate_workdir(workdir, eps_list=[8 / 255], alpha=0.01, extra=(), eot=1, draws=1,
+                                        eps_sweep=(), sweep_attack="PGD10", num_examples=8, batch_size=8)
 
 
 def test_evaluation_table_is_printed_when_writing_it_fails(tmp_path, monkeypatch, capsys):
@@ -236,7 +236,7 @@ def test_evaluation_table_is_printed_when_writing_it_fails(tmp_path, monkeypatch
                "tables": {"8/255": {"Clean": 62.5, "PGD10": 12.5}}}
     monkeypatch.setattr(rundir, "_write_then_rename", full_disk)
     with pytest.raises(OSError, match=f"{workdir}/eval.json"):
-        evaluate.write_results(workdir, results)
+        robustness.write_results(workdir, results)
     out = capsys.readouterr().out
     assert "| run | 62.50 | 12.50 |" in out, out
     assert os.listdir(workdir) == []

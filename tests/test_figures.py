@@ -8,13 +8,13 @@ import runpy
 
 import matplotlib.pyplot as plt
 
-from tgo_train import evaluate, figures, reproduce_report
+from tgo_train import figures, reproduce_report, robustness
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _results(workdir: str, clean: float, pgd: dict, sweep: dict = None) -> dict:
-    """Evaluation results as tgo_train.evaluate writes them: a table per ε, optionally a PGD10 sweep."""
+    """Evaluation results as tgo_train.robustness writes them: a table per ε, optionally a PGD10 sweep."""
     out = {"workdir": workdir, "tables": {eps: {"Clean": clean, "FGSM": acc + 5, "PGD10": acc}
                                           for eps, acc in pgd.items()}}
     if sweep:
@@ -50,10 +50,10 @@ def test_several_workdirs_give_one_figure_with_every_model(tmp_path, monkeypatch
     monkeypatch.setattr(figures, "plot_eps_curves", lambda curves, path: drawn.append((curves, path)) or path)
     sweep = {"2/255": 50.0, "4/255": 30.0}
     all_results = [_results(str(tmp_path / name), 90.0, {"8/255": 10.0}, sweep) for name in ("vanilla", "tgo")]
-    path = evaluate.combined_sweep_path([r["workdir"] for r in all_results], None)
+    path = robustness.combined_sweep_path([r["workdir"] for r in all_results], None)
     assert path == str(tmp_path / "eps_sweep.png")
-    assert evaluate.combined_sweep_path(["a/b"], "out/compare.md") == "out/compare_eps_sweep.png"
-    evaluate.plot_sweep(all_results, path)
+    assert robustness.combined_sweep_path(["a/b"], "out/compare.md") == "out/compare_eps_sweep.png"
+    robustness.plot_sweep(all_results, path)
     (curves, _), = drawn
     assert list(curves) == [("vanilla", "PGD10"), ("tgo", "PGD10")]  # the sweep attack only
     assert curves[("tgo", "PGD10")] == {0.0: 90.0, 2 / 255: 50.0, 4 / 255: 30.0, 8 / 255: 10.0}

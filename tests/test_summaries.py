@@ -11,7 +11,7 @@ from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 from tgo_jax import data
-from tgo_train import evaluate, train
+from tgo_train import robustness, train
 from tgo_train.configs import test_tiny
 from tgo_train.progress import Progress
 
@@ -88,7 +88,7 @@ def test_evaluation_results_read_back(tiny_run):
     _, workdir, _, _ = tiny_run
     results = {"step": 8, "tables": {"8/255": {"Clean": 31.0, "PGD10": 2.5}},
                "eps_sweep": {"attack": "PGD10", "accuracy": {"2/255": 20.0, "8/255": 2.5}}}
-    evaluate.write_summaries(workdir, results)
+    robustness.write_summaries(workdir, results)
     scalars = read_scalars(workdir)
     assert scalars["eval/Clean_8/255"] == [(8, 31.0)]
     assert scalars["eval/PGD10_8/255"] == [(8, 2.5)]

@@ -16,7 +16,7 @@ import time
 from absl import app, flags, logging
 
 from tgo_jax import attacks
-from tgo_train import cli, config_check, distributed, evaluate, figures, rundir, train, workdir as workdirs
+from tgo_train import cli, config_check, distributed, figures, robustness, rundir, train, workdir as workdirs
 from tgo_train.configs import fmnist_tgo, fmnist_vanilla
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/fmnist", "directory for both runs and the results table")
@@ -63,12 +63,12 @@ def _experiment() -> None:
         workdir = root / name
         say(f"== attacking {name}", flush=True)
         t = time.time()
-        r = evaluate.evaluate_workdir(workdir, eps_list=[8 / 255, 0.1], alpha=attacks.ALPHA, extra=(), eot=_EOT.value,
-                                      draws=3, eps_sweep=(), sweep_attack="PGD10", num_examples=_NUM.value,
-                                      batch_size=512, attacks_subset=_ATTACKS)
+        r = robustness.evaluate_workdir(workdir, eps_list=[8 / 255, 0.1], alpha=attacks.ALPHA, extra=(),
+                                        eot=_EOT.value, draws=3, eps_sweep=(), sweep_attack="PGD10",
+                                        num_examples=_NUM.value, batch_size=512, attacks_subset=_ATTACKS)
         minutes[f"attacking {name}"] = (time.time() - t) / 60
         results.append(r)
-    table = evaluate.comparison(results)
+    table = robustness.comparison(results)
     phases = ", ".join(f"{phase} {m:.1f}" for phase, m in minutes.items())
     text = f"{table}\n\nwall time {(time.time() - t0) / 60:.1f} min ({phases})"
     if distributed.is_primary():

@@ -16,7 +16,7 @@ Curves = Mapping[tuple, Mapping[float, float]]  # (model, attack) -> {ε: accura
 
 
 def eps_curves(results_by_model: Mapping[str, dict], attacks: Optional[Sequence[str]] = None) -> dict:
-    """``{(model, attack): {ε: accuracy %}}`` from evaluation results (``tgo_train.evaluate``: their
+    """``{(model, attack): {ε: accuracy %}}`` from evaluation results (``tgo_train.robustness``: their
     per-ε ``tables`` and ``eps_sweep``), each curve starting at ε = 0 with the model's Clean accuracy.
 
     ``attacks``: the attacks to draw (default: every attack of the tables and the sweep, Clean aside).
