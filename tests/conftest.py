@@ -1,8 +1,12 @@
-"""Shared test fixtures.
+"""Shared test fixtures and helpers.
 
+``fashion_mnist``: the dataset, or the test skipped when it is not installed.
 ``fmnist_small``: a few thousand Fashion-MNIST images (train) and a small held-out batch (test).
 ``trained_small``: a tiny spiking net trained on them for a few hundred Adam steps, well above chance,
 for tests that need a model with meaningful gradients (attacks, analyses).
+``tiny_model``: the small net at the tests' smallest size, untrained.
+``TINY_CONFIG`` / ``tiny_config``: the tests' training config (``tests/tiny.py``), as a path for ``--config``
+and as a ``ConfigDict``.
 """
 from __future__ import annotations
 
@@ -24,7 +28,10 @@ import optax
 import pytest
 
 from tgo_jax import attacks, data, models
+from tests import tiny
 
+TINY_CONFIG = os.path.abspath(tiny.__file__)
+TINY_NET = dict(channels=(4, 8), hidden=16, num_steps=2)  # the small net's size in most tests
 NUM_TRAIN, NUM_TEST = 4096, 256
 TRAIN_STEPS, TRAIN_BATCH, TRAIN_LR = 300, 64, 3e-3
 
@@ -40,12 +47,18 @@ class FmnistSmall(NamedTuple):
 
 
 @pytest.fixture(scope="session")
-def fmnist_small() -> FmnistSmall:
+def fashion_mnist() -> dict:
+    """Fashion-MNIST as ``data.load`` returns it; a test that asks for it is skipped when it is not installed
+    (the others still run)."""
     try:
-        ds = data.load_fashion_mnist()
+        return data.load("fashion_mnist")
     except data.DataUnavailableError as e:
         pytest.skip(f"Fashion-MNIST is not available: {e}")
-    (xtr, ytr), (xte, yte) = ds["train"], ds["test"]
+
+
+@pytest.fixture(scope="session")
+def fmnist_small(fashion_mnist) -> FmnistSmall:
+    (xtr, ytr), (xte, yte) = fashion_mnist["train"], fashion_mnist["test"]
     return FmnistSmall(Split(xtr[:NUM_TRAIN], ytr[:NUM_TRAIN]), Split(xte[:NUM_TEST], yte[:NUM_TEST]))
 
 
@@ -89,6 +102,19 @@ def trained_small(fmnist_small) -> TrainedModel:
     model = models.create("small", channels=(8, 16), hidden=32, num_steps=2)
     variables = _train(model, fmnist_small.train)
     return TrainedModel(model, variables, fmnist_small.test)
+
+
+def tiny_model(**overrides) -> nn.Module:
+    """The ``small`` net at ``TINY_NET``'s size, untrained; keyword arguments override its size or set any other
+    argument of ``models.create``."""
+    return models.create("small", **{**TINY_NET, **overrides})
+
+
+def tiny_config(overrides: dict | None = None):
+    """The tests' training config (``tests/tiny.py``) with dotted-key overrides, e.g. ``{"margin.enabled": True}``."""
+    config = tiny.get_config()
+    config.update_from_flattened_dict(overrides or {})
+    return config
 
 
 def attack_setup(trained: TrainedModel, batch: int):

@@ -12,18 +12,11 @@ import optax
 import pytest
 from absl.testing import parameterized
 
-from tgo_jax import analysis, attacks, losses, models, neurons
+from tgo_jax import analysis, attacks, losses, neurons
+from tests.conftest import tiny_model
 
 H_GRID = jnp.linspace(0.0, 2.0, 21)  # potentials around θ = 1
-TINY = dict(channels=(4, 8), hidden=16, num_steps=2)
-
-
 IMAGE = (8, 8, 1)  # the small net accepts any even size; 8×8 keeps the tests fast
-
-
-def tiny_model(**kw):
-    # atan has unbounded support, so an untrained net still has a non-zero surrogate Jacobian.
-    return models.create("small", surrogate="atan", **TINY, **kw)
 
 
 def _scale_kernels(params, factor):
@@ -40,7 +33,7 @@ class Net(NamedTuple):
 def make_net(seed=0, **kw) -> Net:
     """A tiny net and 4 inputs [4, 8, 8, 1]; kernels are scaled ×4 so that every layer of the
     untrained net fires (with the initial BatchNorm statistics the deeper layers stay silent)."""
-    model = tiny_model(**kw)
+    model = tiny_model(surrogate="atan", **kw)  # atan's unbounded support: a non-zero surrogate Jacobian untrained
     x = jax.random.uniform(jax.random.PRNGKey(seed), (4,) + IMAGE)
     rngs = {"params": jax.random.PRNGKey(seed + 1), "noise": jax.random.PRNGKey(seed + 2)}
     variables = jax.jit(model.init)(rngs, x)

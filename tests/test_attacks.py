@@ -19,7 +19,7 @@ import pytest
 
 from tgo_jax import attacks, models
 from tgo_jax.attacks import core
-from tests.conftest import attack_setup
+from tests.conftest import attack_setup, tiny_model
 
 EPS = 0.1
 BATCH = 128
@@ -304,7 +304,7 @@ def test_surrogate_ensemble_at_most_min_single_rule(setup):
 @functools.cache
 def _tiny(kind="lif"):
     """An untrained tiny net; threshold 0.5 keeps it active enough for non-zero input gradients."""
-    model = models.create("small", channels=(4, 8), hidden=16, num_steps=2, kind=kind, threshold=0.5)
+    model = tiny_model(kind=kind, threshold=0.5)
     x = jax.random.uniform(jax.random.key(0), (8, 28, 28, 1))
     y = jnp.arange(8, dtype=jnp.int32) % 10
     variables = jax.jit(model.init)({"params": jax.random.key(1), "noise": jax.random.key(2)}, x)

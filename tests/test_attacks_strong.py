@@ -13,9 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tgo_jax import attacks, models, neurons, surrogate
+from tgo_jax import attacks, neurons, surrogate
 from tgo_jax.attacks import snn_adaptive
-from tests.conftest import attack_setup
+from tests.conftest import attack_setup, tiny_model
 
 EPS = 0.1
 BATCH = 64
@@ -325,7 +325,7 @@ def test_assg_search_per_example_at_least_as_strong_as_assg_at_the_default_a(set
 
 @functools.cache
 def _tiny(kind="lif", **neuron):
-    model = models.create("small", channels=(4, 8), hidden=16, num_steps=2, kind=kind, threshold=0.5, **neuron)
+    model = tiny_model(kind=kind, threshold=0.5, **neuron)
     x = jax.random.uniform(jax.random.key(0), (8, 28, 28, 1))
     y = jnp.arange(8, dtype=jnp.int32) % 10
     variables = jax.jit(model.init)({"params": jax.random.key(1), "noise": jax.random.key(2)}, x)
@@ -362,7 +362,7 @@ def test_transfer_from_the_model_itself_is_the_white_box_attack_and_bad_sources_
     other, other_vars, _, _ = _tiny_classes(7)
     with pytest.raises(ValueError, match="7 classes, the target 10"):
         attacks.transfer_attack(fgsm, attacks.model_logits_fn(other), other_vars)(fn, variables, x, y, key)
-    rgb = models.create("small", channels=(4, 8), hidden=16, num_steps=2, in_channels=3)
+    rgb = tiny_model(in_channels=3)
     rgb_vars = rgb.init(jax.random.key(0), jnp.zeros((1, 28, 28, 3)))
     with pytest.raises(ValueError, match=r"does not accept the target's inputs of shape \(8, 28, 28, 1\)"):
         attacks.transfer_attack(fgsm, attacks.model_logits_fn(rgb), rgb_vars)(fn, variables, x, y, key)
@@ -370,7 +370,7 @@ def test_transfer_from_the_model_itself_is_the_white_box_attack_and_bad_sources_
 
 @functools.cache
 def _tiny_classes(k):
-    model = models.create("small", channels=(4, 8), hidden=16, num_steps=2, num_classes=k)
+    model = tiny_model(num_classes=k)
     return model, model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1))), None, None
 
 

@@ -16,6 +16,7 @@ import pytest
 
 from tgo_jax import attacks
 from tgo_train import audit, train
+from tests.conftest import tiny_model
 
 NUM_IMAGES = 64
 # The e2e audits (7 rows, one compilation each, ~3 s per row on 2 CPU cores): FGSM and PGD4 for the white
@@ -253,10 +254,8 @@ def test_audit_passes_a_normal_net_and_flags_a_stopped_gradient(trained_small):
 def test_an_incompatible_transfer_source_is_one_line_naming_both_values():
     import jax.numpy as jnp
 
-    from tgo_jax import models
-
     def tiny(**kw):
-        model = models.create("small", channels=(4, 8), hidden=16, num_steps=2, **kw)
+        model = tiny_model(**kw)
         # Shapes only (check_compatible traces, never computes): abstract variables.
         return attacks.model_logits_fn(model), jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
 

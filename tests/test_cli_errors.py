@@ -14,10 +14,10 @@ import pytest
 from absl import flags
 
 from tgo_train import cli, config_check, main
-from tgo_train.configs import base, cifar, fmnist_tgo, fmnist_vanilla, test_tiny
+from tgo_train.configs import base, cifar, fmnist_tgo, fmnist_vanilla
+from tests.conftest import TINY_CONFIG, tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY_CONFIG = os.path.join(REPO, "tgo_train", "configs", "test_tiny.py")
 
 
 def run_main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
@@ -70,10 +70,10 @@ def test_traceback_on_request(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "w").exists()
 
 
-def test_schema_covers_every_base_field_and_accepts_the_shipped_configs():
+def test_schema_covers_every_base_field_and_accepts_the_shipped_configs_and_the_tests_one():
     fields = {path for path, _ in config_check.flatten(base.get_base_config())}
     assert fields <= set(config_check.SCHEMA), sorted(fields - set(config_check.SCHEMA))
-    for config in (base.get_base_config(), test_tiny.get_config(), fmnist_tgo.get_config(),
+    for config in (base.get_base_config(), tiny_config(), fmnist_tgo.get_config(),
                    fmnist_vanilla.get_config(), cifar.get_config("cifar100,wrn16_4,rat,tgo")):
         config_check.check(config)
 
@@ -86,7 +86,7 @@ def test_schema_covers_every_base_field_and_accepts_the_shipped_configs():
     ("neuron.kind", "izhikevich", "config.neuron.kind must be one of ('lif', 'noisy')"),
 ])
 def test_check_names_field_value_and_what_is_allowed(field, value, expected):
-    config = ml_collections.ConfigDict(test_tiny.get_config().to_dict(), type_safe=False)  # as from JSON
+    config = ml_collections.ConfigDict(tiny_config().to_dict(), type_safe=False)  # as from JSON
     section, _, key = field.rpartition(".")
     (config[section] if section else config)[key] = value
     with pytest.raises(config_check.ConfigError) as info:
@@ -95,7 +95,7 @@ def test_check_names_field_value_and_what_is_allowed(field, value, expected):
 
 
 def test_unknown_model_keyword_is_named_before_training():
-    config = test_tiny.get_config()
+    config = tiny_config()
     config.model_kwargs.unlock()
     config.model_kwargs.widht = 3
     with pytest.raises(config_check.ConfigError, match="model_kwargs.*widht"):

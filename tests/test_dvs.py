@@ -21,6 +21,7 @@ from tgo_jax import attacks, augment, data, models
 from tgo_jax.data import aedat, dvs
 from tgo_train import config_check, robustness, train
 from tgo_train.configs import dvs as dvs_config
+from tests.conftest import tiny_model
 
 CLASSES = ("airplane", "automobile")
 T, SIZE = 2, 16
@@ -233,14 +234,14 @@ def test_offline_fails_fast_naming_the_path(tmp_path, monkeypatch):
 # models and augmentation
 # ----------------------------------------------------------------------------------------------------
 
-def tiny_model(**kw):
-    """The small net on 2-channel frames; a low threshold so that an untrained net fires."""
-    return models.create("small", num_classes=10, num_steps=T, in_channels=2, channels=(4,), hidden=8,
-                         mean=(0.0, 0.0), std=(1.0, 1.0), threshold=0.2, **kw)
+def frame_model():
+    """The tests' tiny net on 2-channel frames, narrower; a low threshold so that an untrained net fires."""
+    return tiny_model(num_classes=10, num_steps=T, in_channels=2, channels=(4,), hidden=8,
+                      mean=(0.0, 0.0), std=(1.0, 1.0), threshold=0.2)
 
 
 def test_event_frames_feed_the_model_step_by_step():
-    model = tiny_model()
+    model = frame_model()
     frames = jax.random.bernoulli(jax.random.PRNGKey(0), 0.3, (3, T, SIZE, SIZE, 2)).astype(jnp.float32)
     variables = jax.jit(model.init)({"params": jax.random.PRNGKey(1)}, frames)
     apply = jax.jit(model.apply)
@@ -288,7 +289,7 @@ def test_event_augmentation_is_one_draw_per_recording():
 def test_loader_to_frame_and_event_attacks(tmp_path):
     out = load_tiny(write_dataset(tmp_path / "data"), tmp_path / "cache")
     x, y = (jnp.asarray(a) for a in out["train"])
-    model = tiny_model()
+    model = frame_model()
     variables = jax.jit(model.init)({"params": jax.random.PRNGKey(0)}, x)
     logits_fn = attacks.model_logits_fn(model)
     predict = jax.jit(lambda v, x: jnp.argmax(logits_fn(v, x, None), -1))

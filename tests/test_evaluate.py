@@ -1,6 +1,6 @@
 """Tests for the robustness evaluation (tgo_train/robustness.py) and its program (tgo_train/evaluate.py).
 
-One tiny workdir is trained once per module (``tgo_train/configs/test_tiny.py``, 16 steps, Fashion-MNIST)
+One tiny workdir is trained once per module (``tests/tiny.py``, 16 steps, Fashion-MNIST)
 and attacked on 64 test images; the command line runs in a subprocess from the repository root.
 Each attack compiles once per evaluation (a few seconds on CPU), so the in-process test runs a subset
 of the rows and the command-line test the paper's full default table.
@@ -19,9 +19,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from tgo_jax import attacks, data
+from tgo_jax import attacks
 from tgo_train import robustness, train, trained
-from tgo_train.configs import test_tiny
+from tests.conftest import tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_EXAMPLES = 64
@@ -29,15 +29,10 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory) -> str:
+def workdir(tmp_path_factory, fashion_mnist) -> str:
     """A tiny LIF net trained for 2 epochs (16 steps, ~30 % test accuracy); its recorded test accuracy is
     measured on the first 64 test images."""
-    try:
-        data.load("fashion_mnist")
-    except data.DataUnavailableError as e:
-        pytest.skip(f"Fashion-MNIST is not available: {e}")
-    config = test_tiny.get_config()
-    config.eval_subset = NUM_EXAMPLES
+    config = tiny_config({"eval_subset": NUM_EXAMPLES})
     path = str(tmp_path_factory.mktemp("evaluate") / "tiny")
     train.train_and_evaluate(config, path)
     return path

@@ -11,7 +11,8 @@ import pytest
 from absl.testing import parameterized
 from jax import lax
 
-from tgo_jax import fastconv, models
+from tgo_jax import fastconv
+from tests.conftest import tiny_model
 from tgo_jax.models import layers
 
 F32_RTOL = 1e-5  # float32 sums taken in another order: a few ulps (2^-23) of the largest term
@@ -194,7 +195,7 @@ def test_xla_flip_input_gradient_in_a_loop_keeps_the_kernel_layout():
 
 
 def test_layers_conv_keeps_the_model_parameter_tree():
-    model = models.create("small", channels=(4, 8), hidden=16, num_steps=2)
+    model = tiny_model()
     params = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((2, 28, 28, 1)))["params"]
     assert params["Conv_0"]["kernel"].shape == (3, 3, 1, 4) and params["Conv_0"]["bias"].shape == (4,)
     assert params["Conv_1"]["kernel"].shape == (3, 3, 4, 8)

@@ -18,7 +18,8 @@ import time
 
 import pytest
 
-from tests.test_cli_errors import REPO, TINY_CONFIG, run_main
+from tests.conftest import TINY_CONFIG
+from tests.test_cli_errors import REPO, run_main
 from tgo_train import checkpoint, cli, distributed, feed, resume, robustness, rundir, train
 from tgo_train import workdir as workdirs
 
@@ -34,15 +35,6 @@ def one_error_line(err: str) -> str:
     """The stderr of a failed program: exactly one line, ``error: ...``; returns it."""
     assert err.startswith("error: ") and err.count("\n") == 1, err[-3000:]
     return err.strip()
-
-
-@pytest.fixture
-def fashion_mnist():
-    from tgo_jax import data
-    try:
-        data.load("fashion_mnist")
-    except data.DataUnavailableError as e:
-        pytest.skip(f"Fashion-MNIST is not available: {e}")
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import pytest
 from absl.testing import parameterized
 
 from tgo_jax import losses, metrics, models, projections
+from tests.conftest import tiny_model
 
 # Two "layers" of hand-picked potentials H [T=2, B=1, N]; θ = 1, δ = 0.5.
 #   layer 0: H = 1.2, 0.1 | 0.7, 1.0  -> |H-θ| = 0.2, 0.9, 0.3, 0.0 -> gaps 0.3, 0, 0.2, 0.5
@@ -496,7 +497,7 @@ class ObjectiveTest(chex.TestCase):
             losses.tgo_objective("at", task="mse")
 
     def test_tiny_model_end_to_end(self):
-        model = models.create("small", channels=(4, 8), hidden=16, num_steps=2)
+        model = tiny_model()
         key_init, key_x = jax.random.split(jax.random.PRNGKey(0))
         x = jax.random.uniform(key_x, (8, 12, 12, 1))
         batch = {"image": x, "label": jnp.arange(8, dtype=jnp.int32) % 10}
@@ -523,7 +524,7 @@ class SRModelTest(chex.TestCase):
 
     def test_sr_on_tiny_model_has_gradients(self):
         # A low threshold makes the freshly initialised net fire, so the logits depend on x.
-        model = models.create("small", channels=(4, 8), hidden=16, num_steps=2, threshold=0.3)
+        model = tiny_model(threshold=0.3)
         key_init, key_x = jax.random.split(jax.random.PRNGKey(0))
         x = jax.random.uniform(key_x, (8, 12, 12, 1))
         batch = {"image": x, "label": jnp.arange(8, dtype=jnp.int32) % 10}

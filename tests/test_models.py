@@ -15,9 +15,10 @@ import pytest
 
 from tgo_jax import models
 from tgo_jax.models import layers
+from tests.conftest import TINY_NET, tiny_model
 
-T, BATCH = 2, 8
-TINY = dict(channels=(4, 8), hidden=16, num_steps=T)
+BATCH = 8
+T = TINY_NET["num_steps"]
 CIFAR = dict(in_channels=3, mean=layers.CIFAR10_MEAN, std=layers.CIFAR10_STD)
 
 # docs/FORMULAS.md §2, written out here independently of the model code.
@@ -117,7 +118,7 @@ def _batch(shape, seed=0):
 def _tiny(in_channels):
     """A tiny small net for 28×28×1 (in_channels=1) or 32×32×3, a batch and its initial variables."""
     kwargs, size = (CIFAR, 32) if in_channels == 3 else ({}, 28)
-    model = models.create("small", **TINY, **kwargs)
+    model = tiny_model(**kwargs)
     x, y = _batch((BATCH, size, size, in_channels))
     return model, x, y, jax.jit(model.init)(jax.random.key(1), x)
 
@@ -168,7 +169,7 @@ def test_small_forward_backward_and_batch_stats(in_channels):
 
 def test_noisy_model_is_keyed():
     base, x, _, variables = _tiny(1)  # the neuron kind does not change the parameters
-    model = models.create("small", kind="noisy", **TINY)
+    model = tiny_model(kind="noisy")
     assert model.neuron.stochastic and not base.neuron.stochastic
     apply = jax.jit(lambda key: model.apply(variables, x, rngs={"noise": key}))
     first, again, other = apply(jax.random.key(8)), apply(jax.random.key(8)), apply(jax.random.key(9))
@@ -180,7 +181,7 @@ def test_noisy_model_is_keyed():
 
 def test_expected_mode_needs_no_noise_key():
     _, x, _, variables = _tiny(1)
-    model = models.create("small", kind="noisy", expected=True, **TINY)
+    model = tiny_model(kind="noisy", expected=True)
     assert not model.neuron.stochastic
     logits = jax.jit(model.apply)(variables, x)
     assert logits.shape == (T, BATCH, 10) and bool(jnp.isfinite(logits).all())
@@ -194,7 +195,7 @@ def test_expected_mode_needs_no_noise_key():
     (lambda: jnp.zeros((2, 28, 28, 1)), dict(num_steps=0), r"num_steps.*0"),
 ], ids=["rank", "channels", "channels_cifar", "uint8", "num_steps"])
 def test_bad_input_raises(make_x, kwargs, pattern):
-    model = models.create("small", **{**TINY, **kwargs})
+    model = tiny_model(**kwargs)
     with pytest.raises(ValueError, match=pattern):
         model.init(jax.random.key(0), make_x())
 
@@ -230,13 +231,13 @@ def test_bad_configuration_raises():
 
 def test_empty_batch_and_no_classes_raise_a_clear_error():
     """Batch 0 and num_classes = 0 once ended in a ZeroDivisionError inside a reshape."""
-    model = models.create("small", **TINY)
+    model = tiny_model()
     variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x), jax.ShapeDtypeStruct((2, 28, 28, 1),
                                                                                               jnp.float32))
     with pytest.raises(ValueError, match=r"input must hold at least one example, got shape \(0, 28, 28, 1\)"):
         jax.eval_shape(model.apply, variables, jax.ShapeDtypeStruct((0, 28, 28, 1), jnp.float32))
     with pytest.raises(ValueError, match="num_classes must be an int >= 1, got 0"):
-        models.create("small", num_classes=0, **TINY).init(jax.random.key(0), jnp.zeros((2, 28, 28, 1)))
+        tiny_model(num_classes=0).init(jax.random.key(0), jnp.zeros((2, 28, 28, 1)))
     with pytest.raises(ValueError, match=r"unknown small model argument\(s\) \['hiden'\]"):
         models.create("small", hiden=32)
 

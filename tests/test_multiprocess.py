@@ -22,11 +22,10 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from tgo_jax import data
 from tgo_train import distributed
+from tests.conftest import TINY_CONFIG
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = os.path.join("tgo_train", "configs", "test_tiny.py")
 DEADLINE_S = 240  # per phase; a phase takes well under a minute on 2 CPU cores
 RTOL, ATOL = 1e-5, 1e-6  # sums reduced in another order; see tests/test_sharding.py
 EVAL_FLAGS = ["--attacks", "Clean,FGSM", "--num_examples", "96", "--batch_size", "64"]  # every attack: test_sharding
@@ -77,7 +76,7 @@ def run_all(jobs: dict[str, tuple[list[str], dict]], tmp_path, deadline_s: float
 
 
 def train_jobs(workdir, max_steps: int, port: int) -> dict:
-    args = ["--config", TINY, "--workdir", str(workdir), f"--config.max_steps={max_steps}"]
+    args = ["--config", TINY_CONFIG, "--workdir", str(workdir), f"--config.max_steps={max_steps}"]
     return {f"train{p}": command("tgo_train.main", args, 2, p, port) for p in (0, 1)}
 
 
@@ -105,15 +104,11 @@ def records(workdir) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    try:
-        data.load("fashion_mnist")
-    except data.DataUnavailableError as e:
-        pytest.skip(f"Fashion-MNIST is not available: {e}")
+def runs(tmp_path_factory, fashion_mnist):
     tmp = tmp_path_factory.mktemp("multiprocess")
     ref, multi = tmp / "ref", tmp / "multi"
     # Phase 1: the 1-process reference (6 steps) beside the first 3 steps of the 2-process run.
-    ref_job = command("tgo_train.main", ["--config", TINY, "--workdir", str(ref), "--config.max_steps=6"], 4)
+    ref_job = command("tgo_train.main", ["--config", TINY_CONFIG, "--workdir", str(ref), "--config.max_steps=6"], 4)
     first = run_all({"ref": ref_job, **train_jobs(multi, 3, free_port())}, tmp)
     # Phase 2: the 2-process run resumes to step 6; both evaluations read copies of the reference.
     shutil.copytree(ref, tmp / "eval1")
@@ -162,7 +157,7 @@ def test_two_process_evaluation_equals_one_process(runs):
 # ---------------------------------------------------------------------------------------------- bad input
 
 def test_unreachable_coordinator_fails_fast_with_a_clear_error(tmp_path):
-    argv, env = command("tgo_train.main", ["--config", TINY, "--workdir", str(tmp_path / "run")], 2, 1,
+    argv, env = command("tgo_train.main", ["--config", TINY_CONFIG, "--workdir", str(tmp_path / "run")], 2, 1,
                         free_port())
     argv[argv.index("--distributed_timeout") + 1] = "2"
     t0 = time.monotonic()
@@ -173,7 +168,7 @@ def test_unreachable_coordinator_fails_fast_with_a_clear_error(tmp_path):
 
 
 def test_indivisible_global_batch_names_both_numbers_and_writes_nothing(tmp_path):
-    argv, env = command("tgo_train.main", ["--config", TINY, "--workdir", str(tmp_path / "run"),
+    argv, env = command("tgo_train.main", ["--config", TINY_CONFIG, "--workdir", str(tmp_path / "run"),
                                            "--config.batch_size=30"], 4)
     proc = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0

@@ -15,7 +15,7 @@ from jax.test_util import check_grads
 
 from tgo_jax import neurons, surrogate
 from tgo_train import config_check
-from tgo_train.configs import test_tiny
+from tests.conftest import tiny_config
 
 T, B, N = 6, 3, 5
 
@@ -372,7 +372,7 @@ def test_run_config_check_refuses_what_the_neuron_refuses_with_its_message(field
     """One rule per neuron field: the run config's check gives NeuronConfig's message, naming the config field."""
     with pytest.raises(ValueError) as neuron_error:
         neurons.NeuronConfig(**{field: value})
-    config = ml_collections.ConfigDict(test_tiny.get_config().to_dict(), type_safe=False)
+    config = ml_collections.ConfigDict(tiny_config().to_dict(), type_safe=False)
     config.neuron[field] = value
     with pytest.raises(config_check.ConfigError) as config_error:
         config_check.check(config)

@@ -19,8 +19,6 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from tgo_jax import data
-
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
 CELL_TIMEOUT_S = 300
@@ -72,13 +70,10 @@ def test_notebook_pair_in_sync(name):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(NOTEBOOKS))
-def test_notebook_runs_in_ci_size(name, tmp_path):
+def test_notebook_runs_in_ci_size(name, tmp_path, request):
     needs_data, min_figures = NOTEBOOKS[name]
     if needs_data:
-        try:
-            data.load_fashion_mnist()
-        except data.DataUnavailableError as e:
-            pytest.skip(f"Fashion-MNIST is not available: {e}")
+        request.getfixturevalue("fashion_mnist")  # skips without the data
     nb = nbformat.read(NOTEBOOK_DIR / name, as_version=4)
     before = _cache_snapshot()
     client = NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",

@@ -13,9 +13,8 @@ import tomllib
 
 import pytest
 
-from tgo_jax import data
 from tgo_train import configs
-from tests.conftest import parse_config
+from tests.conftest import TINY_CONFIG, parse_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPTS = {"tgo-train": "tgo_train.main", "tgo-evaluate": "tgo_train.evaluate", "tgo-audit": "tgo_train.audit_main",
@@ -25,8 +24,9 @@ SCRIPTS = {"tgo-train": "tgo_train.main", "tgo-evaluate": "tgo_train.evaluate", 
 
 def test_config_names_are_the_packaged_modules():
     names = configs.names()
-    assert {"fmnist_tgo", "fmnist_vanilla", "cifar", "test_tiny"} <= set(names)
+    assert {"fmnist_tgo", "fmnist_vanilla", "cifar", "dvs"} <= set(names)
     assert "base" not in names  # defines get_base_config only
+    assert not [n for n in names if "test" in n or "tiny" in n]  # the tests' config is not shipped
     path = configs.config_path("fmnist_tgo")
     assert os.path.isfile(path) and path == os.path.join(configs.CONFIG_DIR, "fmnist_tgo.py")
     assert configs.config_path("cifar:cifar10,wrn16_4,rat,tgo") == \
@@ -38,10 +38,11 @@ def test_config_names_are_the_packaged_modules():
 
 
 def test_resolve_config_flag_forms():
-    path = configs.config_path("test_tiny")
-    argv = ["prog", "--config", "test_tiny", "--config.epochs=3", "--workdir", "w"]
+    path = configs.config_path("fmnist_vanilla")
+    argv = ["prog", "--config", "fmnist_vanilla", "--config.epochs=3", "--workdir", "w"]
     assert configs.resolve_config_flag(argv) == ["prog", "--config", path, "--config.epochs=3", "--workdir", "w"]
-    assert configs.resolve_config_flag(["prog", "--config=test_tiny"]) == ["prog", f"--config={path}"]
+    assert configs.resolve_config_flag(["prog", "--config=fmnist_vanilla"]) == ["prog", f"--config={path}"]
+    assert configs.resolve_config_flag(["prog", "--config", TINY_CONFIG]) == ["prog", "--config", TINY_CONFIG]
 
 
 def test_console_scripts_point_at_each_program():
@@ -80,13 +81,10 @@ def _build_wheel(tmp: pathlib.Path) -> pathlib.Path:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("fashion_mnist")
 def test_wheel_trains_from_an_empty_directory(tmp_path):
     """A fresh venv with only the wheel installed (its dependencies come from this interpreter's
     site-packages through a .pth file, so no network is needed) runs tgo-train from an empty folder."""
-    try:
-        data.load("fashion_mnist")
-    except data.DataUnavailableError as e:
-        pytest.skip(f"Fashion-MNIST is not available: {e}")
     wheel = _build_wheel(tmp_path)
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
@@ -141,12 +139,12 @@ def test_every_console_script_help_lists_its_flags():
 def test_optional_config_fields_are_settable():
     from tgo_jax import data as tgo_data
     from tgo_train import config_check
-    config = parse_config("test_tiny", "--config.neuron.surrogate_param=2.0", "--config.model.num_classes=12")
+    config = parse_config(TINY_CONFIG, "--config.neuron.surrogate_param=2.0", "--config.model.num_classes=12")
     assert config.neuron.surrogate_param == 2.0 and config.model.num_classes == 12
     config_check.check(config)
     _, kwargs = config_check.model_arguments(config, tgo_data.dataset_info("fashion_mnist"))
     assert kwargs["num_classes"] == 12
-    default = parse_config("test_tiny")
+    default = parse_config(TINY_CONFIG)
     assert default.model.num_classes is None and default.neuron.surrogate_param is None
     _, kwargs = config_check.model_arguments(default, tgo_data.dataset_info("fashion_mnist"))
     assert kwargs["num_classes"] == 10 and "surrogate_param" not in kwargs  # unset: the dataset's

@@ -6,8 +6,6 @@ import re
 
 import pytest
 
-from tgo_jax import data
-
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 
@@ -23,11 +21,8 @@ def test_python_blocks_are_found():
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("fashion_mnist")
 def test_readme_python_blocks_run(capsys):
-    try:
-        data.load("fashion_mnist")
-    except data.DataUnavailableError as e:
-        pytest.skip(f"Fashion-MNIST is not available: {e}")
     blocks = python_blocks(README.read_text())
     assert blocks, "the README has no ```python block"
     namespace = {"__name__": "readme"}

@@ -18,8 +18,9 @@ import sys
 import jax
 import pytest
 
-from tests.test_cli_errors import TINY_CONFIG, run_main
-from tests.test_train import assert_trees_equal, read_records, saved_state, tiny_config
+from tests.conftest import TINY_CONFIG, tiny_config
+from tests.test_cli_errors import run_main
+from tests.test_train import assert_trees_equal, read_records, saved_state
 from tgo_train import checkpoint, cli, manifest, preemption, progress, resume, rundir, train, trained
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,20 +33,11 @@ def without_time(recs: list[dict]) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory, fashion_mnist_available):
+def finished(tmp_path_factory, fashion_mnist):
     """A finished 6-step tiny run (the reference for every case)."""
     workdir = str(tmp_path_factory.mktemp("finished") / "run")
     train.train_and_evaluate(tiny_config(RUN), workdir)
     return workdir
-
-
-@pytest.fixture(scope="module")
-def fashion_mnist_available():
-    from tgo_jax import data
-    try:
-        data.load("fashion_mnist")
-    except data.DataUnavailableError as e:
-        pytest.skip(f"Fashion-MNIST is not available: {e}")
 
 
 @pytest.fixture

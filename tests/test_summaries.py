@@ -10,10 +10,9 @@ import pytest
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
-from tgo_jax import data
 from tgo_train import robustness, train
-from tgo_train.configs import test_tiny
 from tgo_train.progress import Progress
+from tests.conftest import tiny_config
 
 
 def read_scalars(logdir: str) -> dict:
@@ -24,15 +23,9 @@ def read_scalars(logdir: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
+def tiny_run(tmp_path_factory, fashion_mnist):
     """One epoch of 8 steps of the tiny net with the margin penalty, train scalars every 3 steps."""
-    try:
-        data.load("fashion_mnist")
-    except data.DataUnavailableError as e:
-        pytest.skip(f"Fashion-MNIST is not available: {e}")
-    config = test_tiny.get_config()
-    config.epochs, config.log_every_steps, config.eval_subset = 1, 3, 64
-    config.margin.enabled = True
+    config = tiny_config({"epochs": 1, "log_every_steps": 3, "eval_subset": 64, "margin.enabled": True})
     workdir = str(tmp_path_factory.mktemp("summaries") / "tiny")
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):

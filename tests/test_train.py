@@ -1,6 +1,6 @@
 """Tests for the training program (tgo_train/train.py, tgo_train/main.py, tgo_train/configs).
 
-Everything runs the tiny config ``tgo_train/configs/test_tiny.py`` (a 4/8-channel net, T = 2, 256 training
+Everything runs the tests' tiny config ``tests/tiny.py`` (a 4/8-channel net, T = 2, 256 training
 images) on Fashion-MNIST from the Debian package; the paper's CIFAR networks are only traced
 (``jax.eval_shape``). Command-line programs run in a subprocess from the repository root.
 """
@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Callable, NamedTuple
+from typing import Callable, NamedTuple
 
 import flax
 import jax
@@ -27,11 +27,10 @@ import pytest
 from tgo_jax import data, losses, metrics, projections
 from tgo_train import train
 from tgo_train.checkpoint import Checkpoints
-from tgo_train.configs import cifar, test_tiny
-from tests.conftest import parse_config
+from tgo_train.configs import cifar
+from tests.conftest import TINY_CONFIG, parse_config, tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY_CONFIG = os.path.join("tgo_train", "configs", "test_tiny.py")
 # Hosts that cannot answer: a reserved TLD (fails at name lookup) and a TEST-NET address (times out).
 UNREACHABLE_HOSTS = (("tgo-offline-test.invalid", 443), ("192.0.2.1", 443))
 CLI_TIMEOUT_S = 180
@@ -40,22 +39,6 @@ CLI_TIMEOUT_S = 180
 # ----------------------------------------------------------------------------------------------------
 # helpers
 # ----------------------------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def fashion_mnist():
-    """Skips a test that trains when Fashion-MNIST is absent (the CIFAR tests do not need it)."""
-    try:
-        data.load("fashion_mnist")
-    except data.DataUnavailableError as e:
-        pytest.skip(f"Fashion-MNIST is not available: {e}")
-
-
-def tiny_config(overrides: dict[str, Any] | None = None) -> ml_collections.ConfigDict:
-    """``test_tiny`` with dotted-key overrides, e.g. ``{"margin.enabled": True}``."""
-    config = test_tiny.get_config()
-    config.update_from_flattened_dict(overrides or {})
-    return config
-
 
 class Built(NamedTuple):
     run: train.Run
@@ -337,14 +320,14 @@ def test_a_checkpoint_with_metric_sums_in_its_state_still_restores(tmp_path):
 
 def parse_main_flags(*overrides: str) -> ml_collections.ConfigDict:
     """The config ``tgo_train.main`` gets from ``--config <tiny> *overrides``."""
-    return parse_config(os.path.join(REPO, TINY_CONFIG), *overrides)
+    return parse_config(TINY_CONFIG, *overrides)
 
 
 def test_every_config_flag_the_readme_names_parses_with_the_tiny_config():
     with open(os.path.join(REPO, "README.md")) as f:
         names = sorted({name.rstrip(".") for name in re.findall(r"--config\.([\w.]+)", f.read())})
     assert {"model_kwargs.remat_blocks", "model_kwargs.conv_impl", "neuron.fused"} <= set(names), names
-    defaults = test_tiny.get_config()
+    defaults = tiny_config()
     for name in names:
         default = functools.reduce(getattr, name.split("."), defaults)  # AttributeError: not declared
         value = (not default) if isinstance(default, bool) else default  # a bool flips, to see it applied
