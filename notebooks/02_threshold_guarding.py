@@ -48,7 +48,6 @@ SIZE = os.environ.get("TGO_NOTEBOOK_SIZE", "full")
 
 # %%
 import functools
-import json
 import tempfile
 import time
 
@@ -101,8 +100,7 @@ for name in NAMES:
     workdir = os.path.join(ROOT, name)
     run, variables, step = trained.load_run(workdir, num_examples=S["n_eval"])
     RUNS[name] = (run, variables)
-    with open(os.path.join(workdir, "config.json")) as f:
-        c = json.load(f)
+    c = rundir.read_config(workdir)
     last = rundir.read_metrics(workdir)[-1]
     margin = (f"margin penalty δ = {c['margin']['delta']}, λ_max = {c['margin']['lambda_max']} "
               f"({c['margin']['schedule']})" if c["margin"]["enabled"] else "no margin penalty")
