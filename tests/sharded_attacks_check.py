@@ -8,12 +8,14 @@ Small steps and a 16-image batch keep compilation short.
 """
 import functools
 import sys
+import types
 
 import sharding_check  # noqa: F401  (sets JAX_PLATFORMS and the 8-device XLA_FLAGS before jax starts)
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from tgo_jax import attacks, models, sharding  # noqa: E402
+from tgo_train import evaluation  # noqa: E402
 
 EPS, ALPHA = 8 / 255, 2 / 255
 
@@ -64,6 +66,15 @@ def main(out_path):
     for where, (v, xs, ys) in placed.items():
         result = ensemble(v, xs, ys, key)
         out[f"{where}_ensemble"] = np.asarray([result.accuracy, *result.per_rule.values()])
+    # The evaluation loop (tgo_train.evaluation): 20 images in batches of 16 (the last one padded), the Noisy-LIF
+    # net with 2 noise draws, clean and PGD with EoT, over the 8 devices and over one: the same keys per batch.
+    images, labels = (np.concatenate(a)[:20] for a in zip(*sharding_check.batches(2)))
+    run = types.SimpleNamespace(model=nets[True], splits={"test": (images, labels)})
+    suite = [("Clean", None), ("PGD", attack_table()["pgd_eot"][1])]
+    for where, mesh_ in (("single", sharding.make_mesh(1)), ("sharded", mesh)):
+        _, hits = evaluation.evaluate_suite(run, sharding.replicate(variables, mesh_), suite, batch_size=16, draws=2,
+                                            seed=5, progress=False, per_example=True, mesh=mesh_)
+        out.update({f"{where}_suite_{name}": h for name, h in hits.items()})
     out["clean_x"] = x
     np.savez(out_path, **out)
 

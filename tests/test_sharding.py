@@ -108,6 +108,15 @@ def test_sharded_surrogate_ensemble_equals_single_device(sharded_attacks):
                                rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("name", ["Clean", "PGD"])
+def test_sharded_evaluation_loop_equals_single_device(sharded_attacks, name):
+    """tgo_train.evaluation over 8 devices: per-example correctness (share of 2 noise draws) of 20 images, the
+    last batch padded, equal to one device's."""
+    single, sharded = sharded_attacks[f"single_suite_{name}"], sharded_attacks[f"sharded_suite_{name}"]
+    assert single.shape == (20,) and 0 < single.mean() < 1
+    np.testing.assert_array_equal(sharded, single)
+
+
 # --- on this process's devices (one CPU device in CI) ---
 
 def test_make_mesh_defaults_to_all_devices():
