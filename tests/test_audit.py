@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from tgo_jax import attacks
-from tgo_train import audit, train
+from tgo_train import audit, evaluation, train
 from tests.conftest import tiny_model
 
 NUM_IMAGES = 64
@@ -221,8 +221,9 @@ def test_audit_passes_a_normal_net_and_flags_a_stopped_gradient(trained_small):
     assert normal["flags"]["b_more_steps"] == "NOT RUN"  # one PGD row in this size
     # The paper's fixed α = 0.01 at ε = 0.1: PGD2 moves 0.02 from its random start, one FGSM step of ε is stronger.
     run = _run(model, test)
-    paper_pgd2 = audit._per_example(run, variables, "PGD2", attacks.make("PGD2", eps=0.1), batch_size=NUM_IMAGES,
-                                    draws=1, seed=0)
+    _, hits = evaluation.evaluate_suite(run, variables, [("PGD2", attacks.make("PGD2", eps=0.1))],
+                                        batch_size=NUM_IMAGES, draws=1, seed=0, progress=False, per_example=True)
+    paper_pgd2 = hits["PGD2"]
     correct = {"Clean": np.asarray(normal["per_example"]["Clean"]), "FGSM": np.asarray(normal["per_example"]["FGSM"]),
                "PGD2": paper_pgd2}
     single = audit.decide(correct, {"Clean": "clean", "FGSM": "single", "PGD2": "steps"}, sizes=TINY,
