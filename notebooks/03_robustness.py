@@ -68,7 +68,7 @@ import optax
 from absl import logging as absl_logging
 
 from tgo_jax import analysis, attacks, models
-from tgo_train import notebook_runs, reproduce, reproduce_report, train, trained
+from tgo_train import notebook_runs, repro_claims, repro_committed, reproduce, train, trained
 from tgo_train.configs import grid
 from tgo_train.tables import eps_label, print_table
 
@@ -103,7 +103,7 @@ print(f"size={SIZE}: {S}; jax {jax.__version__} on {jax.devices()[0].platform} "
 # %%
 REPORT_DIR = os.environ.get("TGO_REPRODUCE_REPORT") or ("." if SIZE == "full" else None)
 REPRO_DIR = os.environ.get("TGO_REPRODUCE_DIR") or os.path.join("runs", "reproduce")
-REPRO = (reproduce_report.load(REPORT_DIR, models=tuple(grid.ABLATION), workdir=REPRO_DIR)
+REPRO = (repro_committed.load(REPORT_DIR, models=tuple(grid.ABLATION), workdir=REPRO_DIR)
          if REPORT_DIR else None)
 if REPRO:
     S["pgd_steps"], PGD = 10, "PGD10"  # the reproduction's PGD column
@@ -493,7 +493,7 @@ plt.show()
 
 # %%
 PAPER_TABLE4_BPTT = {name: tuple(row[a] for a in ("Clean", "FGSM", "RFGSM", "PGD40"))  # CIFAR-100, VGG-11, %
-                     for name, row in reproduce_report.PAPER_TABLE4.items()}
+                     for name, row in repro_claims.PAPER_TABLE4.items()}
 for eps in EPS_TABLE:
     print(f"change against vanilla (points), here at ε = {eps_label(eps)} | paper at ε = 8/255")
     rows = {}

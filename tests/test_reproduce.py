@@ -1,4 +1,5 @@
-"""Tests for the reproduction program (tgo_train/reproduce.py, tgo_train/reproduce_report.py).
+"""Tests for the reproduction program (tgo_train/reproduce.py) and its records, claims and report (repro_*.py,
+reproduce_report.py).
 
 The end-to-end test runs the ``ci`` size (tiny nets, 128 training images) for two models and two
 seeds, stops mid-grid, reruns, and checks that finished runs are skipped, that each run's audit is in its
@@ -16,8 +17,10 @@ import sys
 import pytest
 
 from tgo_jax import data
-from tgo_train import reproduce, reproduce_report, rundir
+from tgo_train import repro_claims, repro_committed, repro_record, reproduce, reproduce_report, rundir
 from tgo_train.configs import grid
+from tgo_train.repro_record import RunRecord
+from tgo_train.tables import eps_label
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLI_TIMEOUT_S = 300
@@ -93,7 +96,7 @@ def test_grid_end_to_end_with_resume(tmp_path, capsys):
     assert "| audit |" in text and "Gradient-masking audit" in text and "has not been run" not in text
     records = [json.load(open(_record_path(workdir, m, s))) for m in MODELS for s in (0, 1)]
     vanilla_row = next(line for line in text.splitlines() if line.startswith("| vanilla (TET)"))
-    assert vanilla_row.rstrip(" |").endswith(reproduce_report.audit_text(records[:2]))
+    assert vanilla_row.rstrip(" |").endswith(repro_claims.audit_text([RunRecord.from_json(r) for r in records[:2]]))
     results = json.load(open(os.path.join(workdir, "results", "results.json")))
     assert results["complete"] and results["size"] == "ci"
     assert {(r["model"], r["seed"]) for r in results["runs"]} == {(m, s) for m in MODELS for s in (0, 1)}
@@ -117,7 +120,7 @@ def test_other_config_is_refused(tmp_path):
     run_dir.mkdir()
     config = grid.run_config("vanilla", 0, grid.SIZES["ci"]).to_dict()
     config["optim"]["lr"] = 1.0
-    (run_dir / "reproduce.json").write_text(json.dumps({"config": config}))
+    (run_dir / "reproduce.json").write_text(json.dumps({"model": "vanilla", "seed": 0, "config": config}))
     with pytest.raises(ValueError, match="optim.lr 1.0 → 0.05"):
         reproduce.run_one(str(run_dir), "vanilla", 0, "ci", ATTACKS, EPS)
 
@@ -143,10 +146,12 @@ def test_grid_configs():
 def test_cells_of_other_settings_are_stale():
     small = grid.SIZES["small"]
     old = dict(dataclasses.asdict(small), mtpgd_steps=4)  # a record evaluated with fewer MTPGD steps
-    record = {"size_spec": old, "accuracy": {"on": {"0.1": {"Clean": 88.0, "PGD10": 10.0, "MTPGD": 40.0}}},
-              "cell_spec": {"on": {"0.1": {"PGD10": grid.cell_spec("PGD10", dataclasses.asdict(small), False)}}}}
+    record = RunRecord.from_json({
+        "model": "vanilla", "seed": 0, "size_spec": old,
+        "accuracy": {"on": {"0.1": {"Clean": 88.0, "PGD10": 10.0, "MTPGD": 40.0}}},
+        "cell_spec": {"on": {"0.1": {"PGD10": grid.cell_spec("PGD10", dataclasses.asdict(small), False)}}}})
     assert reproduce.stale_cells(record, "on", "0.1", small, stochastic=False) == ["MTPGD"]
-    record["cell_spec"]["on"]["0.1"]["MTPGD"] = grid.cell_spec("MTPGD", dataclasses.asdict(small), False)
+    record.set_cell(("on", "0.1", "MTPGD"), 40.0, spec=grid.cell_spec("MTPGD", dataclasses.asdict(small), False))
     assert reproduce.stale_cells(record, "on", "0.1", small, stochastic=False) == []
     assert reproduce.stale_cells(record, "on", "0.1", small, stochastic=True) == ["PGD10", "MTPGD"]  # EoT
 
@@ -157,8 +162,8 @@ def test_the_strong_budget_size_leaves_the_small_records_as_they_are():
     small, strong = grid.SIZES["small"], grid.SIZES["small_strong"]
     old = dataclasses.asdict(small)
     old.pop("strong_extra")
-    record = {"size_spec": old, "accuracy": {"on": {"0.1": {"Clean": 88.0, "PGD40": 9.0, "APGD-T": 5.0,
-                                                            "Square": 30.0, "PGD100": 4.0}}}}
+    record = RunRecord.from_json({"model": "tgo", "seed": 0, "size_spec": old, "accuracy": {"on": {"0.1": {
+        "Clean": 88.0, "PGD40": 9.0, "APGD-T": 5.0, "Square": 30.0, "PGD100": 4.0}}}})
     assert reproduce.stale_cells(record, "on", "0.1", small, stochastic=True) == []
     assert reproduce.stale_cells(record, "on", "0.1", strong, stochastic=True) == ["APGD-T", "Square"]
     assert grid.run_config("tgo", 1, small).to_dict() == grid.run_config("tgo", 1, strong).to_dict()
@@ -172,14 +177,14 @@ def test_the_strong_budget_size_leaves_the_small_records_as_they_are():
 def test_audit_transfer_sources_are_the_vanilla_model_and_the_next_seed_when_trained(tmp_path):
     workdir = str(tmp_path)
     for model, seed in (("vanilla", 2), ("tgo", 0), ("tgo", 2)):
-        run_dir = reproduce_report.run_dir(workdir, "small", model, seed)
+        run_dir = repro_record.run_dir(workdir, "small", model, seed)
         os.makedirs(os.path.join(run_dir, "checkpoints", "100"))
         epochs = grid.SIZES["small"].epochs if (model, seed) != ("tgo", 0) else 1  # tgo/0 unfinished
         with open(os.path.join(run_dir, "metrics.jsonl"), "w") as f:
             f.write(json.dumps({"epoch": epochs, "step": 100}) + "\n")
     sources = lambda model, seed: reproduce.transfer_sources(workdir, "small", model, seed, [0, 1, 2])
     # tgo/2: its next seed tgo/0 is unfinished.
-    assert sources("tgo", 2) == {"vanilla-seed2": reproduce_report.run_dir(workdir, "small", "vanilla", 2)}
+    assert sources("tgo", 2) == {"vanilla-seed2": repro_record.run_dir(workdir, "small", "vanilla", 2)}
     assert list(sources("tgo", 1)) == ["tgo-seed2"]  # vanilla/1 not trained
     assert list(sources("vanilla", 1)) == ["vanilla-seed2"] and sources("vanilla", 2) == {}  # no vanilla/0
     assert sources("nlif", 1) == {}
@@ -187,54 +192,54 @@ def test_audit_transfer_sources_are_the_vanilla_model_and_the_next_seed_when_tra
 
 
 def test_compare_rule():
-    assert reproduce_report.compare([50, 52, 51], [40, 41, 39])["verdict"] == "higher"
-    assert reproduce_report.compare([40, 41, 39], [50, 52, 51])["verdict"] == "lower"
-    assert reproduce_report.compare([50, 40, 60], [49, 51, 50])["verdict"] == "no clear difference"
-    assert reproduce_report.compare([50], [40, 41])["verdict"] == "undecided"
-    assert reproduce_report.compare([], [40])["verdict"] == "missing"
-    c = reproduce_report.compare([2.0, 4.0], [1.0, 1.0])  # d = 2, se = sqrt(2/2) = 1: exactly 2 se
+    assert repro_claims.compare([50, 52, 51], [40, 41, 39])["verdict"] == "higher"
+    assert repro_claims.compare([40, 41, 39], [50, 52, 51])["verdict"] == "lower"
+    assert repro_claims.compare([50, 40, 60], [49, 51, 50])["verdict"] == "no clear difference"
+    assert repro_claims.compare([50], [40, 41])["verdict"] == "undecided"
+    assert repro_claims.compare([], [40])["verdict"] == "missing"
+    c = repro_claims.compare([2.0, 4.0], [1.0, 1.0])  # d = 2, se = sqrt(2/2) = 1: exactly 2 se
     assert c["diff"] == pytest.approx(2.0) and c["se"] == pytest.approx(1.0) and c["verdict"] == "no clear difference"
 
 
 def test_a_mixed_verdict_counts_the_losses_and_the_gains():
     higher, lower, unclear = ({"verdict": v} for v in ("higher", "lower", "no clear difference"))
-    assert reproduce_report._summarise([higher, lower, unclear]) == \
+    assert repro_claims.summarise([higher, lower, unclear]) == \
         "does not hold (1 of 3 comparisons significantly lower, 1 significantly higher)"
-    assert reproduce_report._summarise([lower, unclear]) == \
+    assert repro_claims.summarise([lower, unclear]) == \
         "does not hold (1 of 2 comparisons significantly lower)"
-    assert reproduce_report._summarise([higher, unclear]).startswith("partly holds (1 of 2")
+    assert repro_claims.summarise([higher, unclear]).startswith("partly holds (1 of 2")
 
 
 def _fake(model, seed, fgsm, share):
-    cells = {a: fgsm for a in reproduce_report.CLAIM_ATTACKS}
-    return {"model": model, "seed": seed, "accuracy": {"on": {"8/255": cells}},
-            "analysis": {"on": {"neighbour_share": share, "grad_l1": 1.0 + 0.01 * seed}}}
+    cells = {a: fgsm for a in repro_claims.CLAIM_ATTACKS}
+    return RunRecord.from_json({"model": model, "seed": seed, "accuracy": {"on": {"8/255": cells}},
+                                "analysis": {"on": {"neighbour_share": share, "grad_l1": 1.0 + 0.01 * seed}}})
 
 
 def test_claims_follow_the_rule():
     records = [_fake("vanilla", s, 40 + s, 0.30 + 0.001 * s) for s in range(3)]
     records += [_fake("tgo", s, 60 + s, 0.18 + 0.001 * s) for s in range(3)]  # drop 40 %
     records += [_fake("mc", s, 40 - s, 0.25) for s in range(3)]  # no better than vanilla
-    out = reproduce_report.claims(records, ["8/255"])
+    out = repro_claims.claims(records, ["8/255"])
     assert out["a"]["verdict"] == "holds"
     assert out["c"]["verdict"].startswith("holds")
     assert out["b"]["parts"]["MC alone helps"].startswith("does not hold")
     assert out["b"]["parts"]["NLIF alone helps"] == "not decided: runs missing"
     assert out["d"]["verdict"] == "does not hold (no clear difference)"
-    records = [r for r in records if r["model"] != "tgo"] + [_fake("tgo", s, 60 + s, 0.27) for s in range(3)]
-    assert reproduce_report.claims(records, ["8/255"])["c"]["verdict"].startswith("partly holds")
+    records = [r for r in records if r.model != "tgo"] + [_fake("tgo", s, 60 + s, 0.27) for s in range(3)]
+    assert repro_claims.claims(records, ["8/255"])["c"]["verdict"].startswith("partly holds")
     # (f): SR ahead on the paper's columns, behind TGO in the worst case over all columns (masking-like).
     for r in records:
-        r["accuracy"]["on"]["8/255"][reproduce_report.WORST_ALL] = 50.0 + r["seed"]
+        r.set_cell(("on", "8/255", repro_claims.WORST_ALL), 50.0 + r.seed)
     records += [_fake("sr", s, 80 + s, 0.3) for s in range(3)]
     for r in records[-3:]:
-        r["accuracy"]["on"]["8/255"][reproduce_report.WORST_ALL] = 10.0 + r["seed"]
-    f = reproduce_report.claims(records, ["8/255"])["f"]
+        r.set_cell(("on", "8/255", repro_claims.WORST_ALL), 10.0 + r.seed)
+    f = repro_claims.claims(records, ["8/255"])["f"]
     assert f["verdict"].startswith("does not hold")  # the verdict is the paper's columns'
     worst_part = [v for k, v in f["parts"].items() if "worst case" in k]
     assert worst_part == ["holds"]
     # (g): TGO over vanilla is decided (tgo 50+s vs vanilla 50+s: no gain) while AT/RAT runs are missing.
-    g = reproduce_report.claims(records, ["8/255"])["g"]
+    g = repro_claims.claims(records, ["8/255"])["g"]
     assert g["parts"]["tgo over vanilla"] == "does not hold (no comparison significantly higher)"
     assert g["parts"]["at_tgo over at"] == "not decided: runs missing"
     assert g["verdict"] == "not decided: runs missing"
@@ -248,14 +253,14 @@ def test_load_needs_the_first_seed_of_every_model(tmp_path):
                "runs": runs, "aggregate": {m: {"accuracy": {"on": {"8/255": {}}}} for m in ("vanilla", "tgo")}}
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / "results.json").write_text(json.dumps(results))
-    out = reproduce_report.load(str(tmp_path), ["vanilla", "tgo"])
+    out = repro_committed.load(str(tmp_path), ["vanilla", "tgo"])
     assert out["workdirs"]["tgo"] == os.path.join(str(tmp_path), "small", "tgo", "seed0")
     assert out["final"]["vanilla"]["test_accuracy"] == 90.0
-    assert reproduce_report.load(str(tmp_path), ["vanilla", "mc"]) is None  # mc has no run
+    assert repro_committed.load(str(tmp_path), ["vanilla", "mc"]) is None  # mc has no run
     del runs[1]["accuracy"]["on"]["8/255"]["PGD10"]
     (tmp_path / "results" / "results.json").write_text(json.dumps(results))
-    assert reproduce_report.load(str(tmp_path), ["vanilla", "tgo"]) is None  # a column missing
-    assert reproduce_report.load(str(tmp_path / "nowhere"), ["vanilla"]) is None
+    assert repro_committed.load(str(tmp_path), ["vanilla", "tgo"]) is None  # a column missing
+    assert repro_committed.load(str(tmp_path / "nowhere"), ["vanilla"]) is None
 
 
 def test_grid_runs_the_ablation_over_every_seed_before_the_other_models(monkeypatch, tmp_path):
@@ -268,7 +273,7 @@ def test_grid_runs_the_ablation_over_every_seed_before_the_other_models(monkeypa
     reproduce.run_grid(str(tmp_path), [0, 1], "ci", ["at", "vanilla", "tgo"], ["Clean", "FGSM", "Square"], EPS)
     audits = [o[1] for o in order if o[0] == "audit"]
     order = [o for o in order if o[0] != "audit"]
-    assert audits == [reproduce_report.run_dir(str(tmp_path), "ci", m, s) for m, s in (
+    assert audits == [repro_record.run_dir(str(tmp_path), "ci", m, s) for m, s in (
         ("vanilla", 0), ("tgo", 0), ("vanilla", 1), ("tgo", 1), ("at", 0), ("at", 1))]  # after the strong suite
     paper, all_ = 2, 3
     assert order == [(paper, "vanilla", 0), (paper, "tgo", 0), (paper, "vanilla", 1), (paper, "tgo", 1),
@@ -280,13 +285,14 @@ def test_grid_runs_the_ablation_over_every_seed_before_the_other_models(monkeypa
 def test_per_example_hits_round_trip_through_their_encoding():
     hits = {"on": {"8/255": {"FGSM": [1.0, 0.0, 1.0], "PGD10": [0.5, 1.0, 0.0]}},
             "off": {"0.1": {"Clean": [2 / 3, 1 / 3, 1.0]}}}
-    encoded = reproduce_report.encode_per_example(hits)
+    encoded = repro_record.encode_per_example(RunRecord.from_json({"model": "tgo", "seed": 0, "per_example": hits}))
     assert encoded["on"]["8/255"] == {"FGSM": "1:101", "PGD10": "2:120"} and encoded["off"]["0.1"]["Clean"] == "3:213"
-    decoded = reproduce_report.decode_per_example(encoded)
+    decoded = repro_record.decode_per_example(encoded)
     assert decoded["off"]["0.1"]["Clean"] == pytest.approx(hits["off"]["0.1"]["Clean"])
     assert decoded["on"] == hits["on"]
     with pytest.raises(ValueError, match="shares of at most 9 draws"):
-        reproduce_report.encode_per_example({"on": {"0.1": {"FGSM": [0.123]}}})
+        repro_record.encode_per_example(RunRecord.from_json({"model": "tgo", "seed": 0,
+                                                             "per_example": {"on": {"0.1": {"FGSM": [0.123]}}}}))
 
 
 def _finished_record(model, seed, names, value=50.0):
@@ -295,7 +301,7 @@ def _finished_record(model, seed, names, value=50.0):
     config = json.loads(json.dumps(grid.run_config(model, seed, grid.SIZES["ci"]).to_dict(), default=str))
     noisy = config["neuron"]["kind"] == "noisy"
     noises = ("on", "off") if noisy else ("on",)
-    eps = [reproduce_report.eps_label(e) for e in grid.EPS]
+    eps = [eps_label(e) for e in grid.EPS]
     return {"model": model, "seed": seed, "size": "ci", "size_spec": size, "config": config, "train_commit": "abc",
             "metrics": [{"epoch": 1, "test_accuracy": 50.0}],
             "accuracy": {n: {e: {a: value for a in names} for e in eps} for n in noises},
@@ -311,24 +317,27 @@ def test_the_committed_report_resumes_the_grid_on_a_fresh_machine(monkeypatch, t
     names = ["Clean", "FGSM", "Square"]
     repo, workdir = str(tmp_path / "repo"), str(tmp_path / "fresh")
     models = {m: grid.MODELS[m][0] for m in ("vanilla", "sr")}
-    records = [_finished_record("vanilla", 0, names), _finished_record("sr", 0, names[:2]),
-               _finished_record("sr", 1, names[:2])]
+    records = [RunRecord.from_json(r) for r in (_finished_record("vanilla", 0, names),
+                                                _finished_record("sr", 0, names[:2]),
+                                                _finished_record("sr", 1, names[:2]))]
     curve = [{"epoch": e, "test_accuracy": 80.0 + e, "elapsed_s": 10.0 * e, "epochs_total": 2} for e in (1, 2)]
     reproduce_report.write(repo, records, size_name="ci", size_spec=dataclasses.asdict(grid.SIZES["ci"]),
                            seeds=[0, 1], models=models, attack_names=names, paper_names=grid.PAPER_ATTACKS,
-                           eps_labels=[reproduce_report.eps_label(e) for e in grid.EPS], convergence=curve)
-    committed = reproduce_report.read_committed(repo, "ci")
+                           eps_labels=[eps_label(e) for e in grid.EPS], convergence=curve)
+    committed = repro_committed.read_committed(repo, "ci")
     assert set(committed) == {("vanilla", 0), ("sr", 0), ("sr", 1)}
-    assert committed[("vanilla", 0)]["per_example"]["on"]["0.1"]["Square"] == [1.0, 0.0]
-    assert reproduce_report.read_committed(repo, "small") == {}  # another size's report is not this grid
+    assert committed[("vanilla", 0)].hits("on", "0.1")["Square"] == [1.0, 0.0]
+    assert {k: v for k, v in committed[("vanilla", 0)].accuracy_cells() if not k[2].startswith("Worst")} == dict(
+        records[0].accuracy_cells())  # the cells as written, read back
+    assert repro_committed.read_committed(repo, "small") == {}  # another size's report is not this grid
 
     worked = []
 
     def fake_run_one(run_dir, model, seed, size, columns, eps):
         worked.append((len(columns), model, seed))
-        record = _finished_record(model, seed, columns, value=60.0)
+        record = RunRecord.from_json(_finished_record(model, seed, columns, value=60.0))
         os.makedirs(run_dir, exist_ok=True)
-        rundir.write_json(rundir.file(run_dir, rundir.REPRODUCE), record)
+        rundir.write_json(rundir.file(run_dir, rundir.REPRODUCE), record.to_json())
         return record
 
     monkeypatch.setattr(reproduce, "run_one", fake_run_one)
@@ -347,14 +356,44 @@ def test_the_committed_report_resumes_the_grid_on_a_fresh_machine(monkeypatch, t
     text = open(os.path.join(repo, "RESULTS.md")).read()
     assert "Retrained runs against their first record" in text
     assert "| sr | 0 | equal | 0 | 4 | 10.00 | abc |" in text
+    # what the retrained runs showed is read off them: the one retrained run, LIF, differed
+    observed = next(line for line in text.splitlines() if line.startswith("A run whose workdir was lost"))
+    assert "On another machine every LIF run has differed" in observed and "Noisy-LIF" not in observed
+
+
+def test_every_committed_record_reads_unchanged():
+    """The typed record reads each run of the committed report and writes it back as it was (a check written
+    before ``max_change`` was recorded gains it); the Noisy-LIF runs have their noise-off cells."""
+    results = rundir.read_json(repro_committed.results_path(REPO))
+    assert results["runs"]
+    for stored in results["runs"]:
+        record = RunRecord.from_json(stored)
+        again = rundir.plain(record.to_json())
+        if "max_change" not in stored.get("committed_check", {"max_change": None}):
+            assert again["committed_check"].pop("max_change") >= 0
+        assert again == stored
+        assert record.noises() == (["on", "off"] if record.noisy else ["on"])
+        assert record.n_cells == sum(len(c) for by_eps in stored["accuracy"].values() for c in by_eps.values())
+    with pytest.raises(ValueError, match="unknown fields"):
+        RunRecord.from_json(dict(results["runs"][0], accuracies={}))
+
+
+def test_two_records_are_one_training_when_config_commit_and_test_curve_agree():
+    a = RunRecord(model="tgo", seed=0, config={"seed": 0}, train_commit="abc", train_wall_s=10.0,
+                  metrics=[{"epoch": 1, "test_accuracy": 80.0}])
+    assert repro_record.same_training(a, dataclasses.replace(a, train_wall_s=99.0))  # timings are no identity
+    assert not repro_record.same_training(a, dataclasses.replace(a, metrics=[{"epoch": 1, "test_accuracy": 81.0}]))
+    assert not repro_record.same_training(a, dataclasses.replace(a, train_commit="def"))
+    assert not repro_record.same_training(a, dataclasses.replace(a, config={"seed": 1}))
 
 
 def test_largest_change_is_read_off_a_check_written_before_it_was_recorded():
     old = {"same_test_curve": False, "cells_equal": 5,
            "cells_differ": ["on 8/255 Clean: 88.75 -> 89.75", "off 0.1 PGD40: 4.00 -> 1.50"]}
-    assert reproduce_report._max_change(old) == 2.5
-    assert reproduce_report._max_change({**old, "cells_differ": []}) == 0.0
-    assert reproduce_report._max_change({**old, "max_change": 7.0}) == 7.0
+    assert repro_record.Check.from_json(old).max_change == 2.5
+    assert repro_record.Check.from_json({**old, "cells_differ": []}).max_change == 0.0
+    assert repro_record.Check.from_json({**old, "max_change": 7.0}).max_change == 7.0
+    assert repro_record.Check.from_json(old).to_json()["max_change"] == 2.5  # written from now on
 
 
 def test_convergence_lines_say_what_the_later_epochs_add():
@@ -368,29 +407,29 @@ def test_convergence_lines_say_what_the_later_epochs_add():
 def _audited(record, **flags):
     """``record`` with an audit at 8/255 whose checks are PASS except ``flags`` ({check: flag})."""
     checks = dict.fromkeys(("a_unbounded", "b_single_step", "c_square", "d_worst_case"), "PASS")
-    checks = record.get("audit", {}).get("8/255", {}).get("flags", checks)
-    return dict(record, audit={"8/255": {"flags": dict(checks, **flags)}})
+    checks = record.audit.get("8/255", {}).get("flags", checks)
+    return dataclasses.replace(record, audit={"8/255": {"flags": dict(checks, **flags)}})
 
 
 def test_a_run_that_fails_its_audit_is_excluded_from_the_claims():
     vanilla = [_audited(_fake("vanilla", s, 40 + s, 0.3)) for s in range(3)]
     tgo = [_audited(_fake("tgo", s, 60 + s, 0.18), f_plateau="WARN") for s in range(3)]
-    assert reproduce_report.claims(vanilla + tgo, ["8/255"])["a"]["verdict"] == "holds"  # a WARN is no FAIL
+    assert repro_claims.claims(vanilla + tgo, ["8/255"])["a"]["verdict"] == "holds"  # a WARN is no FAIL
     tgo[1] = _audited(tgo[1], c_square="FAIL")
-    out = reproduce_report.claims(vanilla + tgo, ["8/255"])
+    out = repro_claims.claims(vanilla + tgo, ["8/255"])
     assert out["a"]["excluded"] == ["tgo/seed1"] and "tgo/seed1: audit FAIL" in out["a"]["verdict"]
     assert out["a"]["verdict"].startswith("holds")  # decided on the two other seeds
     assert out["a"]["rows"][0]["diff"] == pytest.approx(20.0)  # (60 + 62) / 2 - 41: seed 1 left out
     tgo = [_audited(r, c_square="FAIL") for r in tgo]
-    out = reproduce_report.claims(vanilla + tgo, ["8/255"])
+    out = repro_claims.claims(vanilla + tgo, ["8/255"])
     assert not out["a"]["verdict"].startswith("holds") and "excluded" not in out["e"]  # (e) has no tgo run
-    note = reproduce_report.audit_note(vanilla + tgo + [_fake("mc", 0, 40, 0.3)])
+    note = repro_claims.audit_note(vanilla + tgo + [_fake("mc", 0, 40, 0.3)])
     assert list(note["excluded"]) == ["tgo/seed0", "tgo/seed1", "tgo/seed2"] and note["not_audited"] == ["mc/seed0"]
     assert note["excluded"]["tgo/seed0"] == ["c_square @ 8/255"]
-    assert reproduce_report.audit_text(tgo) == "FAIL c_square (seed 0,1,2); WARN f_plateau (seed 0,1,2)"
-    assert reproduce_report.audit_text(vanilla) == "pass" and reproduce_report.audit_text([]) == "not run"
-    assert reproduce_report.audit_text(vanilla[:1] + [_fake("vanilla", 1, 40, 0.3)]) == "not run (seed 1)"
+    assert repro_claims.audit_text(tgo) == "FAIL c_square (seed 0,1,2); WARN f_plateau (seed 0,1,2)"
+    assert repro_claims.audit_text(vanilla) == "pass" and repro_claims.audit_text([]) == "not run"
+    assert repro_claims.audit_text(vanilla[:1] + [_fake("vanilla", 1, 40, 0.3)]) == "not run (seed 1)"
     text = reproduce_report._audit_lines(note)[0]
     assert "Excluded: tgo/seed0 (c_square @ 8/255)" in text and "has not been run for 1 run(s) (mc/seed0)" in text
-    text = reproduce_report._audit_lines(reproduce_report.audit_note([_fake("mc", 0, 40, 0.3)]))[0]
+    text = reproduce_report._audit_lines(repro_claims.audit_note([_fake("mc", 0, 40, 0.3)]))[0]
     assert "has not been run for any of the 1 runs yet" in text and "failed a check." not in text

@@ -19,7 +19,7 @@ every run, from whatever has finished (``--report_only`` writes it without train
 The workdir lives on one machine; the report, written into the repository with ``--report_dir .`` and
 committed, is what a later session on a fresh machine finds: the runs it holds (their cells, measures and
 per-example hits, ``results/per_example.json``) count as done and stay in the next report, and a run that
-needs more columns is retrained and compared with its committed record (``reproduce_report.agreement``, a
+needs more columns is retrained and compared with its committed record (``repro_record.agreement``, a
 table in ``RESULTS.md``). Training is deterministic for a given code, JAX and machine; on another machine
 (XLA compiles for the CPU it runs on) a retrained model may differ; then the retrained record
 (same seed and config) replaces the first one in every column, the first one's cells kept in
@@ -43,10 +43,12 @@ import jax.numpy as jnp
 from absl import app, flags, logging
 
 from tgo_jax import analysis, attacks
-from tgo_train import audit, cli, evaluate, reproduce_report, rundir, tables, train, trained, workdir as workdirs
-from tgo_train.evaluation import reduce_split, split_keys
+from tgo_train import (audit, cli, repro_claims, repro_committed, repro_record, reproduce_report, rundir,
+                       tables, train, trained, workdir as workdirs)
 from tgo_train.configs import grid
 from tgo_train.configs.grid import Size
+from tgo_train.evaluation import evaluate_suite, reduce_split, split_keys
+from tgo_train.repro_record import RunRecord
 
 def attack_suite(names: Sequence[str], *, eps: float, eot: int, size: Size) -> list:
     """(name, attack) pairs for the column names, resolved through the attack registry at the size's
@@ -75,7 +77,7 @@ def git_commit() -> str:
 
 
 def run_one(workdir: str, model: str, seed: int, size_name: str, attack_names: Sequence[str],
-            eps_list: Sequence[float]) -> dict:
+            eps_list: Sequence[float]) -> RunRecord:
     """Trains (resuming), evaluates the missing cells and measures one (model, seed); returns its record."""
     size = grid.SIZES[size_name]
     config = grid.run_config(model, seed, size)
@@ -98,16 +100,17 @@ def run_one(workdir: str, model: str, seed: int, size_name: str, attack_names: S
     for noise, model_obj in _variants(run.model).items():
         run_v = dataclasses.replace(run, model=model_obj)
         stochastic = model_obj.neuron.stochastic
-        for eps in map(tables.eps_label, eps_list):
+        for eps_value in eps_list:
+            eps = tables.eps_label(eps_value)
             _drop_stale(record, noise, eps, size, stochastic)
             todo = [n for n in attack_names if record.accuracy(noise, eps, n) is None]
             if not todo:
                 continue
             t0, cpu0 = time.time(), _cpu_seconds()
-            suite = attack_suite(todo, eps=tables.parse_eps(eps), eot=size.eot if stochastic else 1, size=size)
-            accuracy, hits = evaluate.evaluate_suite(run_v, variables, suite, batch_size=size.eval_batch,
-                                                     draws=size.draws if stochastic else 1, seed=seed,
-                                                     progress=False, per_example=True)
+            suite = attack_suite(todo, eps=eps_value, eot=size.eot if stochastic else 1, size=size)
+            accuracy, hits = evaluate_suite(run_v, variables, suite, batch_size=size.eval_batch,
+                                            draws=size.draws if stochastic else 1, seed=seed, progress=False,
+                                            per_example=True)
             for name, value in accuracy.items():
                 record.set_cell((noise, eps, name), value, [round(float(v), 4) for v in hits[name]],
                                 grid.cell_spec(name, dataclasses.asdict(size), stochastic))
@@ -226,10 +229,10 @@ def run_grid(workdir: str, seeds: Sequence[int], size_name: str, models: Sequenc
 
     A run that the report in ``report_dir`` (the committed one) already has with the columns asked for is
     skipped, even when its workdir is gone (a fresh machine); one that needs more columns is retrained (deterministic
-    on the same machine) and compared with the committed record (``reproduce_report.agreement``).
+    on the same machine) and compared with the committed record (``repro_record.agreement``).
     ``only``: work on these runs alone (``model`` or ``model/seed``), the report still covers the grid.
     Writes the report after each run; ``stop_after`` stops after that many runs were worked on (tests)."""
-    committed = reproduce_report.read_committed(report_dir or workdir, size_name)
+    committed = repro_committed.read_committed(report_dir or workdir, size_name)
     paper = [n for n in attack_names if n in grid.PAPER_ATTACKS]
     phases = [paper, list(attack_names)] if paper and len(paper) < len(attack_names) else [list(attack_names)]
     ablation = [m for m in models if m in grid.ABLATION]
@@ -239,7 +242,7 @@ def run_grid(workdir: str, seeds: Sequence[int], size_name: str, models: Sequenc
         audit_now = audited and names is phases[-1]  # the audit belongs to the last (strong) phase
         for seed in seeds:
             for model in group:
-                run_dir = reproduce_report.run_dir(workdir, size_name, model, seed)
+                run_dir = repro_record.run_dir(workdir, size_name, model, seed)
                 old = committed.get((model, seed))
                 if _complete(_best_record(run_dir, old), names, eps_list, size_name, audit_now):
                     print(f"== {model} seed {seed} ({len(names)} columns): done, skipped", flush=True)
@@ -252,12 +255,11 @@ def run_grid(workdir: str, seeds: Sequence[int], size_name: str, models: Sequenc
                 t0 = time.time()
                 record = run_one(run_dir, model, seed, size_name, names, eps_list)
                 if old is not None:
-                    record["committed_check"] = reproduce_report.agreement(record, old)
-                    rundir.write_json(rundir.file(run_dir, rundir.REPRODUCE), record)
-                    check = record["committed_check"]
+                    check = record.committed_check = repro_record.agreement(record, old)
+                    rundir.write_json(rundir.file(run_dir, rundir.REPRODUCE), record.to_json())
                     print(f"   against the committed record: test curve "
-                          f"{'equal' if check['same_test_curve'] else 'DIFFERENT'}, {check['cells_equal']} cells "
-                          f"equal, {len(check['cells_differ'])} differ {check['cells_differ'][:4]}", flush=True)
+                          f"{'equal' if check.same_test_curve else 'DIFFERENT'}, {check.cells_equal} cells "
+                          f"equal, {len(check.cells_differ)} differ {check.cells_differ[:4]}", flush=True)
                 if audit_now:
                     run_audits(run_dir, seed, size_name, eps_list,
                                transfer_sources(workdir, size_name, model, seed, seeds))
@@ -266,30 +268,24 @@ def run_grid(workdir: str, seeds: Sequence[int], size_name: str, models: Sequenc
                 write_report(workdir, size_name, seeds, models, attack_names, eps_list, report_dir)
 
 
-def _best_record(run_dir: str, committed: Optional[dict]) -> Optional[dict]:
+def _best_record(run_dir: str, committed: Optional[RunRecord]) -> Optional[RunRecord]:
     """The run's record in its workdir; the committed one when the workdir has none (a fresh machine) or
     holds another training of the run with fewer cells (retrained, its evaluation under way)."""
-    record = rundir.read_json(rundir.file(run_dir, rundir.REPRODUCE))
-    if record is None or committed is None or _same_training(record, committed):
+    record = read_record(run_dir)
+    if record is None or committed is None or repro_record.same_training(record, committed):
         return record or committed
-    return committed if reproduce_report.n_cells(committed) > reproduce_report.n_cells(record) else record
+    return committed if committed.n_cells > record.n_cells else record
 
 
-def _same_training(a: dict, b: dict) -> bool:
-    """Whether two records are of one training (a report's copy of a workdir's record)."""
-    key = lambda r: (r.get("train_commit"), r.get("train_wall_s"), r.get("train_cpu_s"))
-    return key(a) == key(b)
-
-
-def _complete(record: Optional[dict], attack_names, eps_list, size_name: str, audited: bool = False) -> bool:
+def _complete(record: Optional[RunRecord], attack_names, eps_list, size_name: str, audited: bool = False) -> bool:
     """Every cell is there with the size's settings, and (``audited``) the audit at every ε."""
-    if record is None or not reproduce_report.is_complete(record, attack_names, eps_list):
+    labels = [tables.eps_label(e) for e in eps_list]
+    if record is None or not record.is_complete(attack_names, labels):
         return False
     if audited and audit_todo(record, eps_list, size_name):
         return False
-    noisy = record["config"]["neuron"]["kind"] == "noisy"
-    return not any(stale_cells(record, noise, tables.eps_label(e), grid.SIZES[size_name], noisy and noise == "on")
-                   for noise in record["accuracy"] for e in eps_list)
+    return not any(stale_cells(record, noise, e, grid.SIZES[size_name], record.noisy and noise == "on")
+                   for noise in record.noises() for e in labels)
 
 
 # ----------------------------------------------------------------------------- the audit
@@ -308,10 +304,10 @@ def audit_spec(size_name: str) -> dict:
     return rundir.plain(spec)
 
 
-def audit_todo(record: dict, eps_list: Sequence[float], size_name: str) -> list:
+def audit_todo(record: RunRecord, eps_list: Sequence[float], size_name: str) -> list:
     """The ε of ``eps_list`` without a finished audit of the size's spec in ``record``."""
     spec = audit_spec(size_name)
-    return [e for e in eps_list if record.get("audit", {}).get(tables.eps_label(e), {}).get("spec") != spec]
+    return [e for e in eps_list if record.audit.get(tables.eps_label(e), {}).get("spec") != spec]
 
 
 def transfer_sources(workdir: str, size_name: str, model: str, seed: int, seeds: Sequence[int]) -> dict:
@@ -324,18 +320,18 @@ def transfer_sources(workdir: str, size_name: str, model: str, seed: int, seeds:
         candidates.append((model, seeds[(seeds.index(seed) + 1) % len(seeds)]))
     out = {}
     for m, s in candidates:
-        run_dir = reproduce_report.run_dir(workdir, size_name, m, s)
+        run_dir = repro_record.run_dir(workdir, size_name, m, s)
         if rundir.finished(run_dir, grid.run_config(m, s, grid.SIZES[size_name])):
             out[f"{m}-seed{s}"] = run_dir
     return out
 
 
-def run_audits(run_dir: str, seed: int, size_name: str, eps_list: Sequence[float], sources: dict) -> dict:
+def run_audits(run_dir: str, seed: int, size_name: str, eps_list: Sequence[float], sources: dict) -> RunRecord:
     """The gradient-masking audit (``grid.AUDITS[size_name]``) of one trained run at each ε, kept in its record
     under ``audit`` (flags and deciding numbers): a finished audit is not run again, an interrupted one (never
     written) is. ``sources``: {name: run dir} of ``transfer_sources``. Returns the record."""
     path = rundir.file(run_dir, rundir.REPRODUCE)
-    record = rundir.read_json(path)
+    record = read_record(run_dir)
     todo = audit_todo(record, eps_list, size_name)
     if not todo:
         return record
@@ -347,11 +343,11 @@ def run_audits(run_dir: str, seed: int, size_name: str, eps_list: Sequence[float
         t0, cpu0 = time.time(), _cpu_seconds()
         result = audit.run_audit(run, variables, eps=eps, sizes=grid.AUDITS[size_name], batch_size=size.eval_batch,
                                  seed=seed, sources=loaded, log=lambda line: print("   " + line, flush=True))
-        record.setdefault("audit", {})[tables.eps_label(eps)] = dict(
+        record.audit[tables.eps_label(eps)] = dict(
             {k: result[k] for k in AUDIT_KEPT}, sources=sources, spec=audit_spec(size_name),
             wall_s=round(time.time() - t0, 1), cpu_s=round(_cpu_seconds() - cpu0, 1), commit=git_commit())
-        rundir.write_json(path, record)
-        print(f"   audit at ε = {tables.eps_label(eps)}: {reproduce_report.audit_text([record])}", flush=True)
+        rundir.write_json(path, record.to_json())
+        print(f"   audit at ε = {tables.eps_label(eps)}: {repro_claims.audit_text([record])}", flush=True)
     return record
 
 
@@ -359,14 +355,14 @@ def write_report(workdir: str, size_name: str, seeds, models, attack_names=grid.
                  report_dir: Optional[str] = None) -> str:
     """Collects the runs found for (size, seeds, models), in the workdir or the report already in
     ``report_dir`` (``_best_record``), and writes RESULTS.md, results.json, figures."""
-    committed = reproduce_report.read_committed(report_dir or workdir, size_name)
+    committed = repro_committed.read_committed(report_dir or workdir, size_name)
     records = []
     for seed in seeds:
         for model in models:
-            r = _best_record(reproduce_report.run_dir(workdir, size_name, model, seed), committed.get((model, seed)))
+            r = _best_record(repro_record.run_dir(workdir, size_name, model, seed), committed.get((model, seed)))
             if r is not None:
                 records.append(r)
-    convergence = _read_convergence(workdir) or reproduce_report.committed_convergence(report_dir or workdir)
+    convergence = _read_convergence(workdir) or repro_committed.committed_convergence(report_dir or workdir)
     return reproduce_report.write(report_dir or workdir, records, size_name=size_name,
                                   size_spec=dataclasses.asdict(grid.SIZES[size_name]), seeds=list(seeds),
                                   models={m: grid.MODELS[m][0] for m in models},
