@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import subprocess
+import sys
 from typing import Any, Callable
 
 import jax
@@ -15,7 +18,7 @@ import numpy as np
 import pytest
 
 from tgo_jax import attacks
-from tgo_train import audit, evaluation, train
+from tgo_train import audit, evaluation, train, workdir as workdirs
 from tests.conftest import tiny_model
 
 NUM_IMAGES = 64
@@ -288,3 +291,24 @@ def test_pgd_step_rules():
     assert dict(attacks.paper_suite(eps=0.1, pgd_step="madry"))["PGD40"].keywords["alpha"] == pytest.approx(0.1 / 16)
     with pytest.raises(ValueError, match=r"pgd_step must be one of \('paper', 'madry'\), got 'fast'"):
         attacks.make("PGD10", pgd_step="fast")
+
+
+def run_audit_program(*args: str) -> subprocess.CompletedProcess:
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return subprocess.run([sys.executable, "-m", "tgo_train.audit_main", *args], cwd=repo, capture_output=True,
+                          text=True, timeout=240)
+
+
+def test_audit_program_names_a_missing_workdir(tmp_path):
+    missing = str(tmp_path / "no_such_run")
+    out = run_audit_program("--workdir", missing, "--size", "ci")
+    assert out.returncode == 1 and out.stderr.startswith("error: ") and missing in out.stderr, out.stderr[-2000:]
+    assert not os.path.exists(missing)  # nothing made for a run that is not there
+
+
+def test_audit_program_waits_for_no_other_evaluation(tmp_path):
+    """Like tgo-evaluate it holds the workdir's evaluation lock: refused at once while another evaluation holds it."""
+    workdir = str(tmp_path / "run")
+    with workdirs.locked(workdir, workdirs.EVALUATOR):
+        out = run_audit_program("--workdir", workdir, "--size", "ci")
+    assert out.returncode == 1 and f"pid {os.getpid()}" in out.stderr, out.stderr[-2000:]
