@@ -17,8 +17,8 @@ JSON-lines file a torn final line (left by an older writer or another tool) is d
 damaged line before the end is an error naming the file and line.
 
 A run is ``finished`` when training it again with its config would train nothing more; two configs make
-the same run (``same_config``) when they differ only in fields that change how the run is carried out or
-reported (``HARMLESS``), not what it means.
+the same run when ``config_changes`` refuses nothing: they differ only in fields that change how the run is
+carried out or reported (``HARMLESS``), not what it means.
 """
 from __future__ import annotations
 
@@ -222,8 +222,3 @@ def config_changes(stored, new) -> tuple[list[Change], list[Change]]:
         if a != b:
             (allowed if field in HARMLESS else refused).append(Change(field, a, b))
     return refused, allowed
-
-
-def same_config(stored, new) -> bool:
-    """Whether ``new`` makes the run ``stored`` made (``config_changes`` refuses nothing)."""
-    return not config_changes(stored, new)[0]
