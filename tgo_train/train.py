@@ -270,7 +270,7 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str) -> dict:
         if ckpt.latest_step() is not None:
             state, restored_meta = ckpt.restore(state, set_aside=rundir.file(workdir, rundir.DAMAGED))
             elapsed_before = float(restored_meta.get("elapsed_s", 0.0))
-            sums = _restored_sums(ckpt, restored_meta, int(state.step))
+            sums = _restored_sums(restored_meta)
             if primary:
                 rundir.keep_records_until(rundir.file(workdir, rundir.METRICS), int(state.step),
                                           drop_partial=int(state.step) < last_step)
@@ -361,13 +361,9 @@ def _checkpoint_meta(meta: dict, epoch: int, elapsed: float, sums: Optional[dict
     return dict(meta, epoch=epoch, elapsed_s=elapsed, metric_sums=metric_sums)
 
 
-def _restored_sums(ckpt: Checkpoints, meta: dict, step: int) -> Optional[dict]:
-    """The metric sums of a checkpoint's unfinished epoch: from its meta, or, in a checkpoint written
-    when the sums were part of the train state, from the state's 'sums' entry."""
-    if "metric_sums" in meta:
-        saved = meta["metric_sums"]
-    else:
-        saved = ckpt.restore_entries(["sums"], step).get("sums")
+def _restored_sums(meta: dict) -> Optional[dict]:
+    """The metric sums of a checkpoint's unfinished epoch (its meta's ``metric_sums``); None at an epoch's end."""
+    saved = meta.get("metric_sums")
     if not saved or not float(saved.get("count", 0.0)):
         return None
     return {k: jnp.asarray(v, jnp.float32) for k, v in saved.items()}
