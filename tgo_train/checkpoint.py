@@ -31,7 +31,7 @@ class Checkpoints(ClosedOnExit):
     """Saves every ``every_steps`` steps and on demand; restores the latest intact one into a target state.
 
     The state is stored as a plain pytree (``flax.serialization.to_state_dict``) next to a JSON
-    record holding the config, so ``tgo_train.evaluate`` can rebuild the model from a workdir alone.
+    record holding the config, so ``tgo_train.trained`` can rebuild the model from a workdir alone.
     Restores are partial: a target reads only the entries it names (an older checkpoint's extra
     entries are skipped), and ``restore_entries`` reads chosen top-level entries without any target.
     """

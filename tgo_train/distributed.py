@@ -1,6 +1,6 @@
 """Multi-process runs on JAX's own runtime (``jax.distributed``): flags, start-up, and process 0's duties.
 
-Every program (``tgo_train.main``, ``tgo_train.evaluate``, ``tgo_train.experiment``) calls
+Every program (``tgo_train.main``, ``tgo_train.evaluate``, ``tgo_train.audit_main``, ``tgo_train.experiment``) calls
 ``initialize_from_flags()`` first. Without ``--distributed`` (or ``--coordinator_address``) it does
 nothing and the program runs as one process. With it, ``jax.distributed.initialize`` joins the
 processes: under SLURM and on Cloud TPU pod slices JAX reads the coordinator, the process count and
