@@ -5,7 +5,9 @@
 Small net (28×28×1, random weights with eval-mode BatchNorm, 10 classes), random pixels; for each neuron kind,
 the median wall milliseconds (after one warm-up call) of the jitted forward pass (``logits``), the input
 gradient of the summed cross-entropy (``grad``, what every attack step computes) and PGD-10 with ``--eot`` noise
-draws per gradient (``pgd10_eot``). Seeds: parameters 0, pixels 1, labels 2, noise 3, attack 4. A ``draws``
+draws per gradient (``pgd10_eot``), and the CPU milliseconds of the same calls (``*_cpu_ms``: the worker process's
+CPU time, all its threads; on cores shared with other jobs the CPU ratios move less than the wall ones, but they
+do not show what a second core gains). Seeds: parameters 0, pixels 1, labels 2, noise 3, attack 4. A ``draws``
 record times the noise draws alone for the net's three Noisy-LIF layers over T steps (the sum of ξ², so nothing
 is stored): ``tgo_jax.noise`` (Philox-4x32 bits) against ``jax.random.normal`` with one split key per step.
 
@@ -16,7 +18,7 @@ revisions, so that both see the same machine load. Only public tgo_jax API (and 
 ``layer_key`` and ``gaussian``) is used, so the same script times any revision.
 
 Output, one JSON object per line: a record per revision and kind, a ``draws`` record per revision, then a
-``summary`` with the noisy/LIF ratios of each revision and, with ``--ref``, the new/ref ratio of every timing,
+``summary`` with the noisy/LIF ratios of each revision (wall and CPU) and, with ``--ref``, the new/ref ratio of every timing,
 plus the machine (CPU model, cores, 1-minute load before and after).
 """
 from __future__ import annotations
@@ -32,6 +34,7 @@ import sys
 import time
 
 METRICS = ("logits_ms", "grad_ms", "pgd10_eot_ms")
+CPU = {m: m.replace("_ms", "_cpu_ms") for m in METRICS}
 DRAWS = ("philox_ms", "jax_random_normal_ms")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -88,7 +91,7 @@ def build(args) -> dict:
 
 
 def worker(args) -> None:
-    """Serves timings over stdin/stdout: one name per line in, one JSON line (its wall ms) out."""
+    """Serves timings over stdin/stdout: one name per line in, one JSON line (its wall and CPU ms) out."""
     sys.path.insert(0, args.worker)  # this revision's library before the installed one
     import jax
     import tgo_jax
@@ -100,9 +103,10 @@ def worker(args) -> None:
     print(json.dumps({"ready": sorted(fns), "compile_s": round(time.perf_counter() - t0, 1),
                       "backend": jax.default_backend(), "jax": jax.__version__}), flush=True)
     for line in sys.stdin:
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         fns[line.strip()]()
-        print(json.dumps({"ms": (time.perf_counter() - t0) * 1e3}), flush=True)
+        print(json.dumps({"ms": (time.perf_counter() - t0) * 1e3, "cpu_ms": (time.process_time() - cpu0) * 1e3}),
+              flush=True)
 
 
 def cpu_model() -> str:
@@ -148,23 +152,28 @@ def main():
         ready[rev] = json.loads(line)
     names = ready["new"]["ready"]
     samples = {rev: {name: [] for name in names} for rev in revisions}
+    cpu = {rev: {name: [] for name in names} for rev in revisions}
     for _ in range(args.reps):
         for name in names:
             for rev, proc in procs.items():
                 proc.stdin.write(name + "\n")
-                samples[rev][name].append(json.loads(proc.stdout.readline())["ms"])
+                reply = json.loads(proc.stdout.readline())
+                samples[rev][name].append(reply["ms"])
+                cpu[rev][name].append(reply["cpu_ms"])
     for proc in procs.values():
         proc.stdin.close()
         proc.wait()
 
     med = {rev: {name: round(statistics.median(v), 1) for name, v in s.items()} for rev, s in samples.items()}
+    med_cpu = {rev: {name: round(statistics.median(v), 1) for name, v in s.items()} for rev, s in cpu.items()}
     kinds = args.kinds.split(",")
     for rev, root in revisions.items():
         common = dict(rev=rev, commit=git_head(root), backend=ready[rev]["backend"], jax=ready[rev]["jax"],
                       compile_s=ready[rev]["compile_s"])
         for kind in kinds:
             print(json.dumps({"kind": kind, "batch": args.batch, "T": args.steps, "pgd_batch": args.pgd_batch,
-                              "eot": args.eot, **{m: med[rev][f"{kind}.{m}"] for m in METRICS}, **common}))
+                              "eot": args.eot, **{m: med[rev][f"{kind}.{m}"] for m in METRICS},
+                              **{CPU[m]: med_cpu[rev][f"{kind}.{m}"] for m in METRICS}, **common}))
         draws = sum(math.prod(s) for s in [(args.batch, 28, 28, 16), (args.batch, 14, 14, 32), (args.batch, 128)])
         print(json.dumps({"kind": "draws", "draws": draws * args.steps,
                           **{m: med[rev][f"draws.{m}"] for m in DRAWS}, **common}))
@@ -174,6 +183,8 @@ def main():
     if "lif" in kinds and "noisy" in kinds:
         summary["noisy_over_lif"] = {rev: {m: round(med[rev][f"noisy.{m}"] / med[rev][f"lif.{m}"], 2)
                                            for m in METRICS} for rev in revisions}
+        summary["noisy_over_lif_cpu"] = {rev: {CPU[m]: round(med_cpu[rev][f"noisy.{m}"] / med_cpu[rev][f"lif.{m}"], 2)
+                                               for m in METRICS} for rev in revisions}
     if args.ref:
         summary["new_over_ref"] = {name: round(med["new"][name] / med["ref"][name], 2) for name in names}
     print(json.dumps(summary), flush=True)
