@@ -149,7 +149,7 @@ class RunRecord:
                                                   for e in eps_labels for a in columns)
                    for noise in (("on", "off") if self.noisy else ("on",)))
 
-    def train_seconds(self) -> tuple:
+    def seconds(self) -> tuple:
         """(wall, CPU) seconds of its training and of its attacks."""
         return (self.train_wall_s or 0, self.train_cpu_s or 0, sum(self.eval_wall_s.values()),
                 sum(self.eval_cpu_s.values()))

@@ -274,7 +274,7 @@ def grid_estimate(records: Sequence[RunRecord], models: Sequence[str], n_seeds: 
     overstate it) times the seeds, divided by the cores. None until every model has a run."""
     per_model = {}
     for m in models:
-        cpu = [r.train_seconds()[1] + r.train_seconds()[3] for r in records if r.model == m and r.eval_cpu_s]
+        cpu = [r.seconds()[1] + r.seconds()[3] for r in records if r.model == m and r.eval_cpu_s]
         if not cpu:
             return None
         per_model[m] = float(sum(cpu) / len(cpu))
@@ -288,11 +288,11 @@ def _timing_lines(records: Sequence[RunRecord], models=(), n_seeds: int = 0, cor
         return []
     rows = []
     for r in sorted(records, key=lambda r: (r.seed, r.model)):
-        train_wall, train_cpu, eval_wall, eval_cpu = r.train_seconds()
+        train_wall, train_cpu, eval_wall, eval_cpu = r.seconds()
         rows.append([r.model, str(r.seed), f"{train_wall:.0f}", f"{train_cpu:.0f}", f"{eval_wall:.0f}",
                      f"{eval_cpu:.0f}", (r.eval_commit or r.train_commit or "?")[:12]])
-    wall = sum(s[0] + s[2] for s in (r.train_seconds() for r in records))
-    cpu = sum(s[1] + s[3] for s in (r.train_seconds() for r in records))
+    wall = sum(s[0] + s[2] for s in (r.seconds() for r in records))
+    cpu = sum(s[1] + s[3] for s in (r.seconds() for r in records))
     busy = (f"Over these runs CPU seconds ÷ wall seconds = {cpu / wall:.2f} (the cores a run kept busy on average). "
             if wall > 0 else "")
     estimate = grid_estimate(records, models, n_seeds, cores)
