@@ -69,7 +69,8 @@ if has jax; then
   bench --arch "${archs// /,}" --T 4 --reps 10  # APGD timing, default configuration
 fi
 
-if has noise; then  # the cost of Noisy-LIF noise: its JSON lines end with the noisy/LIF ratios
+if has noise; then  # the cost of Noisy-LIF noise: its JSON lines end with the noisy/LIF ratios (the wall ones;
+  # on a GPU the CPU ones measure the host only)
   stamp "noise_cost"
   timeout 420 $py bench/noise_cost.py --reps "${NOISE_REPS:-5}" | grep '^{' | tee -a "$out/noise_cost.jsonl"
 fi

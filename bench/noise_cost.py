@@ -7,7 +7,7 @@ the median wall milliseconds (after one warm-up call) of the jitted forward pass
 gradient of the summed cross-entropy (``grad``, what every attack step computes) and PGD-10 with ``--eot`` noise
 draws per gradient (``pgd10_eot``), and the CPU milliseconds of the same calls (``*_cpu_ms``: the worker process's
 CPU time, all its threads; on cores shared with other jobs the CPU ratios move less than the wall ones, but they
-do not show what a second core gains). Seeds: parameters 0, pixels 1, labels 2, noise 3, attack 4. A ``draws``
+do not show what a second core gains; on a GPU they are the host's time only). Seeds: parameters 0, pixels 1, labels 2, noise 3, attack 4. A ``draws``
 record times the noise draws alone for the net's three Noisy-LIF layers over T steps (the sum of ξ², so nothing
 is stored): ``tgo_jax.noise`` (Philox-4x32 bits) against ``jax.random.normal`` with one split key per step.
 
