@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -20,7 +21,7 @@ from tgo_jax import data
 from tgo_train import repro_claims, repro_committed, repro_record, reproduce, reproduce_report, rundir
 from tgo_train.configs import grid
 from tgo_train.repro_record import RunRecord
-from tgo_train.tables import eps_label
+from tgo_train.tables import eps_label, parse_eps
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLI_TIMEOUT_S = 300
@@ -378,6 +379,17 @@ def test_every_committed_record_reads_unchanged():
         RunRecord.from_json(dict(results["runs"][0], accuracies={}))
 
 
+def test_the_committed_report_is_what_its_records_render(tmp_path):
+    """RESULTS.md is regenerated from the committed records (``--report_only``) byte for byte: its text is
+    the code's rendering of the records, nothing edited by hand or left from an earlier rendering."""
+    shutil.copytree(os.path.join(REPO, "results"), tmp_path / "results")
+    results = rundir.read_json(repro_committed.results_path(str(tmp_path)))
+    reproduce.write_report(str(tmp_path / "workdir"), results["size"], results["seeds"], list(results["models"]),
+                           results["attack_names"], [parse_eps(e) for e in results["eps_labels"]], str(tmp_path))
+    with open(os.path.join(REPO, "RESULTS.md")) as committed, open(tmp_path / "RESULTS.md") as rendered:
+        assert rendered.read() == committed.read()
+
+
 def test_two_records_are_one_training_when_config_commit_and_test_curve_agree():
     a = RunRecord(model="tgo", seed=0, config={"seed": 0}, train_commit="abc", train_wall_s=10.0,
                   metrics=[{"epoch": 1, "test_accuracy": 80.0}])
@@ -429,7 +441,21 @@ def test_a_run_that_fails_its_audit_is_excluded_from_the_claims():
     assert repro_claims.audit_text(tgo) == "FAIL c_square (seed 0,1,2); WARN f_plateau (seed 0,1,2)"
     assert repro_claims.audit_text(vanilla) == "pass" and repro_claims.audit_text([]) == "not run"
     assert repro_claims.audit_text(vanilla[:1] + [_fake("vanilla", 1, 40, 0.3)]) == "not run (seed 1)"
-    text = reproduce_report._audit_lines(note)[0]
+    text = _audit_paragraph(vanilla + tgo + [_fake("mc", 0, 40, 0.3)])
     assert "Excluded: tgo/seed0 (c_square @ 8/255)" in text and "has not been run for 1 run(s) (mc/seed0)" in text
-    text = reproduce_report._audit_lines(repro_claims.audit_note([_fake("mc", 0, 40, 0.3)]))[0]
+    assert "| TGO (MC + NLIF) † |" in _rendered(vanilla + tgo)  # its tables mark the model
+    text = _audit_paragraph([_fake("mc", 0, 40, 0.3)])
     assert "has not been run for any of the 1 runs yet" in text and "failed a check." not in text
+
+
+def _rendered(records):
+    """RESULTS.md of ``records`` (the ci size, ε = 8/255, the claims' columns)."""
+    summary, records = reproduce_report.summary_of(
+        records, size_name="ci", size_spec=dataclasses.asdict(grid.SIZES["ci"]), seeds=[0, 1, 2],
+        models={m: grid.MODELS[m][0] for m in grid.MODELS if any(r.model == m for r in records)},
+        attack_names=list(repro_claims.CLAIM_ATTACKS), paper_names=grid.PAPER_ATTACKS, eps_labels=["8/255"])
+    return reproduce_report.render(summary, records)
+
+
+def _audit_paragraph(records) -> str:
+    return next(line for line in _rendered(records).splitlines() if line.startswith("Gradient-masking audit"))
