@@ -54,16 +54,7 @@ class Check:
 
     @classmethod
     def from_json(cls, d: dict) -> "Check":
-        """A check as stored. Those written before ``max_change`` was recorded (the first committed report's)
-        have it read off their ``cells_differ`` lines."""
-        if "max_change" in d:
-            largest = float(d["max_change"])
-        else:
-            pairs = [line.rsplit(": ", 1)[1].split(" -> ") for line in d["cells_differ"]]
-            largest = max((abs(float(b) - float(a)) for a, b in pairs), default=0.0)
-        return cls(same_test_curve=d["same_test_curve"], cells_equal=d["cells_equal"],
-                   cells_differ=list(d["cells_differ"]), max_change=largest,
-                   committed_train_commit=d.get("committed_train_commit"))
+        return cls(**d)
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
